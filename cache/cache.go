@@ -1,0 +1,382 @@
+// Package cache is pipe's local content-addressed store (CAS) and action
+// cache (AC), shared by every workspace of a user like Go's build cache.
+//
+// Layout under the cache directory:
+//
+//	cas/ab/abcdef…   blob named by the sha256 of its bytes
+//	ac/12/1234ab…    action result named by its action key
+//	tmp/             temp files, renamed into place when complete
+//
+// Every write goes to tmp/ first and is renamed into place, so a crash at any
+// moment leaves either a complete entry or none. Every read is checked against
+// its digest; a corrupt entry is removed and reported as a miss.
+package cache
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Digest is a sha256.
+type Digest [32]byte
+
+func (d Digest) String() string { return hex.EncodeToString(d[:]) }
+
+// IsZero reports whether d is the zero value (no digest).
+func (d Digest) IsZero() bool { return d == Digest{} }
+
+func (d Digest) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+func (d *Digest) UnmarshalText(b []byte) error {
+	p, err := ParseDigest(string(b))
+	if err != nil {
+		return err
+	}
+	*d = p
+	return nil
+}
+
+// ParseDigest parses 64 hex characters.
+func ParseDigest(s string) (Digest, error) {
+	var d Digest
+	if len(s) != 64 {
+		return d, fmt.Errorf("digest %q: want 64 hex characters", s)
+	}
+	if _, err := hex.Decode(d[:], []byte(s)); err != nil {
+		return d, fmt.Errorf("digest %q: %w", s, err)
+	}
+	return d, nil
+}
+
+// Sum returns the digest of b.
+func Sum(b []byte) Digest { return sha256.Sum256(b) }
+
+// ErrMiss is returned when an entry is absent or was found corrupt.
+var ErrMiss = errors.New("cache miss")
+
+// OutputFile is one file an action produced.
+type OutputFile struct {
+	Path       string `json:"path"` // workspace-relative
+	Digest     Digest `json:"digest"`
+	Size       int64  `json:"size"`
+	Executable bool   `json:"executable,omitempty"`
+}
+
+// ActionResult is what the AC records for a successful action.
+type ActionResult struct {
+	Outputs []OutputFile `json:"outputs"`
+	// Dirs are the declared output directories; their files are in Outputs.
+	Dirs []string `json:"dirs,omitempty"`
+	// Symlinks inside output directories, path → target.
+	Symlinks map[string]string `json:"symlinks,omitempty"`
+	// DurationMs is how long the action took when it executed.
+	DurationMs int64 `json:"duration_ms"`
+}
+
+// Cache is a local CAS + AC rooted at a directory.
+type Cache struct {
+	dir string
+}
+
+// DefaultDir is $PIPE_CACHE_DIR, else $XDG_CACHE_HOME/pipe, else ~/.cache/pipe.
+func DefaultDir() (string, error) {
+	if d := os.Getenv("PIPE_CACHE_DIR"); d != "" {
+		return filepath.Abs(d)
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "pipe"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("locate the cache directory: %w (set PIPE_CACHE_DIR)", err)
+	}
+	return filepath.Join(home, ".cache", "pipe"), nil
+}
+
+// Open opens (creating if needed) the cache at dir.
+func Open(dir string) (*Cache, error) {
+	for _, sub := range []string{"cas", "ac", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("open cache %s: %w", dir, err)
+		}
+	}
+	return &Cache{dir: dir}, nil
+}
+
+// Dir is the cache's root directory.
+func (c *Cache) Dir() string { return c.dir }
+
+func (c *Cache) casPath(d Digest) string {
+	h := d.String()
+	return filepath.Join(c.dir, "cas", h[:2], h)
+}
+
+func (c *Cache) acPath(key Digest) string {
+	h := key.String()
+	return filepath.Join(c.dir, "ac", h[:2], h)
+}
+
+// BlobPath is where the blob with digest d lives (whether or not it exists).
+func (c *Cache) BlobPath(d Digest) string { return c.casPath(d) }
+
+// Has reports whether the blob d is present. It does not verify it.
+func (c *Cache) Has(d Digest) bool {
+	_, err := os.Stat(c.casPath(d))
+	return err == nil
+}
+
+// tempFile creates a temp file in the cache's tmp dir.
+func (c *Cache) tempFile() (*os.File, error) {
+	f, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "w-*")
+	if errors.Is(err, os.ErrNotExist) {
+		// Someone ran `pipe clean --cache` under us; recreate and retry once.
+		if err := os.MkdirAll(filepath.Join(c.dir, "tmp"), 0o755); err != nil {
+			return nil, err
+		}
+		f, err = os.CreateTemp(filepath.Join(c.dir, "tmp"), "w-*")
+	}
+	return f, err
+}
+
+// commit renames a finished temp file into place.
+func commit(tmp, dst string) error {
+	if err := os.Rename(tmp, dst); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			os.Remove(tmp)
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		if err := os.Rename(tmp, dst); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+	}
+	return nil
+}
+
+// PutReader copies r into the CAS and returns its digest and size.
+func (c *Cache) PutReader(r io.Reader) (Digest, int64, error) {
+	f, err := c.tempFile()
+	if err != nil {
+		return Digest{}, 0, fmt.Errorf("cache put: %w", err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return Digest{}, 0, fmt.Errorf("cache put: %w", err)
+	}
+	var d Digest
+	h.Sum(d[:0])
+	if c.Has(d) {
+		os.Remove(f.Name())
+		return d, n, nil
+	}
+	os.Chmod(f.Name(), 0o444)
+	if err := commit(f.Name(), c.casPath(d)); err != nil {
+		return Digest{}, 0, fmt.Errorf("cache put %s: %w", d, err)
+	}
+	return d, n, nil
+}
+
+// PutFile copies the file at path into the CAS.
+func (c *Cache) PutFile(path string) (Digest, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Digest{}, 0, err
+	}
+	defer f.Close()
+	return c.PutReader(f)
+}
+
+// PutBytes stores b in the CAS.
+func (c *Cache) PutBytes(b []byte) (Digest, error) {
+	d, _, err := c.PutReader(bytes.NewReader(b))
+	return d, err
+}
+
+// ErrCorrupt reports a CAS blob whose bytes no longer match its name.
+var ErrCorrupt = errors.New("corrupt cache blob")
+
+// CopyOut writes blob d to dst atomically (temp file beside dst, then
+// rename), verifying the digest as it copies. A blob that fails verification
+// is deleted and ErrCorrupt returned; a missing blob returns ErrMiss.
+func (c *Cache) CopyOut(d Digest, dst string, executable bool) error {
+	src, err := os.Open(c.casPath(d))
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("blob %s: %w", d, ErrMiss)
+	}
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".pipe-tmp-*")
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(tmp, h), src)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	var got Digest
+	h.Sum(got[:0])
+	if got != d {
+		os.Remove(tmp.Name())
+		os.Remove(c.casPath(d))
+		return fmt.Errorf("blob %s: content hashes to %s: %w", d, got, ErrCorrupt)
+	}
+	mode := os.FileMode(0o644)
+	if executable {
+		mode = 0o755
+	}
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return nil
+}
+
+// ReadBlob returns the verified bytes of blob d.
+func (c *Cache) ReadBlob(d Digest) ([]byte, error) {
+	b, err := os.ReadFile(c.casPath(d))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("blob %s: %w", d, ErrMiss)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if Sum(b) != d {
+		os.Remove(c.casPath(d))
+		return nil, fmt.Errorf("blob %s: %w", d, ErrCorrupt)
+	}
+	return b, nil
+}
+
+// acMagic starts every AC entry; the digest of the body follows it, so a
+// truncated or edited entry is detected on read.
+const acMagic = "pipe-ac-1 "
+
+// GetAC returns the result recorded for key, or ErrMiss.
+func (c *Cache) GetAC(key Digest) (*ActionResult, error) {
+	b, err := os.ReadFile(c.acPath(key))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrMiss
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read action cache: %w", err)
+	}
+	r, ok := decodeAC(b)
+	if !ok {
+		os.Remove(c.acPath(key))
+		return nil, ErrMiss
+	}
+	return r, nil
+}
+
+func decodeAC(b []byte) (*ActionResult, bool) {
+	head, body, ok := bytes.Cut(b, []byte("\n"))
+	if !ok || !bytes.HasPrefix(head, []byte(acMagic)) {
+		return nil, false
+	}
+	want, err := ParseDigest(string(head[len(acMagic):]))
+	if err != nil || Sum(body) != want {
+		return nil, false
+	}
+	var r ActionResult
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, false
+	}
+	return &r, true
+}
+
+// PutAC records r as the result of key. Call it only after every output
+// blob is in the CAS, so a reader never sees a result whose blobs are absent.
+func (c *Cache) PutAC(key Digest, r *ActionResult) error {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	buf.WriteString(acMagic)
+	buf.WriteString(Sum(body).String())
+	buf.WriteByte('\n')
+	buf.Write(body)
+	f, err := c.tempFile()
+	if err != nil {
+		return fmt.Errorf("write action cache: %w", err)
+	}
+	_, err = f.Write(buf.Bytes())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write action cache: %w", err)
+	}
+	if err := commit(f.Name(), c.acPath(key)); err != nil {
+		return fmt.Errorf("write action cache: %w", err)
+	}
+	return nil
+}
+
+// Clean removes every entry of the cache. It refuses a directory that does
+// not look like a pipe cache, so a mistyped PIPE_CACHE_DIR cannot wipe $HOME.
+func (c *Cache) Clean() error {
+	ents, err := os.ReadDir(c.dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		switch e.Name() {
+		case "cas", "ac", "tmp":
+		default:
+			if !strings.HasPrefix(e.Name(), ".") {
+				return fmt.Errorf("clean cache %s: it holds %q, which pipe did not write; remove it by hand", c.dir, e.Name())
+			}
+		}
+	}
+	for _, sub := range []string{"cas", "ac", "tmp"} {
+		p := filepath.Join(c.dir, sub)
+		makeWritable(p)
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("clean cache: %w", err)
+		}
+	}
+	return nil
+}
+
+// makeWritable lets RemoveAll delete read-only blobs' directories.
+func makeWritable(root string) {
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+}

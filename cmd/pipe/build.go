@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pipebuild/pipe/engine"
+)
+
+func buildCmd(ctx context.Context, g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "build [PATTERN...]",
+		Short: "build targets (default //...), reusing cached results",
+		Long: `Build the targets the patterns select and everything they depend on.
+
+Patterns: //pkg:name, //pkg (= //pkg:<last element>), //pkg:all, //pkg/..., //...
+Relative patterns (:name, sub/dir/...) resolve against the current directory.
+Outputs land in dist/<pkg>/<target>/.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBuild(ctx, g, args, cmd)
+		},
+	}
+}
+
+func runBuild(ctx context.Context, g *globalFlags, args []string, cmd *cobra.Command) error {
+	stderr := cmd.ErrOrStderr()
+	s, err := openWorkspace(g, stderr)
+	if err != nil {
+		return err
+	}
+	pats, err := s.patterns(args)
+	if err != nil {
+		return err
+	}
+	lock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	plan, err := engine.PlanBuild(ctx, s.ws, s.eval, pats)
+	if err != nil {
+		return err
+	}
+	c, err := openCache()
+	if err != nil {
+		return err
+	}
+	digests := engine.LoadFileDigests(s.digestsPath())
+	ui, err := newUI(g, stderr, len(plan.Needed))
+	if err != nil {
+		return err
+	}
+	exec := &engine.Executor{
+		WS:          s.ws,
+		Cache:       c,
+		Digests:     digests,
+		Jobs:        g.jobs,
+		KeepGoing:   g.keepGoing,
+		Reporter:    ui,
+		PipeVersion: pipeVersion(),
+	}
+	execStart := time.Now()
+	sum, buildErr := exec.Execute(ctx, plan.Needed)
+	phases := append(plan.Phases, engine.Phase{Name: "execute", Start: execStart, End: time.Now()})
+	if err := digests.Save(); err != nil {
+		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
+	}
+	sum.Duration = time.Since(s.start)
+	ui.finish(sum, buildErr)
+	if err := ui.writeFiles(phases, s.start); err != nil {
+		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
+	}
+	if buildErr != nil {
+		if errors.Is(buildErr, context.Canceled) {
+			fmt.Fprintln(stderr, "pipe: interrupted; finished outputs are kept, the rest will build next time")
+			return &exitError{code: 130}
+		}
+		return &exitError{code: 1}
+	}
+	return nil
+}
+
+// exists reports whether a path exists.
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

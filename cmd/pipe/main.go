@@ -1,0 +1,100 @@
+// Command pipe builds, caches and deploys serverless Python APIs described
+// in BUILD.star files.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pipebuild/pipe/engine"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// globalFlags are accepted by every command.
+type globalFlags struct {
+	dir       string
+	jobs      int
+	keepGoing bool
+	verbose   bool
+	color     string
+	events    string
+	profile   string
+}
+
+// exitError carries an exit code through cobra.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// run is the whole CLI; main only wires process state into it, so tests can
+// call it in-process.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:           "pipe",
+		Short:         "pipe builds, caches and deploys serverless Python APIs from BUILD.star files",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.dir, "directory", "C", "", "run as if started in `DIR`")
+	pf.IntVarP(&g.jobs, "jobs", "j", runtime.NumCPU(), "run at most `N` actions at once")
+	pf.BoolVarP(&g.keepGoing, "keep-going", "k", false, "build as much as possible after a failure")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "print every action, cached ones too")
+	pf.StringVar(&g.color, "color", "auto", "colour and live progress: auto, always or never")
+	pf.StringVar(&g.events, "events", "", "write one JSON object per action to `FILE`")
+	pf.StringVar(&g.profile, "profile", "", "write a Chrome trace (open it in Perfetto) to `FILE`")
+
+	root.AddCommand(
+		buildCmd(ctx, g),
+		queryCmd(ctx, g),
+		graphCmd(ctx, g),
+		cleanCmd(ctx, g),
+		versionCmd(),
+	)
+	root.SetArgs(args)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return engine.Usagef("%v (see pipe %s --help)", err, c.Name())
+	})
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "pipe: %v\n", err)
+	if engine.IsUserError(err) || isCobraUsage(err) {
+		return 2
+	}
+	return 1
+}
+
+// isCobraUsage recognises cobra's own argument errors (unknown command…).
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires at least", "invalid argument"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}

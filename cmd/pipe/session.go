@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pipebuild/pipe/cache"
+	"github.com/pipebuild/pipe/engine"
+	"github.com/pipebuild/pipe/rules"
+	"github.com/pipebuild/pipe/starlark"
+)
+
+// session is one command's view of a workspace.
+type session struct {
+	start  time.Time
+	g      *globalFlags
+	ws     *engine.Workspace
+	eval   *starlark.Evaluator
+	relPkg string
+	stderr io.Writer
+	phases []engine.Phase
+}
+
+// openWorkspace finds the workspace and evaluates WORKSPACE.star.
+func openWorkspace(g *globalFlags, stderr io.Writer) (*session, error) {
+	s := &session{start: time.Now(), g: g, stderr: stderr}
+	dir := g.dir
+	if dir == "" {
+		var err error
+		if dir, err = os.Getwd(); err != nil {
+			return nil, err
+		}
+	} else if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, engine.Usagef("-C %s: not a directory", dir)
+	}
+	root, err := engine.FindWorkspace(dir)
+	if err != nil {
+		return nil, err
+	}
+	s.relPkg = engine.RelPackage(root, dir)
+	s.eval = starlark.NewEvaluator(root, rules.Registry())
+	s.eval.Print = func(pos engine.Pos, msg string) {
+		fmt.Fprintf(stderr, "DEBUG %s: %s\n", pos, msg)
+	}
+	settings, err := s.eval.EvalWorkspace()
+	if err != nil {
+		return nil, err
+	}
+	s.ws = &engine.Workspace{Root: root, Settings: settings}
+	return s, nil
+}
+
+// lock takes the workspace lock, telling the user when it has to wait.
+func (s *session) lock(ctx context.Context) (*engine.Lock, error) {
+	return engine.AcquireLock(ctx, s.ws.StateDir(), func(holder string) {
+		if holder == "" {
+			holder = "another process"
+		}
+		fmt.Fprintf(s.stderr, "pipe: waiting for the workspace lock (held by %s)…\n", holder)
+	})
+}
+
+// patterns parses command-line patterns; none means //...
+func (s *session) patterns(args []string) ([]engine.Pattern, error) {
+	if len(args) == 0 {
+		args = []string{"//..."}
+	}
+	var out []engine.Pattern
+	for _, a := range args {
+		p, err := engine.ParsePattern(a, s.relPkg)
+		if err != nil {
+			return nil, engine.Usagef("%v", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func openCache() (*cache.Cache, error) {
+	dir, err := cache.DefaultDir()
+	if err != nil {
+		return nil, err
+	}
+	return cache.Open(dir)
+}
+
+func (s *session) digestsPath() string {
+	return filepath.Join(s.ws.StateDir(), "digests")
+}

@@ -1,0 +1,14 @@
+// Package rules assembles the registry of every rule family pipe ships.
+package rules
+
+import (
+	"github.com/pipebuild/pipe/engine"
+	"github.com/pipebuild/pipe/rules/core"
+)
+
+// Registry returns a registry holding all of pipe's rules.
+func Registry() *engine.Registry {
+	reg := engine.NewRegistry()
+	core.Register(reg)
+	return reg
+}
