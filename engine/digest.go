@@ -227,4 +227,3 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 func WriteFileAtomic(path string, b []byte, mode os.FileMode) error {
 	return writeFileAtomic(path, b, mode)
 }
-

@@ -146,13 +146,13 @@ func (e *Executor) Execute(ctx context.Context, actions []*Action) (Summary, err
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	var (
-		mu        sync.Mutex
-		summary   = Summary{Total: len(actions)}
-		failed    []*ActionEvent
-		stopped   atomic.Bool
-		wg        sync.WaitGroup
-		checkSem  = make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))
-		execSem   = make(chan int, jobs)
+		mu       sync.Mutex
+		summary  = Summary{Total: len(actions)}
+		failed   []*ActionEvent
+		stopped  atomic.Bool
+		wg       sync.WaitGroup
+		checkSem = make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))
+		execSem  = make(chan int, jobs)
 	)
 	for i := 1; i <= jobs; i++ {
 		execSem <- i

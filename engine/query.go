@@ -140,7 +140,7 @@ func (p *qparser) expr() (qnode, error) {
 
 var queryFuncs = map[string]struct {
 	exprArgs []bool // true: expression; false: string/int
-	optional int     // trailing optional args
+	optional int    // trailing optional args
 }{
 	"deps":   {[]bool{true, false}, 1},
 	"rdeps":  {[]bool{true, true, false}, 1},
