@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dominikbraun/graph"
 )
@@ -71,18 +73,25 @@ func (s *loadSet) get(pkg string) (*Package, error) {
 	return pl.pkg, pl.err
 }
 
-// loadAll loads pkgs concurrently and returns the errors, sorted by package.
+// loadAll loads pkgs concurrently and returns the errors, in package order.
+// A fixed pool of workers evaluates them: each worker's stack grows once to
+// the depth the Starlark parser needs, instead of once per package.
 func (s *loadSet) loadAll(pkgs []string) []error {
 	errs := make([]error, len(pkgs))
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i, p := range pkgs {
+	workers := min(len(pkgs), 2*runtime.GOMAXPROCS(0))
+	for range workers {
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			_, errs[i] = s.get(p)
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(pkgs) {
+					return
+				}
+				_, errs[i] = s.get(pkgs[i])
+			}
 		}()
 	}
 	wg.Wait()
@@ -333,17 +342,55 @@ func (tg *TargetGraph) buildGraph(labels map[Label]bool) error {
 			}
 		}
 	}
-	order, err := graph.StableTopologicalSort(g, func(a, b string) bool { return a < b })
-	if err != nil {
+	order, ok := postorder(g, sorted)
+	if !ok {
 		return tg.cycleError(g)
 	}
-	// Edges point from a target to its deps; build deps first.
-	tg.Order = make([]Label, len(order))
-	for i, s := range order {
-		tg.Order[len(order)-1-i] = MustParseLabel(s)
-	}
+	tg.Order = order
 	tg.g = g
 	return nil
+}
+
+// postorder lists the vertices with every target after its dependencies,
+// visiting in label order so the result is deterministic. It reports false
+// on a cycle. (The library's topological sorts are quadratic on graphs of
+// thousands of targets; a depth-first walk over one adjacency map is not.)
+func postorder(g graph.Graph[string, string], sorted []Label) ([]Label, bool) {
+	adj, err := g.AdjacencyMap()
+	if err != nil {
+		return nil, false
+	}
+	state := make(map[string]uint8, len(sorted)) // 1 visiting, 2 done
+	order := make([]Label, 0, len(sorted))
+	var visit func(v string) bool
+	visit = func(v string) bool {
+		switch state[v] {
+		case 1:
+			return false
+		case 2:
+			return true
+		}
+		state[v] = 1
+		next := make([]string, 0, len(adj[v]))
+		for w := range adj[v] {
+			next = append(next, w)
+		}
+		sort.Strings(next)
+		for _, w := range next {
+			if !visit(w) {
+				return false
+			}
+		}
+		state[v] = 2
+		order = append(order, MustParseLabel(v))
+		return true
+	}
+	for _, l := range sorted {
+		if !visit(l.String()) {
+			return nil, false
+		}
+	}
+	return order, true
 }
 
 // cycleError finds one cycle and prints it as a chain of labels.
