@@ -277,6 +277,9 @@ func (tg *TargetGraph) resolve(t *Target, d Dep) (Resolved, error) {
 		}
 	}
 	file := path.Join(l.Pkg, l.Name)
+	if ok && pkg.Globbed[l.Name] {
+		return Resolved{File: file}, nil
+	}
 	if fi, err := os.Stat(tg.WS.Abs(file)); err == nil {
 		if fi.IsDir() {
 			return Resolved{}, Errorf(t.Pos, "%s: attribute %s: %s is a directory; name files, or use glob([\"%s/**\"])", t.Label, d.Attr, l, l.Name)

@@ -162,6 +162,9 @@ type Package struct {
 	Order   []string // target names in declaration order
 	// Loads are the .star files the package loaded, transitively.
 	Loads []string
+	// Globbed holds the package-relative files glob() returned: they are
+	// known to exist, so resolving a label to one needs no stat.
+	Globbed map[string]bool
 }
 
 // DidYouMean returns the candidate closest to s, or "" when none is close.

@@ -40,6 +40,22 @@ const DefaultActionPath = "/usr/local/bin:/usr/bin:/bin"
 type Workspace struct {
 	Root     string // absolute
 	Settings Settings
+
+	tools sync.Map // path → identity, so each tool is stat'ed once
+}
+
+// ToolIdentity names a host program by path, size and modification time:
+// an upgrade of the program changes it, and so every key that uses it.
+func (w *Workspace) ToolIdentity(path string) string {
+	if id, ok := w.tools.Load(path); ok {
+		return id.(string)
+	}
+	id := path + " (missing)"
+	if fi, err := os.Stat(path); err == nil {
+		id = fmt.Sprintf("%s %d %d", path, fi.Size(), fi.ModTime().UnixNano())
+	}
+	w.tools.Store(path, id)
+	return id
 }
 
 // StateDir is the workspace's private state directory, .pipe/.

@@ -50,6 +50,8 @@ type moduleEntry struct {
 	ready   chan struct{}
 	globals star.StringDict
 	err     error
+	// loads is every .star file the module loaded, transitively.
+	loads map[string]bool
 }
 
 // loadChain is the chain of modules one evaluation is loading; it finds load
@@ -75,19 +77,31 @@ type pkgBuilder struct {
 	pkg     *engine.Package
 	globCtx *globContext
 	loads   map[string]bool
+	// seen are the directories and .gitignore files glob() read: with the
+	// BUILD.star and loads they are everything the package's value depends on.
+	seen map[string]bool
 }
 
 const (
 	localPkg   = "pipe.pkg"
 	localChain = "pipe.chain"
+	// localLoads is the set a thread adds every loaded file to.
+	localLoads = "pipe.loads"
 )
 
 // LoadPackage evaluates pkg's BUILD.star.
 func (ev *Evaluator) LoadPackage(pkg string) (*engine.Package, error) {
+	p, _, err := ev.loadPackage(pkg)
+	return p, err
+}
+
+// loadPackage evaluates pkg's BUILD.star and also returns every
+// workspace-relative path the result depends on.
+func (ev *Evaluator) loadPackage(pkg string) (*engine.Package, []string, error) {
 	file := path.Join(pkg, engine.BuildFile)
 	src, err := os.ReadFile(filepath.Join(ev.root, filepath.FromSlash(file)))
 	if err != nil {
-		return nil, fmt.Errorf("load //%s: %w", pkg, err)
+		return nil, nil, fmt.Errorf("load //%s: %w", pkg, err)
 	}
 	b := &pkgBuilder{
 		pkg: &engine.Package{
@@ -96,18 +110,24 @@ func (ev *Evaluator) LoadPackage(pkg string) (*engine.Package, error) {
 			Targets: map[string]*engine.Target{},
 		},
 		loads: map[string]bool{},
+		seen:  map[string]bool{},
 	}
 	chain := &loadChain{stack: []string{file}}
 	thread := ev.newThread(file, chain)
 	thread.SetLocal(localPkg, b)
+	thread.SetLocal(localLoads, b.loads)
 	if _, err := ev.exec(thread, file, src, ev.buildPredeclared()); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for l := range b.loads {
 		b.pkg.Loads = append(b.pkg.Loads, l)
 	}
 	sort.Strings(b.pkg.Loads)
-	return b.pkg, nil
+	deps := append([]string{file}, b.pkg.Loads...)
+	for d := range b.seen {
+		deps = append(deps, d)
+	}
+	return b.pkg, deps, nil
 }
 
 func (ev *Evaluator) newThread(file string, chain *loadChain) *star.Thread {
@@ -210,9 +230,6 @@ func (ev *Evaluator) load(thread *star.Thread, module string) (star.StringDict, 
 		return nil, engine.Errorf(callerPos(thread, 0), "%v", err)
 	}
 	chain := thread.Local(localChain).(*loadChain)
-	if b, ok := thread.Local(localPkg).(*pkgBuilder); ok {
-		b.loads[file] = true
-	}
 	for i, f := range chain.stack {
 		if f == file {
 			cycle := append(append([]string(nil), chain.stack[i:]...), file)
@@ -238,19 +255,27 @@ func (ev *Evaluator) load(thread *star.Thread, module string) (star.StringDict, 
 		chain.waiting = nil
 		ev.modMu.Unlock()
 	} else {
-		e = &moduleEntry{owner: chain, ready: make(chan struct{})}
+		e = &moduleEntry{owner: chain, ready: make(chan struct{}), loads: map[string]bool{}}
 		ev.modules[file] = e
 		ev.modMu.Unlock()
-		e.globals, e.err = ev.execModule(file, chain)
+		e.globals, e.err = ev.execModule(file, chain, e.loads)
 		close(e.ready)
 	}
 	if e.err != nil {
 		return nil, e.err
 	}
+	// The loading file depends on this module and everything it loaded;
+	// e.loads is final once e is ready.
+	if set, ok := thread.Local(localLoads).(map[string]bool); ok {
+		set[file] = true
+		for f := range e.loads {
+			set[f] = true
+		}
+	}
 	return e.globals, nil
 }
 
-func (ev *Evaluator) execModule(file string, chain *loadChain) (star.StringDict, error) {
+func (ev *Evaluator) execModule(file string, chain *loadChain, loads map[string]bool) (star.StringDict, error) {
 	src, err := os.ReadFile(filepath.Join(ev.root, filepath.FromSlash(file)))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -261,6 +286,7 @@ func (ev *Evaluator) execModule(file string, chain *loadChain) (star.StringDict,
 	chain.stack = append(chain.stack, file)
 	defer func() { chain.stack = chain.stack[:len(chain.stack)-1] }()
 	thread := ev.newThread(file, chain)
+	thread.SetLocal(localLoads, loads)
 	return ev.exec(thread, file, src, ev.buildPredeclared())
 }
 

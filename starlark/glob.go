@@ -53,7 +53,7 @@ func (ev *Evaluator) glob(thread *star.Thread, fn *star.Builtin, args star.Tuple
 		}
 	}
 	if b.globCtx == nil {
-		files, err := ev.listPackage(b.pkg.Path)
+		files, err := ev.listPackage(b.pkg.Path, b.seen)
 		if err != nil {
 			return nil, engine.Errorf(call, "glob: %v", err)
 		}
@@ -63,6 +63,10 @@ func (ev *Evaluator) glob(thread *star.Thread, fn *star.Builtin, args star.Tuple
 	for _, f := range b.globCtx.files {
 		if matchAny(incl, f) && !matchAny(excl, f) {
 			out = append(out, star.String(f))
+			if b.pkg.Globbed == nil {
+				b.pkg.Globbed = map[string]bool{}
+			}
+			b.pkg.Globbed[f] = true
 		}
 	}
 	if len(out) == 0 && !allowEmpty {
@@ -116,7 +120,8 @@ func matchAny(patterns []string, f string) bool {
 }
 
 // listPackage returns every file of package pkg, package-relative, sorted.
-func (ev *Evaluator) listPackage(pkg string) ([]string, error) {
+// It adds to seen each directory it read and each .gitignore it consulted.
+func (ev *Evaluator) listPackage(pkg string, seen map[string]bool) ([]string, error) {
 	root := filepath.Join(ev.root, filepath.FromSlash(pkg))
 	var files []string
 	var walk func(dir, rel string, m gitignore.Matcher) error
@@ -126,6 +131,8 @@ func (ev *Evaluator) listPackage(pkg string) ([]string, error) {
 			return err
 		}
 		wsRel := path.Join(pkg, rel)
+		seen[wsRel] = true
+		seen[path.Join(wsRel, ".gitignore")] = true
 		if ps := ev.ignores.patterns(wsRel); len(ps) > 0 {
 			m = extendMatcher(m, ps)
 		}
@@ -151,7 +158,10 @@ func (ev *Evaluator) listPackage(pkg string) ([]string, error) {
 				}
 				sub := filepath.Join(dir, name)
 				if exists(filepath.Join(sub, engine.BuildFile)) || exists(filepath.Join(sub, engine.WorkspaceFile)) {
-					continue // a sub-package owns its files
+					// A sub-package owns its files; the package depends
+					// only on it staying one.
+					seen[childWs] = true
+					continue
 				}
 				if err := walk(sub, childRel, m); err != nil {
 					return err
@@ -163,6 +173,13 @@ func (ev *Evaluator) listPackage(pkg string) ([]string, error) {
 		return nil
 	}
 	base := ev.ignores.matcherAbove(pkg)
+	if pkg != "" {
+		seen[".gitignore"] = true
+		parts := strings.Split(pkg, "/")
+		for i := 1; i < len(parts); i++ {
+			seen[strings.Join(parts[:i], "/")+"/.gitignore"] = true
+		}
+	}
 	if err := walk(root, "", base); err != nil {
 		return nil, err
 	}

@@ -42,7 +42,8 @@ func runBuild(ctx context.Context, g *globalFlags, args []string, cmd *cobra.Com
 		return err
 	}
 	defer lock.Release()
-	plan, err := engine.PlanBuild(ctx, s.ws, s.eval, pats)
+	plan, err := engine.PlanBuild(ctx, s.ws, s.loader, pats)
+	s.saveState()
 	if err != nil {
 		return err
 	}

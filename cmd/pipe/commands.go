@@ -29,7 +29,8 @@ func queryCmd(ctx context.Context, g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tg, err := engine.LoadTargets(ctx, s.ws, s.eval, q.Patterns())
+			tg, err := engine.LoadTargets(ctx, s.ws, s.loader, q.Patterns())
+			s.saveState()
 			if err != nil {
 				return err
 			}
@@ -97,7 +98,8 @@ between them. Render dot with: pipe graph //... | dot -Tsvg > graph.svg`,
 			if err != nil {
 				return err
 			}
-			tg, err := engine.LoadTargets(ctx, s.ws, s.eval, pats)
+			tg, err := engine.LoadTargets(ctx, s.ws, s.loader, pats)
+			s.saveState()
 			if err != nil {
 				return err
 			}

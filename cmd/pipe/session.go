@@ -20,6 +20,8 @@ type session struct {
 	g      *globalFlags
 	ws     *engine.Workspace
 	eval   *starlark.Evaluator
+	// loader evaluates packages through the package cache.
+	loader *starlark.PackageCache
 	relPkg string
 	stderr io.Writer
 	phases []engine.Phase
@@ -51,6 +53,7 @@ func openWorkspace(g *globalFlags, stderr io.Writer) (*session, error) {
 		return nil, err
 	}
 	s.ws = &engine.Workspace{Root: root, Settings: settings}
+	s.loader = starlark.NewPackageCache(s.eval, filepath.Join(s.ws.StateDir(), "packages"), pipeVersion())
 	return s, nil
 }
 
@@ -90,4 +93,11 @@ func openCache() (*cache.Cache, error) {
 
 func (s *session) digestsPath() string {
 	return filepath.Join(s.ws.StateDir(), "digests")
+}
+
+// saveState writes the package cache; losing it only costs time.
+func (s *session) saveState() {
+	if err := s.loader.Save(); err != nil {
+		fmt.Fprintf(s.stderr, "pipe: warning: %v\n", err)
+	}
 }

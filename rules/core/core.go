@@ -84,21 +84,11 @@ func analyzeGenrule(ctx *engine.AnalysisContext) error {
 		Outputs:     outs,
 		Argv:        []string{shell, "-eo", "pipefail", "-c", cmd},
 		Env:         env,
-		Tools:       []string{toolIdentity(shell)},
+		Tools:       []string{ws.ToolIdentity(shell)},
 		Sandbox:     true,
 	})
 	ctx.Provide(outs...)
 	return nil
-}
-
-// toolIdentity names a host program by path, size and modification time:
-// an upgrade of the program changes it, and so every key that uses it.
-func toolIdentity(path string) string {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return path + " (missing)"
-	}
-	return fmt.Sprintf("%s %d %d", path, fi.Size(), fi.ModTime().UnixNano())
 }
 
 // expandCommand replaces Bazel's make variables in a genrule command.
