@@ -61,7 +61,7 @@ func LoadFileDigests(path string) *FileDigests {
 	}
 	for len(body) > 0 {
 		n, k := binary.Uvarint(body)
-		if k <= 0 || uint64(len(body)-k) < n+6*8+32+8 {
+		if k <= 0 || n > uint64(len(body)) || uint64(len(body)-k) < n+88 {
 			return &FileDigests{path: path, m: make(map[string]digestEntry)}
 		}
 		body = body[k:]

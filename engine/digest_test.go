@@ -2,6 +2,7 @@ package engine
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
@@ -313,5 +314,22 @@ func TestFileDigestsErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "digests")); !os.IsNotExist(err) {
 		t.Error("Save after only failed lookups wrote a file")
+	}
+}
+
+// A digests file with a valid checksum but a name length near 2^64 must
+// load as empty, not panic on an overflowing bounds check.
+func TestLoadFileDigestsHugeLength(t *testing.T) {
+	body := binary.AppendUvarint(nil, ^uint64(0)-40)
+	body = append(body, make([]byte, 100)...)
+	sum := sha256.Sum256(body)
+	b := append([]byte(digestsMagic), body...)
+	b = append(b, sum[:]...)
+	p := filepath.Join(t.TempDir(), "digests")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if fd := LoadFileDigests(p); len(fd.m) != 0 {
+		t.Fatalf("loaded %d entries from a crafted file, want 0", len(fd.m))
 	}
 }

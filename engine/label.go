@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"unicode"
 )
 
 // Label names a target or a source file: //pkg:name. Pkg is the package path
@@ -132,7 +133,7 @@ func checkName(n string) error {
 // unsafe as a path: control characters, colons and quotes.
 func checkChars(s, what string) error {
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == ':' || r == '"' || r == '\'' || r == '\\' || r == '@' && what == "package path" {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || r == ':' || r == '"' || r == '\'' || r == '\\' || r == '@' && what == "package path" {
 			return fmt.Errorf("%s %q contains the character %q", what, s, r)
 		}
 		if r == 0xfffd {
@@ -177,34 +178,59 @@ func (p Pattern) Matches(l Label) bool {
 	}
 }
 
+// isAllName reports the names that select every target of a package. As in
+// Bazel, they shadow a target of the same name.
+func isAllName(n string) bool { return n == "all" || n == "*" || n == "all-targets" }
+
 // ParsePattern parses a target pattern given on the command line. relPkg is
-// the package of the working directory, so "..." and ":name" work from inside
-// a package as they do in Bazel.
+// the package of the working directory, so "...", ":name" and "sub/dir"
+// work from inside a package as they do in Bazel.
 func ParsePattern(s, relPkg string) (Pattern, error) {
 	orig := s
-	if !strings.HasPrefix(s, "//") && !strings.HasPrefix(s, ":") {
-		// A relative pattern: resolve against the working directory's package.
-		if s == "..." {
-			s = "//" + relPkg + "/..."
-			if relPkg == "" {
-				s = "//..."
+	if s == "" {
+		return Pattern{}, fmt.Errorf("empty pattern")
+	}
+	if strings.HasPrefix(s, "@") {
+		return Pattern{}, fmt.Errorf("pattern %q: external repositories (@repo) are not supported; use a //path pattern inside the workspace", orig)
+	}
+	switch {
+	case strings.HasPrefix(s, "//"):
+	case strings.HasPrefix(s, ":"):
+		s = "//" + relPkg + s
+	case strings.HasPrefix(s, "/"):
+		return Pattern{}, fmt.Errorf("pattern %q: write workspace patterns with two slashes (//pkg:name) or relative to the current directory", orig)
+	default:
+		// Relative to the working directory's package: only the package part
+		// is a path; the name after ':' is checked as written.
+		rel, name, hasName := strings.Cut(s, ":")
+		joined := rel
+		if relPkg != "" {
+			joined = relPkg + "/" + rel
+		}
+		clean := path.Clean(joined)
+		if clean == ".." || strings.HasPrefix(clean, "../") {
+			return Pattern{}, fmt.Errorf("pattern %q leaves the workspace", orig)
+		}
+		if clean == "." {
+			clean = ""
+		}
+		if rest, ok := strings.CutSuffix(rel, "..."); ok && (rest == "" || strings.HasSuffix(rest, "/")) && !hasName {
+			// "..." and "sub/..." keep their meaning after cleaning.
+			base := path.Clean(relPkg + "/" + rest)
+			base = strings.Trim(base, "/")
+			if base == "." || base == "" {
+				return Pattern{Recursive: true}, nil
 			}
-		} else {
-			base := relPkg
-			if base != "" {
-				base += "/"
-			}
-			s = "//" + path.Clean(base+s)
-			if strings.HasPrefix(s, "//../") || s == "//.." {
+			if strings.HasPrefix(base, "..") {
 				return Pattern{}, fmt.Errorf("pattern %q leaves the workspace", orig)
 			}
-			if s == "//." {
-				s = "//"
+			s = "//" + base + "/..."
+		} else {
+			s = "//" + clean
+			if hasName {
+				s += ":" + name
 			}
 		}
-	}
-	if strings.HasPrefix(s, ":") {
-		s = "//" + relPkg + s
 	}
 	body := s[2:]
 	if body == "..." {
@@ -216,18 +242,15 @@ func ParsePattern(s, relPkg string) (Pattern, error) {
 		}
 		return Pattern{Pkg: p, Recursive: true}, nil
 	}
-	if p, name, ok := strings.Cut(body, ":"); ok && (name == "all" || name == "*" || name == "all-targets") {
-		if err := checkPkg(p); err != nil {
-			return Pattern{}, fmt.Errorf("pattern %q: %w", orig, err)
-		}
-		return Pattern{Pkg: p, All: true}, nil
-	}
 	if body == "" {
 		return Pattern{Pkg: "", All: true}, nil
 	}
 	l, err := ParseLabel(s, relPkg)
 	if err != nil {
 		return Pattern{}, fmt.Errorf("pattern %q: %w", orig, err)
+	}
+	if isAllName(l.Name) {
+		return Pattern{Pkg: l.Pkg, All: true}, nil
 	}
 	return Pattern{Pkg: l.Pkg, Name: l.Name}, nil
 }

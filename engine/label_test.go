@@ -373,3 +373,35 @@ func FuzzParsePattern(f *testing.F) {
 		}
 	})
 }
+
+func TestParseLabelRejectsUnicodeControls(t *testing.T) {
+	for _, s := range []string{"//pkg:a\u0085b", "//p\u009bkg:x", "//pkg:a\u2028b"} {
+		if l, err := ParseLabel(s, ""); err == nil {
+			t.Errorf("ParseLabel(%q) = %v, want an error", s, l)
+		}
+	}
+}
+
+func TestParsePatternAllNames(t *testing.T) {
+	for _, tc := range []struct{ in, rel, want string }{
+		{"//x/all", "", "//x/all:all"},
+		{"*", "a/b/c", "//a/b/c/*:all"},
+		{"all", "", "//all:all"},
+		{":all", "a", "//a:all"},
+		{"sub:t", "a", "//a/sub:t"},
+	} {
+		p, err := ParsePattern(tc.in, tc.rel)
+		if err != nil {
+			t.Errorf("ParsePattern(%q, %q): %v", tc.in, tc.rel, err)
+			continue
+		}
+		if p.String() != tc.want {
+			t.Errorf("ParsePattern(%q, %q) = %s, want %s", tc.in, tc.rel, p, tc.want)
+		}
+	}
+	for _, bad := range []string{"/etc", "a/b:c/../d", "", "@repo//x"} {
+		if p, err := ParsePattern(bad, "a"); err == nil {
+			t.Errorf("ParsePattern(%q) = %v, want an error", bad, p)
+		}
+	}
+}

@@ -179,16 +179,39 @@ func (p *qparser) term() (qnode, error) {
 				}
 				f.args = append(f.args, n)
 			} else {
-				f.strs = append(f.strs, strings.Trim(p.next(), `"'`))
+				w := p.next()
+				if isPunct(w) {
+					return nil, Usagef("query: %s: expected a word, found %q", t, w)
+				}
+				f.strs = append(f.strs, strings.Trim(w, `"'`))
 			}
 		}
-		return f, p.expect(")")
+		if err := p.expect(")"); err != nil {
+			return nil, err
+		}
+		if (t == "deps" || t == "rdeps") && len(f.strs) == 1 {
+			if d, err := strconv.Atoi(f.strs[0]); err != nil || d < 0 {
+				return nil, Usagef("query: %s: depth %q is not a non-negative integer", t, f.strs[0])
+			}
+		}
+		return f, nil
+	}
+	if isPunct(t) {
+		return nil, Usagef("query: expected a target pattern or function, found %q", t)
 	}
 	pat, err := ParsePattern(strings.Trim(t, `"'`), p.relPkg)
 	if err != nil {
 		return nil, Usagef("query: %v", err)
 	}
 	return &qpattern{pat}, nil
+}
+
+func isPunct(t string) bool {
+	switch t {
+	case "(", ")", ",", "+", "^", "-", "":
+		return true
+	}
+	return false
 }
 
 // Patterns lists every target pattern in the query: loading them (and

@@ -72,7 +72,7 @@ func TestParseQueryInvalid(t *testing.T) {
 		{"deps(//a:b", `found "end of expression"`},
 		{"deps(//a:b, 1", `expected ")"`},
 		{"deps(//a:b, 1, 2)", `expected ")", found ","`},
-		{"deps(//a:b,)", `expected ")"`},
+		{"deps(//a:b,)", `expected a word, found ")"`},
 		{"rdeps(//...)", `expected ","`},
 		{"kind(x)", `expected ","`},
 		{"//a:b //c:d", `unexpected "//c:d" after a complete expression`},
@@ -106,8 +106,8 @@ func TestParseQueryInvalid(t *testing.T) {
 	}
 }
 
-// A depth argument is only checked when the query runs; an empty target
-// graph is enough to reach that check.
+// A bad depth argument is rejected when the query is parsed, before any
+// package is loaded.
 func TestQueryBadDepth(t *testing.T) {
 	tg := &TargetGraph{Targets: map[Label]*Target{}}
 	for _, expr := range []string{
@@ -117,17 +117,12 @@ func TestQueryBadDepth(t *testing.T) {
 		"rdeps(//..., //a:b, many)",
 		"deps(//a:b, '')",
 	} {
-		q, err := ParseQuery(expr, "")
-		if err != nil {
-			t.Errorf("ParseQuery(%q): %v", expr, err)
-			continue
-		}
-		_, err = q.Eval(tg)
+		_, err := ParseQuery(expr, "")
 		if err == nil || !strings.Contains(err.Error(), "is not a non-negative integer") {
-			t.Errorf("Eval(%q) error = %v, want a bad depth error", expr, err)
+			t.Errorf("ParseQuery(%q) error = %v, want a bad depth error", expr, err)
 		}
 		if !IsUserError(err) {
-			t.Errorf("Eval(%q) error %T is not a user error", expr, err)
+			t.Errorf("ParseQuery(%q) error %T is not a user error", expr, err)
 		}
 	}
 	for _, expr := range []string{"deps(//a:b, 0)", "deps(//a:b, 10)", "rdeps(//..., //a:b, 2)"} {
