@@ -6,6 +6,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // File is an input or output of actions: a source file in the workspace, or
@@ -256,6 +257,9 @@ type ActionGraph struct {
 	results map[Label]targetResult
 	sources map[string]*File
 	byPath  map[string]*Action
+
+	ancestorsOnce sync.Once
+	ancestors     map[string]bool
 }
 
 func (ag *ActionGraph) sourceFile(p string, owner Label) *File {
@@ -341,6 +345,20 @@ func (ag *ActionGraph) link() error {
 		}
 	}
 	return nil
+}
+
+// declaredKind reports whether p is a declared output, or a directory
+// holding declared outputs.
+func (ag *ActionGraph) declaredKind(p string) (output, ancestor bool) {
+	ag.ancestorsOnce.Do(func() {
+		ag.ancestors = map[string]bool{}
+		for q := range ag.byPath {
+			for d := path.Dir(q); d != "." && d != "/" && !ag.ancestors[d]; d = path.Dir(d) {
+				ag.ancestors[d] = true
+			}
+		}
+	})
+	return ag.byPath[p] != nil, ag.ancestors[p]
 }
 
 // Producer returns the action that writes path, if any.

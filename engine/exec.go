@@ -78,6 +78,9 @@ type Executor struct {
 	PipeVersion string
 	// Hooks for a remote cache, set by the CLI; nil means local only.
 	Remote RemoteCache
+	// Graph, when set, lets the executor remove files that an executed
+	// target no longer declares from its dist/ directory.
+	Graph *ActionGraph
 }
 
 // RemoteCache is the executor's view of a shared cache: look up results
@@ -239,6 +242,9 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 	ev.Key = key
 	if r, err := e.Cache.GetAC(key); err == nil {
 		restored, ok := e.materializeCached(r)
+		if ok && restored > 0 && e.Graph != nil {
+			e.pruneStale(a.Owner)
+		}
 		if ok {
 			<-checkSem
 			s.result, s.outDigests, s.ok = r, resultDigests(r), true
@@ -579,7 +585,43 @@ func (e *Executor) execute(ctx context.Context, a *Action) (*cache.ActionResult,
 			e.Digests.Record(of.Path, fi, of.Digest)
 		}
 	}
+	if e.Graph != nil {
+		e.pruneStale(a.Owner)
+	}
 	return r, output(), nil
+}
+
+// pruneStale removes from the target's dist/ directory what no action
+// declares any more (outputs renamed or dropped from a BUILD file), so dist/
+// holds exactly what the build produces. It only runs after an action of
+// the target executed or had outputs restored: a changed declaration always
+// changes the key, so the stale file is either there after an execution or
+// next to a file restored from an older result.
+func (e *Executor) pruneStale(owner Label) {
+	root := path.Join("dist", owner.Pkg, owner.Name)
+	var walk func(dir string)
+	walk = func(dir string) {
+		ents, err := os.ReadDir(e.WS.Abs(dir))
+		if err != nil {
+			return
+		}
+		for _, de := range ents {
+			rel := dir + "/" + de.Name()
+			if strings.HasPrefix(de.Name(), ".pipe-tmp-") || strings.HasSuffix(de.Name(), ".pipe-old") {
+				continue // another action's write in progress
+			}
+			output, ancestor := e.Graph.declaredKind(rel)
+			switch {
+			case output:
+			case ancestor && de.IsDir():
+				walk(rel)
+			default:
+				os.RemoveAll(e.WS.Abs(rel))
+				e.Digests.Forget(rel)
+			}
+		}
+	}
+	walk(root)
 }
 
 func outputName(a *Action, o *File) string {

@@ -64,6 +64,7 @@ func runBuild(ctx context.Context, g *globalFlags, args []string, cmd *cobra.Com
 		KeepGoing:   g.keepGoing,
 		Reporter:    ui,
 		PipeVersion: pipeVersion(),
+		Graph:       plan.Actions,
 	}
 	execStart := time.Now()
 	sum, buildErr := exec.Execute(ctx, plan.Needed)
