@@ -51,7 +51,10 @@ type ActionEvent struct {
 	// Output is what the action printed (stdout then stderr), possibly cut.
 	Output string
 	Err    error
-	Worker int
+	// Warning is something the user should know though the action
+	// succeeded, such as a corrupt cache entry that was replaced.
+	Warning string
+	Worker  int
 }
 
 // Reporter receives progress from the executor. Calls may come from many
@@ -240,26 +243,30 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 		return fail(err)
 	}
 	ev.Key = key
-	if r, err := e.Cache.GetAC(key); err == nil {
-		restored, ok := e.materializeCached(r)
-		if ok && restored > 0 && e.Graph != nil {
+	hit := func(r *cache.ActionResult, restored int) *ActionEvent {
+		if restored > 0 && e.Graph != nil {
 			e.pruneStale(a.Owner)
 		}
-		if ok {
+		s.result, s.outDigests, s.ok = r, resultDigests(r), true
+		ev.Status, ev.Restored, ev.End = StatusCached, restored, time.Now()
+		return ev
+	}
+	if r, err := e.Cache.GetAC(key); err == nil {
+		restored, err := e.materializeCached(r)
+		if err == nil {
 			<-checkSem
-			s.result, s.outDigests, s.ok = r, resultDigests(r), true
-			ev.Status, ev.Restored, ev.End = StatusCached, restored, time.Now()
-			return ev
+			return hit(r, restored)
+		}
+		if errors.Is(err, cache.ErrCorrupt) {
+			ev.Warning = fmt.Sprintf("the cache held a corrupt copy of an output (%v); it was deleted and the action runs again", err)
 		}
 	}
 	<-checkSem
 	if e.Remote != nil {
 		if r, ok := e.Remote.Fetch(ctx, key); ok {
-			if restored, ok := e.materializeCached(r); ok {
+			if restored, err := e.materializeCached(r); err == nil {
 				if err := e.Cache.PutAC(key, r); err == nil {
-					s.result, s.outDigests, s.ok = r, resultDigests(r), true
-					ev.Status, ev.Restored, ev.End = StatusCached, restored, time.Now()
-					return ev
+					return hit(r, restored)
 				}
 			}
 		}
@@ -418,7 +425,7 @@ func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.
 // materializeCached makes the workspace hold r's outputs, restoring any that
 // are missing or were edited. It reports false when a blob is missing or
 // corrupt, so the action must run again.
-func (e *Executor) materializeCached(r *cache.ActionResult) (int, bool) {
+func (e *Executor) materializeCached(r *cache.ActionResult) (int, error) {
 	restored := 0
 	for _, o := range r.Outputs {
 		abs := e.WS.Abs(o.Path)
@@ -437,7 +444,7 @@ func (e *Executor) materializeCached(r *cache.ActionResult) (int, bool) {
 			os.RemoveAll(abs)
 		}
 		if err := e.Cache.CopyOut(o.Digest, abs, o.Executable); err != nil {
-			return restored, false
+			return restored, fmt.Errorf("restore %s: %w", o.Path, err)
 		}
 		if fi, err := os.Stat(abs); err == nil {
 			e.Digests.Record(o.Path, fi, o.Digest)
@@ -452,14 +459,14 @@ func (e *Executor) materializeCached(r *cache.ActionResult) (int, bool) {
 		os.RemoveAll(abs)
 		os.MkdirAll(filepath.Dir(abs), 0o755)
 		if err := os.Symlink(target, abs); err != nil {
-			return restored, false
+			return restored, fmt.Errorf("restore %s: %w", p, err)
 		}
 		restored++
 	}
 	if len(r.Dirs) > 0 {
 		restored += e.pruneDirs(r)
 	}
-	return restored, true
+	return restored, nil
 }
 
 // pruneDirs removes files in output directories that the result does not
@@ -786,7 +793,9 @@ func runCommand(ctx context.Context, ec *ExecContext, a *Action) error {
 	cmd.Env = env
 	cmd.Stdout = ec.Stdout
 	cmd.Stderr = ec.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig kills the command if pipe itself is killed (kill -9), so
+	// no orphan keeps writing into a scratch directory.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error {
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}

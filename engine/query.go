@@ -165,8 +165,12 @@ func (p *qparser) term() (qnode, error) {
 		f := &qfunc{name: t}
 		for i, isExpr := range spec.exprArgs {
 			if i > 0 {
-				if p.peek() == ")" && i >= len(spec.exprArgs)-spec.optional {
+				optional := i >= len(spec.exprArgs)-spec.optional
+				if optional && p.peek() == ")" {
 					break
+				}
+				if optional && p.peek() == "" {
+					return nil, Usagef("query: %s: expected \")\" or \",\", found end of expression", t)
 				}
 				if err := p.expect(","); err != nil {
 					return nil, err

@@ -69,7 +69,7 @@ func TestParseQueryInvalid(t *testing.T) {
 		{"((//a:b)", `expected ")"`},
 		{"//a:b)", `unexpected ")" after a complete expression`},
 		{"(//a:b))", `unexpected ")" after a complete expression`},
-		{"deps(//a:b", `found "end of expression"`},
+		{"deps(//a:b", `expected ")" or ",", found end of expression`},
 		{"deps(//a:b, 1", `expected ")"`},
 		{"deps(//a:b, 1, 2)", `expected ")", found ","`},
 		{"deps(//a:b,)", `expected a word, found ")"`},

@@ -148,6 +148,11 @@ func (ev *Evaluator) newThread(file string, chain *loadChain) *star.Thread {
 func (ev *Evaluator) exec(thread *star.Thread, file string, src []byte, predeclared star.StringDict) (star.StringDict, error) {
 	f, prog, err := star.SourceProgramOptions(fileOptions, file, src, predeclared.Has)
 	if err != nil {
+		var se syntax.Error
+		if errors.As(err, &se) {
+			se.Pos = tokenStart(src, se)
+			return nil, convertError(se)
+		}
 		return nil, convertError(err)
 	}
 	ev.astMu.Lock()
@@ -159,6 +164,39 @@ func (ev *Evaluator) exec(thread *star.Thread, file string, src []byte, predecla
 	}
 	g.Freeze()
 	return g, nil
+}
+
+// tokenStart moves a "got X, want Y" syntax error from just after the
+// offending token, where the parser reports it, to the token's first
+// column, where an editor should put the cursor.
+func tokenStart(src []byte, se syntax.Error) syntax.Position {
+	pos := se.Pos
+	if !strings.HasPrefix(se.Msg, "got ") || pos.Line < 1 || pos.Col < 2 {
+		return pos
+	}
+	lines := strings.Split(string(src), "\n")
+	if int(pos.Line) > len(lines) {
+		return pos
+	}
+	line := lines[pos.Line-1]
+	end := int(pos.Col) - 1 // byte index just past the token
+	if end > len(line) {
+		return pos
+	}
+	isIdent := func(c byte) bool {
+		return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+	}
+	start := end
+	switch {
+	case isIdent(line[end-1]):
+		for start > 0 && isIdent(line[start-1]) {
+			start--
+		}
+	case line[end-1] != ' ' && line[end-1] != '\t':
+		start = end - 1
+	}
+	pos.Col = int32(start + 1)
+	return pos
 }
 
 // convertError turns Starlark's errors into engine.BuildFileErrors.

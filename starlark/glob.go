@@ -37,7 +37,7 @@ func (ev *Evaluator) glob(thread *star.Thread, fn *star.Builtin, args star.Tuple
 	if err := star.UnpackArgs("glob", args, kwargs, "include", &include, "exclude?", &exclude, "allow_empty?", &allowEmpty); err != nil {
 		return nil, err
 	}
-	call := callerPos(thread, 1)
+	call := ev.callStart(callerPos(thread, 1))
 	b, ok := thread.Local(localPkg).(*pkgBuilder)
 	if !ok {
 		return nil, engine.Errorf(call, "glob: can only be called while a BUILD.star is evaluated")

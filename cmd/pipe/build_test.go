@@ -228,6 +228,9 @@ func TestCorruptBlobIsDetectedAndRebuilt(t *testing.T) {
 	wantLabels(t, "executed", res.labels("executed"), "//a:upper")
 	wantLabels(t, "cached", res.labels("cached"), "//a:first", "//b:both", "//b:other")
 	checkChainOutputs(t, ws, "ALPHA\nBETA\n", "ALPHA\n")
+	if !strings.Contains(res.stderr, "WARNING: //a:upper: the cache held a corrupt copy of an output") {
+		t.Errorf("no warning about the corrupt blob in:\n%s", res.stderr)
+	}
 
 	// The CAS holds the right bytes again: deleting the output once more is
 	// a plain restore.
@@ -405,7 +408,7 @@ genrule(
 
 func TestUndeclaredInputFails(t *testing.T) {
 	t.Parallel()
-	build := func(srcs string) (*workspace, build) {
+	run := func(srcs string) (*workspace, build) {
 		ws := newWorkspace(t, map[string]string{
 			"a/other.txt": "secret\n",
 			"a/in.txt":    "in\n",
@@ -421,7 +424,7 @@ func TestUndeclaredInputFails(t *testing.T) {
 	}
 
 	// Declared, the command sees the file.
-	ws, b := build(`"in.txt", "other.txt"`)
+	ws, b := run(`"in.txt", "other.txt"`)
 	if b.code != 0 {
 		t.Fatalf("with other.txt declared: exit %d\n%s", b.code, b.stderr)
 	}
@@ -430,7 +433,7 @@ func TestUndeclaredInputFails(t *testing.T) {
 	}
 
 	// Undeclared, it does not, though it is in the package.
-	ws, b = build(`"in.txt"`)
+	ws, b = run(`"in.txt"`)
 	if b.code != 1 {
 		t.Errorf("with other.txt undeclared: exit %d, want 1\n%s", b.code, b.stderr)
 	}
@@ -568,5 +571,150 @@ HELLO, PIPE!!!
 	wantLabels(t, "after tool edit: executed", b.labels("executed"), "//site:site")
 	if got := ws.read(t, "dist/site/site/index.html"); !strings.Contains(got, "<pre class=x>\nhello, world\n") {
 		t.Errorf("index.html after tool edit =\n%s", got)
+	}
+}
+
+// TestPackageCacheSeesChanges: pipe skips evaluating a BUILD.star whose
+// inputs did not change (.pipe/packages). Each step arms that cache (waits
+// out its 200ms racy window, then checks a build evaluates nothing), makes
+// one change a stale cache would miss, and checks the next build sees it.
+// print() in BUILD.star shows when the package is evaluated.
+func TestPackageCacheSeesChanges(t *testing.T) {
+	t.Parallel()
+	ws := newWorkspace(t, map[string]string{
+		"tools/BUILD.star":   "",
+		"tools/defs.star":    "load(\"//tools:consts.star\", \"END\")\n\nSUFFIX = END\n",
+		"tools/consts.star":  "END = \"\"\n",
+		"a/names/.gitignore": "# nothing yet\n",
+		"a/BUILD.star": `load("//tools:defs.star", "SUFFIX")
+
+print("evaluating //a")
+
+filegroup(
+    name = "names",
+    srcs = glob(["names/**/*.txt"]),
+)
+
+genrule(
+    name = "g",
+    srcs = [":names"],
+    outs = ["o.txt"],
+    cmd = "cat $(SRCS) > $@" + SUFFIX,
+)
+`,
+		"a/names/x.txt": "x\n",
+	})
+
+	const evaluated = "DEBUG a/BUILD.star:3:6: evaluating //a\n"
+	arm := func(step string) {
+		t.Helper()
+		time.Sleep(250 * time.Millisecond)
+		ws.buildOK(t)
+		if b := ws.buildOK(t); strings.Contains(b.stderr, evaluated) {
+			t.Fatalf("before %s: a build of an unchanged workspace evaluated //a again; is the package cache in use?\n%s", step, b.stderr)
+		}
+	}
+	check := func(step, want string) {
+		t.Helper()
+		b := ws.buildOK(t)
+		if !strings.Contains(b.stderr, evaluated) {
+			t.Errorf("%s: //a was not re-evaluated\n%s", step, b.stderr)
+		}
+		if got := ws.read(t, "dist/a/g/o.txt"); got != want {
+			t.Errorf("%s: o.txt = %q, want %q", step, got, want)
+		}
+	}
+	steps := []struct {
+		name   string
+		change func()
+		want   string
+	}{
+		{"new file in a new globbed directory", func() { ws.write(t, "a/names/sub/y.txt", "y\n") }, "y\nx\n"},
+		{"new file in a globbed sub-directory", func() { ws.write(t, "a/names/sub/z.txt", "z\n") }, "y\nz\nx\n"},
+		// Rewriting a file in place leaves its directory's mtime alone.
+		{".gitignore edited to hide a globbed file", func() { ws.write(t, "a/names/.gitignore", "sub/z.txt\n") }, "y\nx\n"},
+		{"globbed file deleted", func() { os.Remove(ws.path("a/names/sub/y.txt")) }, "x\n"},
+		{"edit of a .star file loaded by a loaded file", func() { ws.write(t, "tools/consts.star", "END = \"; echo end >> $@\"\n") }, "x\nend\n"},
+		{"edit of a loaded .star file", func() {
+			ws.write(t, "tools/defs.star", "load(\"//tools:consts.star\", \"END\")\n\nSUFFIX = END.replace(\"end\", \"fin\")\n")
+		}, "x\nfin\n"},
+		{"new file the glob does not match", func() { ws.write(t, "a/names/w.TXT", "w\n") }, "x\nfin\n"},
+		{"same-size edit of BUILD.star", func() {
+			ws.write(t, "a/BUILD.star", strings.Replace(ws.read(t, "a/BUILD.star"), `"names/**/*.txt"`, `"names/**/*.TXT"`, 1))
+		}, "w\nfin\n"},
+		{"new file in a new sub-directory", func() { ws.write(t, "a/names/v/v.TXT", "v\n") }, "v\nw\nfin\n"},
+		{"sub-directory becomes a package", func() { ws.write(t, "a/names/v/BUILD.star", "") }, "w\nfin\n"},
+	}
+	for _, s := range steps {
+		arm(s.name)
+		s.change()
+		check(s.name, s.want)
+	}
+}
+
+// TestInterrupt: Ctrl-C stops the build with exit 130, kills the running
+// command's whole process tree, and leaves no partial output; the next build
+// finishes the work.
+func TestInterrupt(t *testing.T) {
+	t.Parallel()
+	ctl := t.TempDir()
+	pidFile := filepath.Join(ctl, "pid")
+	survivor := filepath.Join(ctl, "survivor")
+	gate := filepath.Join(ctl, "gate")
+	ws := newWorkspace(t, map[string]string{
+		"a/BUILD.star": fmt.Sprintf(`genrule(
+    name = "slow",
+    outs = ["slow.txt"],
+    # A background child that outlives the shell unless its group is killed.
+    cmd = "echo partial > $@; if [ ! -e %[3]s ]; then (sleep 0.5; touch %[2]s) & fi; echo $$$$ > %[1]s; i=0; while [ ! -e %[3]s ] && [ $$i -lt 50 ]; do sleep 0.1; i=$$((i+1)); done; echo done > $@",
+)
+`, pidFile, survivor, gate),
+	})
+	evFile := filepath.Join(t.TempDir(), "events.jsonl")
+	cmd := pipeCmd(ws, "build", "--events", evFile)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if b, err := os.ReadFile(pidFile); err == nil && strings.HasSuffix(string(b), "\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("//a:slow never started\nstderr:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	waitErr := cmd.Wait()
+	if code := exitCode(t, waitErr); code != 130 {
+		t.Errorf("exit %d after Ctrl-C, want 130", code)
+	}
+	if !strings.Contains(stderr.String(), "pipe: interrupted; finished outputs are kept, the rest will build next time\n") {
+		t.Errorf("stderr:\n%s", stderr.String())
+	}
+	if evs := readEvents(t, evFile); len(evs) != 1 || evs[0].Status != "skipped" {
+		t.Errorf("events %+v, want //a:slow skipped", evs)
+	}
+	if ws.exists("dist") {
+		t.Errorf("an interrupted build left %q in dist/", listFiles(t, ws.path("dist")))
+	}
+	time.Sleep(time.Second)
+	if _, err := os.Stat(survivor); err == nil {
+		t.Error("a process the interrupted action started kept running")
+	}
+
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := ws.buildOK(t)
+	wantLabels(t, "executed", b.labels("executed"), "//a:slow")
+	if got := ws.read(t, "dist/a/slow/slow.txt"); got != "done\n" {
+		t.Errorf("slow.txt = %q", got)
 	}
 }

@@ -16,10 +16,10 @@ import (
 
 // session is one command's view of a workspace.
 type session struct {
-	start  time.Time
-	g      *globalFlags
-	ws     *engine.Workspace
-	eval   *starlark.Evaluator
+	start time.Time
+	g     *globalFlags
+	ws    *engine.Workspace
+	eval  *starlark.Evaluator
 	// loader evaluates packages through the package cache.
 	loader *starlark.PackageCache
 	relPkg string

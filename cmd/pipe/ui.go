@@ -109,6 +109,10 @@ func (u *ui) ActionFinished(ev *engine.ActionEvent) {
 	}
 	a := ev.Action
 	dur := ev.End.Sub(ev.Start)
+	if ev.Warning != "" {
+		u.clearLine()
+		fmt.Fprintf(u.w, "%s %s: %s\n", u.paint("1;33", "WARNING:"), a.Owner, ev.Warning)
+	}
 	switch ev.Status {
 	case engine.StatusFailed:
 		u.clearLine()
