@@ -2,11 +2,14 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/dominikbraun/graph"
 )
 
 // File is an input or output of actions: a source file in the workspace, or
@@ -258,6 +261,8 @@ type ActionGraph struct {
 	sources map[string]*File
 	byPath  map[string]*Action
 
+	g graph.Graph[int, int]
+
 	ancestorsOnce sync.Once
 	ancestors     map[string]bool
 }
@@ -335,17 +340,42 @@ func (ag *ActionGraph) link() error {
 		sort.Strings(errs)
 		return fmt.Errorf("conflicting outputs:\n  %s", strings.Join(errs, "\n  "))
 	}
+	// The action graph: an edge from each action to every action that
+	// produces one of its inputs.
+	g := graph.New(graph.IntHash, graph.Directed())
 	for _, a := range ag.Actions {
-		seen := map[*Action]bool{}
+		_ = g.AddVertex(a.id)
+	}
+	for _, a := range ag.Actions {
 		for _, in := range a.Inputs {
-			if g := in.Generator; g != nil && !seen[g] {
-				seen[g] = true
-				a.deps = append(a.deps, g)
+			if p := in.Generator; p != nil {
+				if err := g.AddEdge(a.id, p.id); err != nil && !errors.Is(err, graph.ErrEdgeAlreadyExists) {
+					return fmt.Errorf("action graph: %w", err)
+				}
 			}
 		}
 	}
+	adj, err := g.AdjacencyMap()
+	if err != nil {
+		return fmt.Errorf("action graph: %w", err)
+	}
+	// The scheduler walks deps once per action: keep them as a slice.
+	for _, a := range ag.Actions {
+		for id := range adj[a.id] {
+			a.deps = append(a.deps, ag.Actions[id])
+		}
+		sort.Slice(a.deps, func(i, j int) bool { return a.deps[i].id < a.deps[j].id })
+	}
+	ag.g = g
 	return nil
 }
+
+// Graph is the action graph: vertices are action IDs, edges point from an
+// action to the actions producing its inputs.
+func (ag *ActionGraph) Graph() graph.Graph[int, int] { return ag.g }
+
+// Deps returns the actions that produce a's inputs.
+func (a *Action) Deps() []*Action { return a.deps }
 
 // declaredKind reports whether p is a declared output, or a directory
 // holding declared outputs.

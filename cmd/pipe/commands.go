@@ -84,6 +84,7 @@ func printTargets(w io.Writer, format string, tg *engine.TargetGraph, labels []e
 
 func graphCmd(ctx context.Context, g *globalFlags) *cobra.Command {
 	var format string
+	var actions bool
 	c := &cobra.Command{
 		Use:   "graph [PATTERN...]",
 		Short: "print the target graph as Graphviz dot or JSON",
@@ -97,6 +98,14 @@ between them. Render dot with: pipe graph //... | dot -Tsvg > graph.svg`,
 			pats, err := s.patterns(args)
 			if err != nil {
 				return err
+			}
+			if actions {
+				plan, err := engine.PlanBuild(ctx, s.ws, s.loader, pats)
+				s.saveState()
+				if err != nil {
+					return err
+				}
+				return writeActionGraph(cmd.OutOrStdout(), format, plan.Needed)
 			}
 			tg, err := engine.LoadTargets(ctx, s.ws, s.loader, pats)
 			s.saveState()
@@ -117,7 +126,57 @@ between them. Render dot with: pipe graph //... | dot -Tsvg > graph.svg`,
 		},
 	}
 	c.Flags().StringVar(&format, "format", "dot", "dot or json")
+	c.Flags().BoolVar(&actions, "actions", false, "print the action graph (what runs) instead of the target graph")
 	return c
+}
+
+type actionJSON struct {
+	ID       int      `json:"id"`
+	Label    string   `json:"label"`
+	Mnemonic string   `json:"mnemonic"`
+	Inputs   []string `json:"inputs"`
+	Outputs  []string `json:"outputs"`
+	Deps     []int    `json:"deps"`
+}
+
+// writeActionGraph prints the actions that produce the selected targets and
+// the edges from each action to the producers of its inputs.
+func writeActionGraph(w io.Writer, format string, actions []*engine.Action) error {
+	switch format {
+	case "json":
+		out := make([]actionJSON, 0, len(actions))
+		for _, a := range actions {
+			aj := actionJSON{ID: a.ID(), Label: a.Owner.String(), Mnemonic: a.Mnemonic, Inputs: []string{}, Outputs: []string{}, Deps: []int{}}
+			for _, f := range a.Inputs {
+				aj.Inputs = append(aj.Inputs, f.Path)
+			}
+			for _, f := range a.Outputs {
+				aj.Outputs = append(aj.Outputs, f.Path)
+			}
+			for _, d := range a.Deps() {
+				aj.Deps = append(aj.Deps, d.ID())
+			}
+			out = append(out, aj)
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	case "dot":
+		var b strings.Builder
+		b.WriteString("digraph actions {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\", fontsize=11];\n")
+		for _, a := range actions {
+			fmt.Fprintf(&b, "  a%d [label=%q];\n", a.ID(), a.Mnemonic+" "+a.Owner.Short())
+		}
+		for _, a := range actions {
+			for _, d := range a.Deps() {
+				fmt.Fprintf(&b, "  a%d -> a%d;\n", a.ID(), d.ID())
+			}
+		}
+		b.WriteString("}\n")
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	return engine.Usagef("--format %q: want dot or json", format)
 }
 
 func writeDot(w io.Writer, tg *engine.TargetGraph, labels []engine.Label) error {

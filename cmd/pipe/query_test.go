@@ -271,3 +271,44 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version output %q, want one line \"pipe <version>\"", stdout)
 	}
 }
+
+func TestGraphActionsJSON(t *testing.T) {
+	t.Parallel()
+	ws := helloWorkspace(t)
+	stdout, stderr, code := runPipe(t, ws, "graph", "--actions", "--format", "json", "//site")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	var actions []struct {
+		ID      int      `json:"id"`
+		Label   string   `json:"label"`
+		Outputs []string `json:"outputs"`
+		Deps    []int    `json:"deps"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &actions); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, stdout)
+	}
+	byID := map[int]string{}
+	for _, a := range actions {
+		byID[a.ID] = a.Label
+	}
+	got := map[string][]string{}
+	for _, a := range actions {
+		for _, d := range a.Deps {
+			got[a.Label] = append(got[a.Label], byID[d])
+		}
+	}
+	want := map[string][]string{
+		"//shout:loud":   {"//greeting:greeting"},
+		"//shout:louder": {"//shout:loud"},
+		"//site:site":    {"//greeting:greeting", "//shout:louder"},
+	}
+	if len(actions) != 4 {
+		t.Errorf("got %d actions, want 4 (greeting, loud, louder, site)", len(actions))
+	}
+	for label, deps := range want {
+		if strings.Join(got[label], " ") != strings.Join(deps, " ") {
+			t.Errorf("%s depends on %v, want %v", label, got[label], deps)
+		}
+	}
+}
