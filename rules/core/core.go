@@ -132,7 +132,16 @@ func expandCommand(ctx *engine.AnalysisContext, cmd string, srcs, outs []*engine
 			b.WriteString(val)
 			i += end
 		default:
-			return "", fmt.Errorf("$%c: pipe expands $(...), $@, $< and $$ only; write $$%c for a shell variable", next, next)
+			word := cmd[i+1:]
+			if end := strings.IndexFunc(word, func(r rune) bool {
+				return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '{' || r == '}')
+			}); end >= 0 {
+				word = word[:end]
+			}
+			if word == "" {
+				word = string(next)
+			}
+			return "", fmt.Errorf("$%s: pipe expands $(...), $@, $< and $$ only; write $$%s for a shell variable", word, word)
 		}
 	}
 	return b.String(), nil
