@@ -18,7 +18,7 @@ import (
 // FileDigests caches file content digests by stat, so a no-op build stats
 // files instead of hashing them. An entry is trusted only when the file's
 // size, mtime, ctime, inode and device all match what was seen when it was
-// hashed, and the file was not modified within racyWindow of being hashed:
+// hashed, and the file was not modified within RacyWindow of being hashed:
 // file timestamps are only as fine as the kernel's clock tick, so a write in
 // the same tick as the hash could otherwise keep the old stat.
 type FileDigests struct {
@@ -28,7 +28,9 @@ type FileDigests struct {
 	dirty bool
 }
 
-type fileStat struct {
+// FileStat is what pipe compares to decide a file is unchanged without
+// reading it.
+type FileStat struct {
 	Size  int64
 	Mtime int64
 	Ctime int64
@@ -38,12 +40,20 @@ type fileStat struct {
 }
 
 type digestEntry struct {
-	stat     fileStat
+	stat     FileStat
 	digest   cache.Digest
 	recorded int64 // unix ns when the digest was computed
 }
 
-const racyWindow = int64(200 * time.Millisecond)
+// RacyWindow is how long before being hashed (or read) a file must have
+// last changed for its stat to vouch for its content.
+const RacyWindow = int64(200 * time.Millisecond)
+
+// Settled reports whether a file with stat st, read at unix-ns time at, can
+// be trusted by stat alone later.
+func (st FileStat) Settled(at int64) bool {
+	return at-st.Mtime > RacyWindow && at-st.Ctime > RacyWindow
+}
 
 const digestsMagic = "pipe-digests-2\n"
 
@@ -115,8 +125,9 @@ func (fd *FileDigests) Save() error {
 	return nil
 }
 
-func statOf(fi os.FileInfo) fileStat {
-	st := fileStat{Size: fi.Size(), Mtime: fi.ModTime().UnixNano(), Mode: uint32(fi.Mode())}
+// StatOf extracts the compared fields from fi.
+func StatOf(fi os.FileInfo) FileStat {
+	st := FileStat{Size: fi.Size(), Mtime: fi.ModTime().UnixNano(), Mode: uint32(fi.Mode())}
 	if s, ok := fi.Sys().(*syscall.Stat_t); ok {
 		st.Ctime = s.Ctim.Sec*1e9 + s.Ctim.Nsec
 		st.Ino = s.Ino
@@ -134,11 +145,11 @@ func (fd *FileDigests) Digest(rel, abs string) (cache.Digest, os.FileInfo, error
 	if fi.IsDir() {
 		return cache.Digest{}, fi, fmt.Errorf("%s is a directory", rel)
 	}
-	st := statOf(fi)
+	st := StatOf(fi)
 	fd.mu.Lock()
 	e, ok := fd.m[rel]
 	fd.mu.Unlock()
-	if ok && e.stat == st && e.recorded-st.Mtime > racyWindow && e.recorded-st.Ctime > racyWindow {
+	if ok && e.stat == st && st.Settled(e.recorded) {
 		return e.digest, fi, nil
 	}
 	d, err := hashFile(abs)
@@ -152,11 +163,11 @@ func (fd *FileDigests) Digest(rel, abs string) (cache.Digest, os.FileInfo, error
 // Lookup returns the cached digest for rel if the file's current stat
 // matches and the entry is trusted, without hashing.
 func (fd *FileDigests) Lookup(rel string, fi os.FileInfo) (cache.Digest, bool) {
-	st := statOf(fi)
+	st := StatOf(fi)
 	fd.mu.Lock()
 	e, ok := fd.m[rel]
 	fd.mu.Unlock()
-	if ok && e.stat == st && e.recorded-st.Mtime > racyWindow && e.recorded-st.Ctime > racyWindow {
+	if ok && e.stat == st && st.Settled(e.recorded) {
 		return e.digest, true
 	}
 	return cache.Digest{}, false
@@ -164,7 +175,7 @@ func (fd *FileDigests) Lookup(rel string, fi os.FileInfo) (cache.Digest, bool) {
 
 // Record notes that the file rel, with stat fi, has digest d.
 func (fd *FileDigests) Record(rel string, fi os.FileInfo, d cache.Digest) {
-	e := digestEntry{stat: statOf(fi), digest: d, recorded: time.Now().UnixNano()}
+	e := digestEntry{stat: StatOf(fi), digest: d, recorded: time.Now().UnixNano()}
 	fd.mu.Lock()
 	fd.m[rel] = e
 	fd.dirty = true

@@ -13,7 +13,7 @@ import (
 
 // pastRacyWindow waits until files written before the call are old enough
 // for their digests to be trusted once hashed.
-func pastRacyWindow() { time.Sleep(time.Duration(racyWindow) + 50*time.Millisecond) }
+func pastRacyWindow() { time.Sleep(time.Duration(RacyWindow) + 50*time.Millisecond) }
 
 func dgWrite(t *testing.T, p, content string) os.FileInfo {
 	t.Helper()

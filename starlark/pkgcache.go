@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pipebuild/pipe/engine"
@@ -36,8 +35,6 @@ type PackageCache struct {
 	dirty bool
 }
 
-const racyWindow = int64(200 * time.Millisecond)
-
 type pkgEntry struct {
 	Pkg      cachedPackage
 	Deps     []pathStat
@@ -47,12 +44,7 @@ type pkgEntry struct {
 type pathStat struct {
 	Path    string
 	Missing bool
-	Size    int64
-	Mtime   int64
-	Ctime   int64
-	Ino     uint64
-	Dev     uint64
-	Mode    uint32
+	Stat    engine.FileStat
 }
 
 type cachedPackage struct {
@@ -171,11 +163,7 @@ func (pc *PackageCache) stat(rel string) pathStat {
 		ps.Missing = true
 		return ps
 	}
-	ps.Size, ps.Mtime, ps.Mode = fi.Size(), fi.ModTime().UnixNano(), uint32(fi.Mode())
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		ps.Ctime = st.Ctim.Sec*1e9 + st.Ctim.Nsec
-		ps.Ino, ps.Dev = st.Ino, st.Dev
-	}
+	ps.Stat = engine.StatOf(fi)
 	return ps
 }
 
@@ -184,7 +172,7 @@ func (pc *PackageCache) valid(e *pkgEntry) bool {
 		if pc.stat(d.Path) != d {
 			return false
 		}
-		if !d.Missing && (e.Recorded-d.Mtime <= racyWindow || e.Recorded-d.Ctime <= racyWindow) {
+		if !d.Missing && !d.Stat.Settled(e.Recorded) {
 			return false
 		}
 	}
