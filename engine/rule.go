@@ -72,16 +72,86 @@ func (r *Rule) AttrNames() []string {
 	return names
 }
 
-// Registry holds the rules a build knows.
+// Macro is a function written in Go that BUILD files call like a rule and
+// that declares several targets, such as fastapi_project. Its attributes are
+// checked against the schema exactly as a rule's are.
+type Macro struct {
+	Name    string
+	Version string
+	Attrs   []Attr
+	Doc     string
+	Expand  func(m *MacroCall) error
+}
+
+// MacroCall is one call of a macro in a BUILD file.
+type MacroCall struct {
+	// Attrs holds every attribute, defaults filled in, as for a Target.
+	Attrs   map[string]any
+	Package string
+	// Declare adds a target of rule to the package. Label attributes may be
+	// given as strings (resolved against the package) or Labels.
+	Declare func(rule string, attrs map[string]any) error
+}
+
+// String returns a string attribute of the call.
+func (m *MacroCall) String(name string) string { s, _ := m.Attrs[name].(string); return s }
+
+// Registry holds the rules and macros a build knows.
 type Registry struct {
-	rules map[string]*Rule
+	rules  map[string]*Rule
+	macros map[string]*Macro
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{rules: map[string]*Rule{}} }
+func NewRegistry() *Registry {
+	return &Registry{rules: map[string]*Rule{}, macros: map[string]*Macro{}}
+}
+
+// RegisterMacro adds m; its name must not clash with a rule's.
+func (r *Registry) RegisterMacro(m *Macro) {
+	if _, dup := r.rules[m.Name]; dup {
+		panic(fmt.Sprintf("macro %s clashes with a rule", m.Name))
+	}
+	if _, dup := r.macros[m.Name]; dup {
+		panic(fmt.Sprintf("macro %s registered twice", m.Name))
+	}
+	r.macros[m.Name] = m
+}
+
+// LookupMacro returns the macro named name.
+func (r *Registry) LookupMacro(name string) (*Macro, bool) {
+	m, ok := r.macros[name]
+	return m, ok
+}
+
+// MacroNames lists the registered macros, sorted.
+func (r *Registry) MacroNames() []string {
+	var names []string
+	for n := range r.macros {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Attr returns the declaration of a macro attribute.
+func (m *Macro) Attr(name string) (Attr, bool) {
+	if name == "name" {
+		return Attr{Name: "name", Type: AttrString, Required: true}, true
+	}
+	for _, a := range m.Attrs {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return Attr{}, false
+}
 
 // Register adds r; registering a name twice is a programming error.
 func (r *Registry) Register(rule *Rule) {
+	if _, dup := r.macros[rule.Name]; dup {
+		panic(fmt.Sprintf("rule %s clashes with a macro", rule.Name))
+	}
 	if _, dup := r.rules[rule.Name]; dup {
 		panic(fmt.Sprintf("rule %s registered twice", rule.Name))
 	}

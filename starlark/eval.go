@@ -355,6 +355,10 @@ func (ev *Evaluator) buildPredeclared() star.StringDict {
 		rule, _ := ev.registry.Lookup(name)
 		d[name] = star.NewBuiltin(name, ev.ruleBuiltin(rule))
 	}
+	for _, name := range ev.registry.MacroNames() {
+		m, _ := ev.registry.LookupMacro(name)
+		d[name] = star.NewBuiltin(name, ev.macroBuiltin(m))
+	}
 	return d
 }
 

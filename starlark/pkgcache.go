@@ -119,6 +119,13 @@ func fingerprint(reg *engine.Registry, version string) string {
 			fmt.Fprintf(h, "  %s %d %t %v %q\n", a.Name, a.Type, a.Required, a.Default, a.Values)
 		}
 	}
+	for _, name := range reg.MacroNames() {
+		m, _ := reg.LookupMacro(name)
+		fmt.Fprintf(h, "macro %s %s\n", m.Name, m.Version)
+		for _, a := range m.Attrs {
+			fmt.Fprintf(h, "  %s %d %t %v %q\n", a.Name, a.Type, a.Required, a.Default, a.Values)
+		}
+	}
 	return fmt.Sprintf("%x", h.Sum(nil))
 }
 

@@ -18,13 +18,75 @@ var commonAttrs = []engine.Attr{
 	{Name: "visibility", Type: engine.AttrStringList},
 }
 
+type builtinFunc = func(*star.Thread, *star.Builtin, star.Tuple, []star.Tuple) (star.Value, error)
+
+// errAtFunc reports an error at an attribute of the current call (or at
+// the call when attr is "").
+type errAtFunc func(attr string, format string, a ...any) error
+
+// schema is what rules and macros share: a name and typed attributes.
+type schema struct {
+	name  string
+	attrs []engine.Attr
+}
+
+func (sc schema) lookup(name string) (engine.Attr, bool) {
+	if name == "name" {
+		return engine.Attr{Name: "name", Type: engine.AttrString, Required: true}, true
+	}
+	for _, a := range sc.attrs {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return commonAttr(name)
+}
+
 // ruleBuiltin returns the Starlark function that declares a target of rule.
-func (ev *Evaluator) ruleBuiltin(rule *engine.Rule) func(*star.Thread, *star.Builtin, star.Tuple, []star.Tuple) (star.Value, error) {
+func (ev *Evaluator) ruleBuiltin(rule *engine.Rule) builtinFunc {
+	return ev.callable(schema{rule.Name, rule.Attrs}, func(b *pkgBuilder, attrs map[string]any, declPos engine.Pos, errAt errAtFunc) error {
+		return addTarget(b, rule, attrs, declPos, errAt)
+	})
+}
+
+// macroBuiltin returns the Starlark function for a Go macro.
+func (ev *Evaluator) macroBuiltin(m *engine.Macro) builtinFunc {
+	return ev.callable(schema{m.Name, m.Attrs}, func(b *pkgBuilder, attrs map[string]any, declPos engine.Pos, errAt errAtFunc) error {
+		call := &engine.MacroCall{Attrs: attrs, Package: b.pkg.Path}
+		call.Declare = func(ruleName string, given map[string]any) error {
+			rule, ok := ev.registry.Lookup(ruleName)
+			if !ok {
+				return errAt("", "internal error: macro declares unknown rule %s", ruleName)
+			}
+			converted := map[string]any{}
+			for k, v := range given {
+				attr, ok := schema{rule.Name, rule.Attrs}.lookup(k)
+				if !ok {
+					return errAt("", "internal error: %s has no attribute %s", rule.Name, k)
+				}
+				cv, err := convertGo(attr, v, b.pkg.Path)
+				if err != nil {
+					return errAt("", "%s attribute %s: %v", rule.Name, k, err)
+				}
+				converted[k] = cv
+			}
+			if err := fillDefaults(rule.Attrs, converted, errAt); err != nil {
+				return err
+			}
+			return addTarget(b, rule, converted, declPos, errAt)
+		}
+		return m.Expand(call)
+	})
+}
+
+// callable checks a call's keyword arguments against sc, converts them and
+// hands them, defaults filled in, to finish.
+func (ev *Evaluator) callable(sc schema, finish func(b *pkgBuilder, attrs map[string]any, declPos engine.Pos, errAt errAtFunc) error) builtinFunc {
 	return func(thread *star.Thread, fn *star.Builtin, args star.Tuple, kwargs []star.Tuple) (star.Value, error) {
 		call := callerPos(thread, 1)
 		b, ok := thread.Local(localPkg).(*pkgBuilder)
 		if !ok {
-			return nil, engine.Errorf(ev.callStart(call), "%s: rules can only be called while a BUILD.star is evaluated; in a .star file, call them from inside a function (a macro)", rule.Name)
+			return nil, engine.Errorf(ev.callStart(call), "%s: rules can only be called while a BUILD.star is evaluated; in a .star file, call them from inside a function (a macro)", sc.name)
 		}
 		// Where the target is "declared" for users: the outermost call in
 		// the BUILD.star, which is the macro call when a macro made it.
@@ -39,62 +101,135 @@ func (ev *Evaluator) ruleBuiltin(rule *engine.Rule) func(*star.Thread, *star.Bui
 			if inMacro {
 				msg += fmt.Sprintf(" (in a macro called at %s)", declPos)
 			}
-			return engine.Errorf(pos, "%s: %s", rule.Name, msg)
+			return engine.Errorf(pos, "%s: %s", sc.name, msg)
 		}
 		if len(args) > 0 {
-			return nil, errAt("", "takes keyword arguments only, as in %s(name = \"...\", ...)", rule.Name)
+			return nil, errAt("", "takes keyword arguments only, as in %s(name = \"...\", ...)", sc.name)
 		}
-		t := &engine.Target{Rule: rule, Attrs: map[string]any{}, Pos: declPos}
-		given := map[string]bool{}
+		attrs := map[string]any{}
 		for _, kv := range kwargs {
 			name := string(kv[0].(star.String))
-			given[name] = true
-			attr, ok := rule.Attr(name)
+			attr, ok := sc.lookup(name)
 			if !ok {
-				if ca, isCommon := commonAttr(name); isCommon {
-					attr = ca
-				} else {
-					names := append(rule.AttrNames(), "tags", "visibility")
-					hint := ""
-					if s := engine.DidYouMean(name, names); s != "" {
-						hint = fmt.Sprintf(" (did you mean %q?)", s)
-					} else {
-						hint = fmt.Sprintf(" (%s takes %s)", rule.Name, strings.Join(names, ", "))
-					}
-					return nil, errAt(name, "unknown attribute %q%s", name, hint)
+				names := []string{"name"}
+				for _, a := range sc.attrs {
+					names = append(names, a.Name)
 				}
+				names = append(names, "tags", "visibility")
+				hint := ""
+				if s := engine.DidYouMean(name, names); s != "" {
+					hint = fmt.Sprintf(" (did you mean %q?)", s)
+				} else {
+					hint = fmt.Sprintf(" (%s takes %s)", sc.name, strings.Join(names, ", "))
+				}
+				return nil, errAt(name, "unknown attribute %q%s", name, hint)
 			}
 			v, err := convertAttr(attr, kv[1], b.pkg.Path)
 			if err != nil {
 				return nil, errAt(name, "attribute %s: %v", name, err)
 			}
-			t.Attrs[name] = v
+			attrs[name] = v
 		}
-		nameV, _ := t.Attrs["name"].(string)
-		if !given["name"] {
+		if _, ok := attrs["name"]; !ok {
 			return nil, errAt("", "missing required attribute \"name\"")
 		}
+		nameV := attrs["name"].(string)
 		if _, err := engine.ParseLabel(":"+nameV, b.pkg.Path); err != nil {
 			return nil, errAt("name", "invalid target name %q: %v", nameV, err)
 		}
-		for _, a := range rule.Attrs {
-			if given[a.Name] {
-				continue
-			}
-			if a.Required {
-				return nil, errAt("", "target %q: missing required attribute %q (%s)", nameV, a.Name, a.Type)
-			}
-			t.Attrs[a.Name] = defaultValue(a)
+		if err := fillDefaults(sc.attrs, attrs, errAt); err != nil {
+			return nil, err
 		}
-		t.Tags, _ = t.Attrs["tags"].([]string)
-		t.Label = engine.Label{Pkg: b.pkg.Path, Name: nameV}
-		if prev, dup := b.pkg.Targets[nameV]; dup {
-			return nil, errAt("name", "duplicate target name %q: already declared at %s", nameV, prev.Pos)
+		if err := finish(b, attrs, declPos, errAt); err != nil {
+			return nil, err
 		}
-		b.pkg.Targets[nameV] = t
-		b.pkg.Order = append(b.pkg.Order, nameV)
 		return star.None, nil
 	}
+}
+
+// fillDefaults adds defaults for attributes not given, and reports missing
+// required ones.
+func fillDefaults(decl []engine.Attr, attrs map[string]any, errAt errAtFunc) error {
+	nameV, _ := attrs["name"].(string)
+	for _, a := range decl {
+		if _, given := attrs[a.Name]; given {
+			continue
+		}
+		if a.Required {
+			return errAt("", "target %q: missing required attribute %q (%s)", nameV, a.Name, a.Type)
+		}
+		attrs[a.Name] = defaultValue(a)
+	}
+	return nil
+}
+
+// addTarget adds a target of rule with checked attributes to the package.
+func addTarget(b *pkgBuilder, rule *engine.Rule, attrs map[string]any, declPos engine.Pos, errAt errAtFunc) error {
+	nameV, _ := attrs["name"].(string)
+	if _, err := engine.ParseLabel(":"+nameV, b.pkg.Path); err != nil {
+		return errAt("name", "invalid target name %q: %v", nameV, err)
+	}
+	if prev, dup := b.pkg.Targets[nameV]; dup {
+		return errAt("name", "duplicate target name %q: already declared at %s", nameV, prev.Pos)
+	}
+	t := &engine.Target{Rule: rule, Attrs: attrs, Pos: declPos, Label: engine.Label{Pkg: b.pkg.Path, Name: nameV}}
+	t.Tags, _ = attrs["tags"].([]string)
+	b.pkg.Targets[nameV] = t
+	b.pkg.Order = append(b.pkg.Order, nameV)
+	return nil
+}
+
+// convertGo checks a Go value a macro passes for attribute a, parsing label
+// strings against the package.
+func convertGo(a engine.Attr, v any, pkg string) (any, error) {
+	switch a.Type {
+	case engine.AttrLabel:
+		switch x := v.(type) {
+		case engine.Label:
+			return x, nil
+		case string:
+			return engine.ParseLabel(x, pkg)
+		}
+	case engine.AttrLabelList:
+		switch x := v.(type) {
+		case []engine.Label:
+			return x, nil
+		case []string:
+			out := make([]engine.Label, 0, len(x))
+			for _, s := range x {
+				l, err := engine.ParseLabel(s, pkg)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, l)
+			}
+			return out, nil
+		}
+	case engine.AttrString, engine.AttrOutput:
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+	case engine.AttrStringList, engine.AttrOutputList:
+		if s, ok := v.([]string); ok {
+			return s, nil
+		}
+	case engine.AttrBool:
+		if b, ok := v.(bool); ok {
+			return b, nil
+		}
+	case engine.AttrInt:
+		switch x := v.(type) {
+		case int64:
+			return x, nil
+		case int:
+			return int64(x), nil
+		}
+	case engine.AttrStringDict:
+		if d, ok := v.(map[string]string); ok {
+			return d, nil
+		}
+	}
+	return nil, fmt.Errorf("want a %s, got %T", a.Type, v)
 }
 
 func commonAttr(name string) (engine.Attr, bool) {
