@@ -97,6 +97,7 @@ type AnalysisContext struct {
 	// Provided is what the target gives to targets that depend on it.
 	provided []*File
 	info     map[string]any
+	runnable *Runnable
 }
 
 // Label is the target's label.
@@ -232,6 +233,19 @@ func (c *AnalysisContext) AddAction(a *Action) {
 	c.ag.Actions = append(c.ag.Actions, a)
 }
 
+// Runnable is how `pipe run` starts a target in the foreground.
+type Runnable struct {
+	Argv []string
+	// Env is added to the user's environment: a program run by hand sees
+	// the user's shell, unlike an action.
+	Env map[string]string
+	// Dir is the workspace-relative working directory ("" for the root).
+	Dir string
+}
+
+// SetRunnable makes the target runnable with `pipe run`.
+func (c *AnalysisContext) SetRunnable(r *Runnable) { c.runnable = r }
+
 // Provide sets the files the target gives to targets that depend on it.
 func (c *AnalysisContext) Provide(files ...*File) { c.provided = append(c.provided, files...) }
 
@@ -249,8 +263,9 @@ func (c *AnalysisContext) Errorf(format string, args ...any) error {
 }
 
 type targetResult struct {
-	files []*File
-	info  map[string]any
+	files    []*File
+	info     map[string]any
+	runnable *Runnable
 }
 
 // ActionGraph is every action of the analysed targets.
@@ -276,6 +291,9 @@ func (ag *ActionGraph) sourceFile(p string, owner Label) *File {
 	return f
 }
 
+// Runnable returns how to run target l, or nil if it is not runnable.
+func (ag *ActionGraph) Runnable(l Label) *Runnable { return ag.results[l].runnable }
+
 // TargetFiles returns the files target l provides.
 func (ag *ActionGraph) TargetFiles(l Label) []*File { return ag.results[l].files }
 
@@ -297,7 +315,7 @@ func Analyze(tg *TargetGraph) (*ActionGraph, error) {
 				continue
 			}
 		}
-		ag.results[l] = targetResult{files: ctx.provided, info: ctx.info}
+		ag.results[l] = targetResult{files: ctx.provided, info: ctx.info, runnable: ctx.runnable}
 	}
 	if len(errs) > 0 {
 		return nil, joinErrors(errs)

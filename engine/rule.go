@@ -91,6 +91,8 @@ type MacroCall struct {
 	// Declare adds a target of rule to the package. Label attributes may be
 	// given as strings (resolved against the package) or Labels.
 	Declare func(rule string, attrs map[string]any) error
+	// Glob is the BUILD-file glob(): package-relative files, sorted.
+	Glob func(include, exclude []string) ([]string, error)
 }
 
 // String returns a string attribute of the call.

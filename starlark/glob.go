@@ -25,6 +25,34 @@ type globContext struct {
 	files []string // package-relative, sorted
 }
 
+// globFiles returns the package's files matching incl and not excl, and
+// remembers them as known to exist.
+func (ev *Evaluator) globFiles(b *pkgBuilder, incl, excl []string) ([]string, error) {
+	for _, ps := range [][]string{incl, excl} {
+		if _, err := checkGlobPatterns(ps); err != nil {
+			return nil, err
+		}
+	}
+	if b.globCtx == nil {
+		files, err := ev.listPackage(b.pkg.Path, b.seen)
+		if err != nil {
+			return nil, err
+		}
+		b.globCtx = &globContext{files: files}
+	}
+	var out []string
+	for _, f := range b.globCtx.files {
+		if matchAny(incl, f) && !matchAny(excl, f) {
+			out = append(out, f)
+			if b.pkg.Globbed == nil {
+				b.pkg.Globbed = map[string]bool{}
+			}
+			b.pkg.Globbed[f] = true
+		}
+	}
+	return out, nil
+}
+
 // glob implements glob(include, exclude = [], allow_empty = True).
 //
 // It lists the files of the package's directory tree, stopping at
@@ -52,22 +80,13 @@ func (ev *Evaluator) glob(thread *star.Thread, fn *star.Builtin, args star.Tuple
 			return nil, engine.Errorf(call, "glob: exclude: %v", err)
 		}
 	}
-	if b.globCtx == nil {
-		files, err := ev.listPackage(b.pkg.Path, b.seen)
-		if err != nil {
-			return nil, engine.Errorf(call, "glob: %v", err)
-		}
-		b.globCtx = &globContext{files: files}
+	files, err := ev.globFiles(b, incl, excl)
+	if err != nil {
+		return nil, engine.Errorf(call, "glob: %v", err)
 	}
-	var out []star.Value
-	for _, f := range b.globCtx.files {
-		if matchAny(incl, f) && !matchAny(excl, f) {
-			out = append(out, star.String(f))
-			if b.pkg.Globbed == nil {
-				b.pkg.Globbed = map[string]bool{}
-			}
-			b.pkg.Globbed[f] = true
-		}
+	out := make([]star.Value, len(files))
+	for i, f := range files {
+		out[i] = star.String(f)
 	}
 	if len(out) == 0 && !allowEmpty {
 		return nil, engine.Errorf(call, "glob(%s) matched no files in //%s; fix the patterns or pass allow_empty = True", strings.Join(quoteList(incl), ", "), b.pkg.Path)
@@ -91,6 +110,10 @@ func globPatterns(l *star.List) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return checkGlobPatterns(ps)
+}
+
+func checkGlobPatterns(ps []string) ([]string, error) {
 	for _, p := range ps {
 		if p == "" {
 			return nil, fmt.Errorf("empty pattern")

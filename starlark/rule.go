@@ -53,6 +53,9 @@ func (ev *Evaluator) ruleBuiltin(rule *engine.Rule) builtinFunc {
 func (ev *Evaluator) macroBuiltin(m *engine.Macro) builtinFunc {
 	return ev.callable(schema{m.Name, m.Attrs}, func(b *pkgBuilder, attrs map[string]any, declPos engine.Pos, errAt errAtFunc) error {
 		call := &engine.MacroCall{Attrs: attrs, Package: b.pkg.Path}
+		call.Glob = func(include, exclude []string) ([]string, error) {
+			return ev.globFiles(b, include, exclude)
+		}
 		call.Declare = func(ruleName string, given map[string]any) error {
 			rule, ok := ev.registry.Lookup(ruleName)
 			if !ok {

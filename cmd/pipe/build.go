@@ -28,8 +28,7 @@ Outputs land in dist/<pkg>/<target>/.`,
 }
 
 func runBuild(ctx context.Context, g *globalFlags, args []string, cmd *cobra.Command) error {
-	stderr := cmd.ErrOrStderr()
-	s, err := openWorkspace(g, stderr)
+	s, err := openWorkspace(g, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
@@ -37,24 +36,32 @@ func runBuild(ctx context.Context, g *globalFlags, args []string, cmd *cobra.Com
 	if err != nil {
 		return err
 	}
+	_, err = s.build(ctx, pats)
+	return err
+}
+
+// build plans and executes the patterns under the workspace lock and prints
+// the summary line. It returns the plan so callers (pipe run) can use it.
+func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Plan, error) {
+	g, stderr := s.g, s.stderr
 	lock, err := s.lock(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer lock.Release()
 	plan, err := engine.PlanBuild(ctx, s.ws, s.loader, pats)
 	s.saveState()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c, err := openCache()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	digests := engine.LoadFileDigests(s.digestsPath())
 	ui, err := newUI(g, stderr, len(plan.Needed))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	exec := &engine.Executor{
 		WS:          s.ws,
@@ -80,11 +87,11 @@ func runBuild(ctx context.Context, g *globalFlags, args []string, cmd *cobra.Com
 	if buildErr != nil {
 		if errors.Is(buildErr, context.Canceled) {
 			fmt.Fprintln(stderr, "pipe: interrupted; finished outputs are kept, the rest will build next time")
-			return &exitError{code: 130}
+			return nil, &exitError{code: 130}
 		}
-		return &exitError{code: 1}
+		return nil, &exitError{code: 1}
 	}
-	return nil
+	return plan, nil
 }
 
 // exists reports whether a path exists.

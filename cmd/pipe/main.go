@@ -73,6 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		queryCmd(ctx, g),
 		graphCmd(ctx, g),
 		cleanCmd(ctx, g),
+		runCmd(ctx, g),
 		versionCmd(),
 	)
 	root.SetArgs(args)
