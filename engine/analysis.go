@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/dominikbraun/graph"
+
+	"github.com/pipebuild/pipe/cache"
 )
 
 // File is an input or output of actions: a source file in the workspace, or
@@ -30,9 +32,10 @@ func (f *File) String() string { return f.Path }
 type ExecContext struct {
 	// Dir is the action's scratch directory. Commands run in it; inputs are
 	// staged into it at their workspace paths when the action is sandboxed.
-	Dir string
-	ws  *Workspace
-	a   *Action
+	Dir   string
+	ws    *Workspace
+	a     *Action
+	cache *cache.Cache
 	// Stdout and Stderr collect the action's output for the user.
 	Stdout, Stderr *limitedBuffer
 }
@@ -50,6 +53,9 @@ func (ec *ExecContext) Output(f *File) string { return joinSlash(ec.Dir, f.Path)
 
 // Workspace is the workspace the action runs in.
 func (ec *ExecContext) Workspace() *Workspace { return ec.ws }
+
+// Cache is the local cache, for steps that keep downloads in the CAS.
+func (ec *ExecContext) Cache() *cache.Cache { return ec.cache }
 
 // Logf adds a line to the action's output.
 func (ec *ExecContext) Logf(format string, args ...any) {

@@ -524,7 +524,7 @@ func (e *Executor) execute(ctx context.Context, a *Action) (*cache.ActionResult,
 		return nil, "", err
 	}
 	defer removeTree(scratch)
-	ec := &ExecContext{Dir: scratch, ws: e.WS, a: a, Stdout: newLimitedBuffer(), Stderr: newLimitedBuffer()}
+	ec := &ExecContext{Dir: scratch, ws: e.WS, a: a, cache: e.Cache, Stdout: newLimitedBuffer(), Stderr: newLimitedBuffer()}
 	output := func() string {
 		return ec.Stdout.String() + ec.Stderr.String()
 	}

@@ -42,6 +42,22 @@ type Workspace struct {
 	Settings Settings
 
 	tools sync.Map // path → identity, so each tool is stat'ed once
+	memo  sync.Map // key → *memoEntry
+}
+
+type memoEntry struct {
+	once sync.Once
+	v    any
+	err  error
+}
+
+// Memo computes f once per key for this command and shares the result, for
+// facts rules look up per target, such as an interpreter's identity.
+func (w *Workspace) Memo(key string, f func() (any, error)) (any, error) {
+	e, _ := w.memo.LoadOrStore(key, &memoEntry{})
+	me := e.(*memoEntry)
+	me.once.Do(func() { me.v, me.err = f() })
+	return me.v, me.err
 }
 
 // ToolIdentity names a host program by path, size and modification time:
