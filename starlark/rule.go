@@ -1,6 +1,7 @@
 package starlark
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"sort"
@@ -78,7 +79,14 @@ func (ev *Evaluator) macroBuiltin(m *engine.Macro) builtinFunc {
 			}
 			return addTarget(b, rule, converted, declPos, errAt)
 		}
-		return m.Expand(call)
+		if err := m.Expand(call); err != nil {
+			var be *engine.BuildFileError
+			if errors.As(err, &be) {
+				return err
+			}
+			return errAt("", "%v", err)
+		}
+		return nil
 	})
 }
 
