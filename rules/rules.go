@@ -3,6 +3,7 @@ package rules
 
 import (
 	"github.com/pipebuild/pipe/engine"
+	"github.com/pipebuild/pipe/rules/apimeta"
 	"github.com/pipebuild/pipe/rules/core"
 )
 
@@ -10,5 +11,6 @@ import (
 func Registry() *engine.Registry {
 	reg := engine.NewRegistry()
 	core.Register(reg)
+	apimeta.Register(reg)
 	return reg
 }
