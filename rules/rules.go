@@ -5,6 +5,7 @@ import (
 	"github.com/pipebuild/pipe/engine"
 	"github.com/pipebuild/pipe/rules/apimeta"
 	"github.com/pipebuild/pipe/rules/core"
+	"github.com/pipebuild/pipe/rules/python"
 )
 
 // Registry returns a registry holding all of pipe's rules.
@@ -12,5 +13,6 @@ func Registry() *engine.Registry {
 	reg := engine.NewRegistry()
 	core.Register(reg)
 	apimeta.Register(reg)
+	python.Register(reg)
 	return reg
 }
