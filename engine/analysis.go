@@ -297,6 +297,12 @@ func (ag *ActionGraph) sourceFile(p string, owner Label) *File {
 	return f
 }
 
+// TargetInfo returns a provider value target l set with SetInfo.
+func (ag *ActionGraph) TargetInfo(l Label, key string) (any, bool) {
+	v, ok := ag.results[l].info[key]
+	return v, ok
+}
+
 // Runnable returns how to run target l, or nil if it is not runnable.
 func (ag *ActionGraph) Runnable(l Label) *Runnable { return ag.results[l].runnable }
 

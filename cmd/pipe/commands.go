@@ -38,11 +38,42 @@ func queryCmd(ctx context.Context, g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if output == "wheels" {
+				return printWheelPlans(ctx, s, cmd.OutOrStdout(), tg, labels)
+			}
 			return printTargets(cmd.OutOrStdout(), output, tg, labels)
 		},
 	}
-	c.Flags().StringVar(&output, "output", "label", "output format: label, label_kind or json")
+	c.Flags().StringVar(&output, "output", "label", "output format: label, label_kind, json, or wheels (the wheel plan of python_bundle targets, without downloading)")
 	return c
+}
+
+// printWheelPlans analyses the bundles among labels and prints the exact
+// distributions and wheel files each would use. Nothing is downloaded.
+func printWheelPlans(ctx context.Context, s *session, w io.Writer, tg *engine.TargetGraph, labels []engine.Label) error {
+	var pats []engine.Pattern
+	for _, l := range labels {
+		if tg.Targets[l].Rule.Name == "python_bundle" {
+			pats = append(pats, engine.Pattern{Pkg: l.Pkg, Name: l.Name})
+		}
+	}
+	if len(pats) == 0 {
+		return engine.Usagef("query --output wheels: the query selects no python_bundle targets")
+	}
+	plan, err := engine.PlanBuild(ctx, s.ws, s.loader, pats)
+	if err != nil {
+		return err
+	}
+	for _, p := range pats {
+		l := engine.Label{Pkg: p.Pkg, Name: p.Name}
+		v, _ := plan.Actions.TargetInfo(l, "python.bundle")
+		d, ok := v.(interface{ Describe() string })
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(w, "%s\n%s", l, d.Describe())
+	}
+	return nil
 }
 
 type targetJSON struct {

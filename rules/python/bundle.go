@@ -191,6 +191,25 @@ func analyzeBundle(ctx *engine.AnalysisContext) error {
 	return nil
 }
 
+// Describe prints the plan for `pipe query --output wheels`: every
+// distribution the bundle holds and the exact wheel file it uses.
+func (p *bundlePlan) Describe() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  platform: CPython %s, %s, manylinux glibc <= %d.%d\n", p.Platform.PythonVersion, p.Platform.Arch, p.Platform.Glibc[0], p.Platform.Glibc[1])
+	width := 0
+	for _, r := range p.Resolved {
+		width = max(width, len(r.Name)+len(r.Version)+1)
+	}
+	for _, r := range p.Resolved {
+		what := "(workspace member: copied as source)"
+		if r.Wheel != nil {
+			what = r.Wheel.Filename
+		}
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, r.Name+" "+r.Version, what)
+	}
+	return b.String()
+}
+
 func validPython(v string) bool {
 	var major, minor int
 	n, err := fmt.Sscanf(v, "%d.%d", &major, &minor)
