@@ -29,6 +29,8 @@ func main() {
 		err = gen(os.Args[2:])
 	case "noop":
 		err = noop(os.Args[2:])
+	case "bundle":
+		err = bundle(os.Args[2:])
 	default:
 		usage()
 	}
@@ -39,7 +41,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench gen [-packages N] [-files N] DIR | bench noop [-pipe PATH] [-runs N] DIR")
+	fmt.Fprintln(os.Stderr, "usage: bench gen [-packages N] [-files N] DIR | bench noop [-pipe PATH] [-runs N] DIR | bench bundle [-pipe PATH] [-mb N] DIR")
 	os.Exit(2)
 }
 

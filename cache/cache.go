@@ -193,14 +193,33 @@ func (c *Cache) PutReader(r io.Reader) (Digest, int64, error) {
 	return d, n, nil
 }
 
-// PutFile copies the file at path into the CAS.
+// PutFile copies the file at path into the CAS. It hashes first and copies
+// only a blob the CAS lacks: most outputs of a rebuilt bundle are already
+// there, and creating files is what costs on a slow disk.
 func (c *Cache) PutFile(path string) (Digest, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Digest{}, 0, err
 	}
 	defer f.Close()
-	return c.PutReader(f)
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return Digest{}, 0, err
+	}
+	var d Digest
+	h.Sum(d[:0])
+	if c.Has(d) {
+		return d, n, nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return Digest{}, 0, err
+	}
+	got, n, err := c.PutReader(f)
+	if err == nil && got != d {
+		return Digest{}, 0, fmt.Errorf("cache put %s: file changed while being stored", path)
+	}
+	return got, n, err
 }
 
 // PutBytes stores b in the CAS.

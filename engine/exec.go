@@ -606,6 +606,11 @@ func (e *Executor) execute(ctx context.Context, a *Action) (*cache.ActionResult,
 // next to a file restored from an older result.
 func (e *Executor) pruneStale(owner Label) {
 	root := path.Join("dist", owner.Pkg, owner.Name)
+	if output, _ := e.Graph.declaredKind(root); output {
+		// The target's directory is itself a declared output directory;
+		// restoring it already removed what the action did not produce.
+		return
+	}
 	var walk func(dir string)
 	walk = func(dir string) {
 		ents, err := os.ReadDir(e.WS.Abs(dir))
