@@ -18,3 +18,5 @@ go run ./bench noop -pipe "$work/pipe" -runs "$runs" "$work/hello"
 echo "== 1,000 packages x 10 files"
 go run ./bench gen -packages 1000 -files 10 "$work/big" >/dev/null
 go run ./bench noop -pipe "$work/pipe" -runs "$runs" "$work/big"
+echo "== python_bundle, 30 MB of dependencies"
+go run ./bench bundle -pipe "$work/pipe" "$work/bundle"
