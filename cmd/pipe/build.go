@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -92,10 +91,4 @@ func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Pla
 		return nil, &exitError{code: 1}
 	}
 	return plan, nil
-}
-
-// exists reports whether a path exists.
-func exists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
