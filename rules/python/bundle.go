@@ -387,7 +387,6 @@ func assemble(ec *engine.ExecContext, depsDir, depsZip, appDir, outDir, outZip s
 	return nil
 }
 
-
 // resolveBundle reads the lock (and pyproject) and resolves the runtime
 // closure for the platform. Reading them here, at analysis, is sound: the
 // result is in the dependency layer's identity, so the key follows them.
