@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // Digest is a sha256.
@@ -84,6 +85,40 @@ type ActionResult struct {
 // Cache is a local CAS + AC rooted at a directory.
 type Cache struct {
 	dir string
+
+	mu      sync.Mutex
+	filling map[Digest]*blobLock
+}
+
+type blobLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// LockBlob serializes, within this process, work that fills blob d: two
+// actions that need the same download make one, and the second finds the
+// blob present. It returns the unlock function.
+func (c *Cache) LockBlob(d Digest) (unlock func()) {
+	c.mu.Lock()
+	if c.filling == nil {
+		c.filling = map[Digest]*blobLock{}
+	}
+	l := c.filling[d]
+	if l == nil {
+		l = &blobLock{}
+		c.filling[d] = l
+	}
+	l.refs++
+	c.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		c.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(c.filling, d)
+		}
+		c.mu.Unlock()
+	}
 }
 
 // DefaultDir is $PIPE_CACHE_DIR, else $XDG_CACHE_HOME/pipe, else ~/.cache/pipe.

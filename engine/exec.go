@@ -526,7 +526,10 @@ func (e *Executor) execute(ctx context.Context, a *Action) (*cache.ActionResult,
 	defer removeTree(scratch)
 	ec := &ExecContext{Dir: scratch, ws: e.WS, a: a, cache: e.Cache, Stdout: newLimitedBuffer(), Stderr: newLimitedBuffer()}
 	output := func() string {
-		return ec.Stdout.String() + ec.Stderr.String()
+		// Paths in tracebacks and compiler messages name the scratch copy,
+		// which is gone when the user reads them: print them as workspace
+		// paths.
+		return strings.ReplaceAll(ec.Stdout.String()+ec.Stderr.String(), scratch+"/", "")
 	}
 	if a.Sandbox {
 		for _, in := range a.Inputs {

@@ -172,6 +172,10 @@ func (f *Fetcher) FetchAll(ctx context.Context, reqs []Request) ([]cache.Digest,
 
 // fetch makes one wheel present, downloading it at most twice.
 func (f *Fetcher) fetch(ctx context.Context, r Request, d cache.Digest) error {
+	// Bundles built in parallel often share wheels: the first downloads,
+	// the others wait and find the blob present.
+	unlock := f.Cache.LockBlob(d)
+	defer unlock()
 	if f.present(d) {
 		return nil
 	}
