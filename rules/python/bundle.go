@@ -41,7 +41,7 @@ var Bundle = &engine.Rule{
 		{Name: "project", Type: engine.AttrString, Doc: "the project's name in the lock (default: [project] name of pyproject)"},
 		{Name: "pyproject", Type: engine.AttrLabel, Doc: "pyproject.toml (default: the package's)"},
 		{Name: "lock", Type: engine.AttrLabel, Doc: "uv.lock (default: the nearest one from the package up to the workspace root)"},
-		{Name: "requirements", Type: engine.AttrLabel, Doc: "a hash-pinned requirements.txt instead of uv.lock"},
+		{Name: "requirements", Type: engine.AttrLabel, Doc: "a hash-pinned requirements.txt (uv export) instead of uv.lock; wheels are found on python_index"},
 		{Name: "extras", Type: engine.AttrStringList, Doc: "extras of the project to include"},
 		{Name: "deps", Type: engine.AttrLabelList, Doc: "sources of workspace members the app depends on, copied as plain source"},
 		{Name: "python_version", Type: engine.AttrString, Default: "3.12", Doc: "Lambda runtime's Python"},
@@ -63,6 +63,10 @@ type bundlePlan struct {
 	Resolved []Resolved
 	Members  map[string]string // member name → workspace-relative directory
 	LockDir  string            // workspace-relative directory of the lock
+	// Requirements, for a bundle made from a requirements.txt: its wheels
+	// are found on Index when the dependency layer runs.
+	Requirements []Requirement
+	Index        string
 }
 
 func analyzeBundle(ctx *engine.AnalysisContext) error {
@@ -83,6 +87,12 @@ func analyzeBundle(ctx *engine.AnalysisContext) error {
 	plan, _, err := resolveBundle(ctx, plat)
 	if err != nil {
 		return err
+	}
+	if len(plan.Requirements) > 0 {
+		plan.Index = pythonIndex(ws)
+		if plan.Index == "" {
+			plan.Index = DefaultIndex
+		}
 	}
 	ctx.SetInfo("python.bundle", plan)
 
@@ -106,21 +116,34 @@ func analyzeBundle(ctx *engine.AnalysisContext) error {
 		}
 		reqs = append(reqs, wheel.Request{Name: r.Name, Version: r.Version, URL: url, SHA256: r.Wheel.SHA256, Size: r.Wheel.Size})
 	}
-	index := ws.Settings.PythonIndex
-	if v := os.Getenv("PIPE_PYTHON_INDEX"); v != "" {
-		index = v
+	index := pythonIndex(ws)
+	if len(plan.Requirements) > 0 {
+		// The files are chosen on the index when the layer runs; the
+		// hashes pin which files can be chosen, so they are the key.
+		fmt.Fprintf(&ident, "requirements\n")
+		for _, r := range plan.Requirements {
+			hashes := append([]string(nil), r.Hashes...)
+			sort.Strings(hashes)
+			fmt.Fprintf(&ident, "%s %s %s\n", NormalizeName(r.Name), r.Version, strings.Join(hashes, ","))
+		}
 	}
-	// A file:// mirror given relative to the workspace means the workspace.
-	if rest, ok := strings.CutPrefix(index, "file://"); ok && rest != "" && !strings.HasPrefix(rest, "/") {
-		index = "file://" + ws.Abs(rest)
-	}
+	count := len(reqs) + len(plan.Requirements)
 	ctx.AddAction(&engine.Action{
 		Mnemonic:    "PyDeps",
-		Description: fmt.Sprintf("Installing %d wheels for %s", len(reqs), ctx.Label()),
+		Description: fmt.Sprintf("Installing %d wheels for %s", count, ctx.Label()),
 		Outputs:     []*engine.File{depsDir, depsZip},
 		Identity:    ident.String(),
 		Run: func(c context.Context, ec *engine.ExecContext) error {
-			return installDeps(c, ec, reqs, index, ec.Output(depsDir), ec.Output(depsZip))
+			reqs := reqs
+			mirror := index
+			if len(plan.Requirements) > 0 {
+				found, err := requirementWheels(c, plan)
+				if err != nil {
+					return err
+				}
+				reqs, mirror = append(reqs, found...), ""
+			}
+			return installDeps(c, ec, reqs, mirror, ec.Output(depsDir), ec.Output(depsZip))
 		},
 	})
 
@@ -200,6 +223,9 @@ func (p *bundlePlan) Describe() string {
 	for _, r := range p.Resolved {
 		width = max(width, len(r.Name)+len(r.Version)+1)
 	}
+	for _, r := range p.Requirements {
+		width = max(width, len(r.Name)+len(r.Version)+1)
+	}
 	for _, r := range p.Resolved {
 		what := "(workspace member: copied as source)"
 		if r.Wheel != nil {
@@ -207,7 +233,49 @@ func (p *bundlePlan) Describe() string {
 		}
 		fmt.Fprintf(&b, "  %-*s  %s\n", width, r.Name+" "+r.Version, what)
 	}
+	for _, r := range p.Requirements {
+		fmt.Fprintf(&b, "  %-*s  (requirements.txt: the wheel whose hash matches is chosen from %s when the layer builds)\n", width, r.Name+" "+r.Version, p.Index)
+	}
 	return b.String()
+}
+
+// pythonIndex is the mirror from PIPE_PYTHON_INDEX or workspace(python_index
+// = …); a relative file:// directory is relative to the workspace.
+func pythonIndex(ws *engine.Workspace) string {
+	index := ws.Settings.PythonIndex
+	if v := os.Getenv("PIPE_PYTHON_INDEX"); v != "" {
+		index = v
+	}
+	if rest, ok := strings.CutPrefix(index, "file://"); ok && rest != "" && !strings.HasPrefix(rest, "/") {
+		index = "file://" + ws.Abs(rest)
+	}
+	return index
+}
+
+// requirementWheels finds, for each requirement, the wheels on the index
+// whose hashes it allows and picks one by tag priority.
+func requirementWheels(ctx context.Context, plan *bundlePlan) ([]wheel.Request, error) {
+	client := &http.Client{Timeout: 2 * time.Minute}
+	var out []wheel.Request
+	var errs []error
+	for _, r := range plan.Requirements {
+		wheels, err := indexWheels(ctx, client, plan.Index, r)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(wheels) == 0 {
+			errs = append(errs, fmt.Errorf("%s %s: no wheel on %s matches the hashes requirements.txt allows; check the index, or re-export the requirements (uv export)", r.Name, r.Version, plan.Index))
+			continue
+		}
+		w, err := SelectWheel(r.Name, r.Version, wheels, plan.Platform)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, wheel.Request{Name: r.Name, Version: r.Version, URL: w.URL, SHA256: w.SHA256, Size: w.Size})
+	}
+	return out, errors.Join(errs...)
 }
 
 func validPython(v string) bool {
@@ -393,6 +461,15 @@ func assemble(ec *engine.ExecContext, depsDir, depsZip, appDir, outDir, outZip s
 func resolveBundle(ctx *engine.AnalysisContext, plat Platform) (*bundlePlan, string, error) {
 	ws := ctx.Workspace()
 	pkg := ctx.Label().Pkg
+	if files := ctx.Files("requirements"); len(files) > 0 {
+		if len(ctx.Labels("lock")) > 0 {
+			return nil, "", ctx.Errorf("set lock or requirements, not both")
+		}
+		if len(files) != 1 {
+			return nil, "", ctx.Errorf("requirements provides %d files; name one requirements.txt", len(files))
+		}
+		return resolveRequirements(ctx, plat, files[0].Path)
+	}
 	lockPath := ""
 	if files := ctx.Files("lock"); len(files) == 1 {
 		lockPath = files[0].Path
@@ -479,4 +556,66 @@ func loadLock(ws *engine.Workspace, rel string) (*Lock, error) {
 		return nil, err
 	}
 	return v.(*Lock), nil
+}
+
+// resolveRequirements reads a hash-pinned requirements.txt: the
+// requirements whose markers hold for the platform, and local projects
+// (workspace members) to copy as source.
+func resolveRequirements(ctx *engine.AnalysisContext, plat Platform, file string) (*bundlePlan, string, error) {
+	ws := ctx.Workspace()
+	b, err := os.ReadFile(ws.Abs(file))
+	if err != nil {
+		return nil, "", ctx.Errorf("read %s: %v", file, err)
+	}
+	reqs, err := ParseRequirements(b, file)
+	if err != nil {
+		return nil, "", ctx.Errorf("%v", err)
+	}
+	plan := &bundlePlan{Platform: plat, Members: map[string]string{}, LockDir: path.Dir(file)}
+	env := plat.MarkerEnv()
+	listed := map[string]bool{}
+	for _, r := range reqs {
+		if r.Marker != "" {
+			ok, err := EvalMarker(r.Marker, env)
+			if err != nil {
+				return nil, "", ctx.Errorf("%s:%d: %v", file, r.Line, err)
+			}
+			if !ok {
+				continue
+			}
+		}
+		if r.Editable != "" {
+			dir := path.Clean(path.Join(path.Dir(file), r.Editable))
+			plan.Members[path.Base(dir)] = dir
+			continue
+		}
+		if r.URL != "" {
+			return nil, "", ctx.Errorf("%s:%d: %s @ %s: direct URL requirements are not supported; pin a version from an index", file, r.Line, r.Name, r.URL)
+		}
+		listed[NormalizeName(r.Name)] = true
+		plan.Requirements = append(plan.Requirements, r)
+	}
+	// The project itself is a local entry too: it is the app, not a member.
+	delete(plan.Members, path.Base(ctx.Label().Pkg))
+	if proj, err := readPyproject(ws.Abs(path.Join(ctx.Label().Pkg, "pyproject.toml"))); err == nil {
+		var missing []string
+		for _, d := range proj.Dependencies {
+			pr, err := parseRequirement(d)
+			if err != nil {
+				return nil, "", ctx.Errorf("pyproject dependency: %v", err)
+			}
+			if pr.Marker != "" {
+				if ok, err := EvalMarker(pr.Marker, env); err == nil && !ok {
+					continue
+				}
+			}
+			if !listed[NormalizeName(pr.Name)] && plan.Members[pr.Name] == "" {
+				missing = append(missing, pr.Name)
+			}
+		}
+		if len(missing) > 0 {
+			return nil, "", ctx.Errorf("%s does not list %s, which pyproject.toml depends on: re-export it (uv export --format requirements-txt)", file, strings.Join(missing, ", "))
+		}
+	}
+	return plan, file, nil
 }

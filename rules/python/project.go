@@ -24,6 +24,7 @@ var FastAPIProject = &engine.Macro{
 		{Name: "port", Type: engine.AttrInt, Default: int64(8000)},
 		{Name: "extras", Type: engine.AttrStringList},
 		{Name: "lock", Type: engine.AttrLabel},
+		{Name: "requirements", Type: engine.AttrLabel, Doc: "a hash-pinned requirements.txt instead of uv.lock"},
 		{Name: "python_path", Type: engine.AttrStringList},
 	},
 	Expand: expandProject,
@@ -73,8 +74,10 @@ func expandProject(m *engine.MacroCall) error {
 		"python_version": m.Attrs["python_version"], "architecture": m.Attrs["architecture"],
 		"port": m.Attrs["port"], "extras": m.Attrs["extras"], "python_path": pyPath, "tags": tags,
 	}
-	if l, ok := m.Attrs["lock"].(engine.Label); ok && l != (engine.Label{}) {
-		bundle["lock"] = l
+	for _, attr := range []string{"lock", "requirements"} {
+		if l, ok := m.Attrs[attr].(engine.Label); ok && l != (engine.Label{}) {
+			bundle[attr] = l
+		}
 	}
 	if err := m.Declare("python_bundle", bundle); err != nil {
 		return err
