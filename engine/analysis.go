@@ -38,6 +38,15 @@ type ExecContext struct {
 	cache *cache.Cache
 	// Stdout and Stderr collect the action's output for the user.
 	Stdout, Stderr *limitedBuffer
+	progress       func(msg string)
+}
+
+// Progress reports how far a long step is ("12/43 wheels"); the live
+// progress line shows it next to the action's label.
+func (ec *ExecContext) Progress(msg string) {
+	if ec.progress != nil {
+		ec.progress(msg)
+	}
 }
 
 // Input returns the absolute path to read input f from.

@@ -64,6 +64,12 @@ type Reporter interface {
 	ActionFinished(ev *ActionEvent)
 }
 
+// ProgressReporter is a Reporter that also shows progress within an
+// action (ExecContext.Progress).
+type ProgressReporter interface {
+	ActionProgress(a *Action, msg string)
+}
+
 // Summary counts a build's actions.
 type Summary struct {
 	Total, Executed, Cached, Failed, Skipped int
@@ -525,6 +531,9 @@ func (e *Executor) execute(ctx context.Context, a *Action) (*cache.ActionResult,
 	}
 	defer removeTree(scratch)
 	ec := &ExecContext{Dir: scratch, ws: e.WS, a: a, cache: e.Cache, Stdout: newLimitedBuffer(), Stderr: newLimitedBuffer()}
+	if pr, ok := e.Reporter.(ProgressReporter); ok {
+		ec.progress = func(msg string) { pr.ActionProgress(a, msg) }
+	}
 	output := func() string {
 		// Paths in tracebacks and compiler messages name the scratch copy,
 		// which is gone when the user reads them: print them as workspace

@@ -98,6 +98,13 @@ func (u *ui) ActionStarted(a *engine.Action, worker int) {
 	u.draw(false)
 }
 
+func (u *ui) ActionProgress(a *engine.Action, msg string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.current = a.Owner.String() + " " + msg
+	u.draw(false)
+}
+
 func (u *ui) ActionFinished(ev *engine.ActionEvent) {
 	u.mu.Lock()
 	defer u.mu.Unlock()

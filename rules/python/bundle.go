@@ -369,6 +369,9 @@ func installDeps(ctx context.Context, ec *engine.ExecContext, reqs []wheel.Reque
 		Client:   &http.Client{Timeout: 5 * time.Minute},
 		Index:    index,
 		Parallel: 8,
+		Progress: func(done, total int, name string) {
+			ec.Progress(fmt.Sprintf("%d/%d wheels (%s)", done, total, name))
+		},
 	}
 	digests, err := f.FetchAll(ctx, reqs)
 	if err != nil {
