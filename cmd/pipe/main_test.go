@@ -239,29 +239,14 @@ type build struct {
 // when pipe stopped before executing anything).
 func (ws *workspace) build(t *testing.T, args ...string) build {
 	t.Helper()
-	evFile := filepath.Join(t.TempDir(), "events.jsonl")
-	stdout, stderr, code := runPipe(t, ws, append([]string{"build", "--events", evFile}, args...)...)
-	b := build{stdout: stdout, stderr: stderr, code: code}
-	if _, err := os.Stat(evFile); err == nil {
-		b.events = readEvents(t, evFile)
-	}
-	return b
+	return ws.buildEnv(t, nil, args...)
 }
 
 // buildOK is build that fails the test unless pipe exits 0, and checks the
 // summary line against the events.
 func (ws *workspace) buildOK(t *testing.T, args ...string) build {
 	t.Helper()
-	b := ws.build(t, args...)
-	if b.code != 0 {
-		t.Fatalf("pipe build %s: exit %d\nstderr:\n%s", strings.Join(args, " "), b.code, b.stderr)
-	}
-	s := parseSummary(t, b.stderr)
-	want := summary{Total: len(b.events), Executed: len(b.labels("executed")), Cached: len(b.labels("cached")), Failed: len(b.labels("failed"))}
-	if s != want {
-		t.Fatalf("summary line says %+v, events say %+v\nstderr:\n%s", s, want, b.stderr)
-	}
-	return b
+	return ws.buildEnvOK(t, nil, args...)
 }
 
 // labels returns the sorted labels of the events with the given status.
