@@ -54,6 +54,8 @@ type ActionEvent struct {
 	// Warning is something the user should know though the action
 	// succeeded, such as a corrupt cache entry that was replaced.
 	Warning string
+	// Explain says why the action ran (with Executor.Explain).
+	Explain string
 	Worker  int
 }
 
@@ -90,6 +92,9 @@ type Executor struct {
 	// Graph, when set, lets the executor remove files that an executed
 	// target no longer declares from its dist/ directory.
 	Graph *ActionGraph
+	// Explain says, for each executed action, what differs from the key
+	// recorded when it last executed (ActionEvent.Explain).
+	Explain bool
 }
 
 // RemoteCache is the executor's view of a shared cache: look up results
@@ -243,7 +248,7 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 		return ev
 	}
 	checkSem <- struct{}{}
-	key, err := e.actionKey(a, states)
+	key, parts, err := e.actionKey(a, states)
 	if err != nil {
 		<-checkSem
 		return fail(err)
@@ -286,6 +291,9 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 	}
 	defer func() { execSem <- worker }()
 	ev.Worker = worker
+	if e.Explain {
+		ev.Explain = e.explain(a, parts)
+	}
 	ev.Start = time.Now()
 	if e.Reporter != nil {
 		e.Reporter.ActionStarted(a, worker)
@@ -303,6 +311,7 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 	if err := e.Cache.PutAC(key, r); err != nil {
 		return fail(err)
 	}
+	e.recordKey(a, parts)
 	if e.Remote != nil {
 		e.Remote.Upload(ctx, key, r)
 	}
@@ -357,49 +366,24 @@ func writeField(h hash.Hash, s string) {
 }
 
 // actionKey is the sha256 over everything that can change the action's
-// outputs: rule kind and version, mnemonic, command or in-process identity,
-// environment, tools, every input's path and digest, and the output paths.
-func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.Digest, error) {
-	h := sha256.New()
-	writeField(h, "pipe-action-key-1")
-	writeField(h, a.RuleKind)
-	writeField(h, a.RuleVersion)
-	writeField(h, a.Mnemonic)
-	writeField(h, a.Identity)
+// outputs (see KeyParts).
+func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.Digest, *KeyParts, error) {
+	parts := &KeyParts{
+		Rule:     a.RuleKind + " " + a.RuleVersion,
+		Mnemonic: a.Mnemonic,
+		Identity: a.Identity,
+		Argv:     a.Argv,
+		Env:      a.Env,
+		Tools:    append([]string(nil), a.Tools...),
+		Sandbox:  a.Sandbox,
+		Inputs:   make([]KeyInput, 0, len(a.Inputs)),
+	}
 	if a.Argv == nil {
 		// In-process steps are pipe's own code.
-		writeField(h, "pipe "+e.PipeVersion)
+		parts.Pipe = e.PipeVersion
 	}
-	writeField(h, strconv.Itoa(len(a.Argv)))
-	for _, s := range a.Argv {
-		writeField(h, s)
-	}
-	envKeys := make([]string, 0, len(a.Env))
-	for k := range a.Env {
-		envKeys = append(envKeys, k)
-	}
-	sort.Strings(envKeys)
-	writeField(h, strconv.Itoa(len(envKeys)))
-	for _, k := range envKeys {
-		writeField(h, k)
-		writeField(h, a.Env[k])
-	}
-	tools := append([]string(nil), a.Tools...)
-	sort.Strings(tools)
-	writeField(h, strconv.Itoa(len(tools)))
-	for _, t := range tools {
-		writeField(h, t)
-	}
-	if a.Sandbox {
-		// Sandboxed and unsandboxed variants never share a result.
-		writeField(h, "sandboxed")
-	} else {
-		writeField(h, "")
-	}
-	ins := append([]*File(nil), a.Inputs...)
-	sort.Slice(ins, func(i, j int) bool { return ins[i].Path < ins[j].Path })
-	writeField(h, strconv.Itoa(len(ins)))
-	for _, in := range ins {
+	sort.Strings(parts.Tools)
+	for _, in := range a.Inputs {
 		var d cache.Digest
 		if in.Generator != nil {
 			d = states[in.Generator].outDigests[in.Path]
@@ -407,25 +391,23 @@ func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.
 			dd, _, err := e.Digests.Digest(in.Path, e.WS.Abs(in.Path))
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {
-					return cache.Digest{}, fmt.Errorf("input %s does not exist (declared by %s): create it or remove it from the target's attributes", in.Path, in.Owner)
+					return cache.Digest{}, nil, fmt.Errorf("input %s does not exist (declared by %s): create it or remove it from the target's attributes", in.Path, in.Owner)
 				}
-				return cache.Digest{}, fmt.Errorf("input %s: %w", in.Path, err)
+				return cache.Digest{}, nil, fmt.Errorf("input %s: %w", in.Path, err)
 			}
 			d = dd
 		}
-		writeField(h, in.Path)
-		h.Write(d[:])
+		parts.Inputs = append(parts.Inputs, KeyInput{Path: in.Path, Digest: d})
 	}
-	writeField(h, strconv.Itoa(len(a.Outputs)))
+	sort.Slice(parts.Inputs, func(i, j int) bool { return parts.Inputs[i].Path < parts.Inputs[j].Path })
 	for _, o := range a.Outputs {
-		writeField(h, o.Path)
+		p := o.Path
 		if o.Dir {
-			writeField(h, "dir")
+			p += "/"
 		}
+		parts.Outputs = append(parts.Outputs, p)
 	}
-	var key cache.Digest
-	h.Sum(key[:0])
-	return key, nil
+	return parts.Key(), parts, nil
 }
 
 // materializeCached makes the workspace hold r's outputs, restoring any that

@@ -71,6 +71,7 @@ func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Pla
 		Reporter:    ui,
 		PipeVersion: pipeVersion(),
 		Graph:       plan.Actions,
+		Explain:     g.explain,
 	}
 	execStart := time.Now()
 	sum, buildErr := exec.Execute(ctx, plan.Needed)

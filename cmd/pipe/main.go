@@ -40,6 +40,7 @@ type globalFlags struct {
 	color     string
 	events    string
 	profile   string
+	explain   bool
 }
 
 // exitError carries an exit code through cobra.
@@ -67,6 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pf.StringVar(&g.color, "color", "auto", "colour and live progress: auto, always or never")
 	pf.StringVar(&g.events, "events", "", "write one JSON object per action to `FILE`")
 	pf.StringVar(&g.profile, "profile", "", "write a Chrome trace (open it in Perfetto) to `FILE`")
+	pf.BoolVar(&g.explain, "explain", false, "say why each executed action missed the cache: what differs from its last execution")
 
 	root.AddCommand(
 		buildCmd(ctx, g),

@@ -194,6 +194,7 @@ type event struct {
 	DurationMs float64  `json:"duration_ms"`
 	Restored   int      `json:"restored"`
 	Outputs    []string `json:"outputs"`
+	Explain    string   `json:"explain"`
 	Error      string   `json:"error"`
 }
 

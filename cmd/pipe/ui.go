@@ -128,9 +128,12 @@ func (u *ui) ActionFinished(ev *engine.ActionEvent) {
 			fmt.Fprintln(u.w, indent(out))
 		}
 	case engine.StatusExecuted:
-		if !u.live || u.g.verbose {
+		if !u.live || u.g.verbose || ev.Explain != "" {
 			u.clearLine()
 			fmt.Fprintf(u.w, "[%d/%d] %s (%s)\n", u.done, u.total, describe(a), formatDuration(dur))
+		}
+		if ev.Explain != "" {
+			fmt.Fprintf(u.w, "  %s %s\n", u.paint("36", "why:"), ev.Explain)
 		}
 		if out := strings.TrimRight(ev.Output, "\n"); out != "" {
 			u.clearLine()
@@ -207,6 +210,7 @@ type eventRecord struct {
 	Restored   int      `json:"restored,omitempty"`
 	Outputs    []string `json:"outputs"`
 	Error      string   `json:"error,omitempty"`
+	Explain    string   `json:"explain,omitempty"`
 }
 
 // writeFiles writes --events and --profile, each atomically.
@@ -238,6 +242,7 @@ func (u *ui) writeFiles(phases []engine.Phase, start time.Time) error {
 			if ev.Err != nil {
 				rec.Error = ev.Err.Error()
 			}
+			rec.Explain = ev.Explain
 			enc.Encode(rec)
 		}
 		if err := engine.WriteFileAtomic(u.g.events, []byte(b.String()), 0o644); err != nil {
