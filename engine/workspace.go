@@ -41,8 +41,25 @@ type Workspace struct {
 	Root     string // absolute
 	Settings Settings
 
+	// Overlay replaces the content of workspace files that rules read
+	// during analysis (uv.lock, pyproject.toml), so `pipe affected` can
+	// analyse the workspace as it was at another revision.
+	Overlay map[string][]byte
+
 	tools sync.Map // path → identity, so each tool is stat'ed once
 	memo  sync.Map // key → *memoEntry
+}
+
+// ReadFile reads a workspace-relative file that analysis depends on,
+// through the overlay.
+func (w *Workspace) ReadFile(rel string) ([]byte, error) {
+	if b, ok := w.Overlay[rel]; ok {
+		if b == nil {
+			return nil, fmt.Errorf("%s: %w", rel, os.ErrNotExist)
+		}
+		return b, nil
+	}
+	return os.ReadFile(w.Abs(rel))
 }
 
 type memoEntry struct {

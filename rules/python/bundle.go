@@ -504,7 +504,7 @@ func resolveBundle(ctx *engine.AnalysisContext, plat Platform) (*bundlePlan, str
 	if files := ctx.Files("pyproject"); len(files) == 1 {
 		pyprojectPath = files[0].Path
 	}
-	proj, err := readPyproject(ws.Abs(pyprojectPath))
+	proj, err := readPyproject(ws, pyprojectPath)
 	if err != nil && ctx.String("project") == "" {
 		return nil, "", ctx.Errorf("%v (or set project = \"<name in uv.lock>\")", err)
 	}
@@ -549,7 +549,7 @@ func checkMembers(ctx *engine.AnalysisContext, plan *bundlePlan, depRoots map[st
 
 func loadLock(ws *engine.Workspace, rel string) (*Lock, error) {
 	v, err := ws.Memo("uv.lock "+rel, func() (any, error) {
-		b, err := os.ReadFile(ws.Abs(rel))
+		b, err := ws.ReadFile(rel)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", rel, err)
 		}
@@ -566,7 +566,7 @@ func loadLock(ws *engine.Workspace, rel string) (*Lock, error) {
 // (workspace members) to copy as source.
 func resolveRequirements(ctx *engine.AnalysisContext, plat Platform, file string) (*bundlePlan, string, error) {
 	ws := ctx.Workspace()
-	b, err := os.ReadFile(ws.Abs(file))
+	b, err := ws.ReadFile(file)
 	if err != nil {
 		return nil, "", ctx.Errorf("read %s: %v", file, err)
 	}
@@ -600,7 +600,7 @@ func resolveRequirements(ctx *engine.AnalysisContext, plat Platform, file string
 	}
 	// The project itself is a local entry too: it is the app, not a member.
 	delete(plan.Members, path.Base(ctx.Label().Pkg))
-	if proj, err := readPyproject(ws.Abs(path.Join(ctx.Label().Pkg, "pyproject.toml"))); err == nil {
+	if proj, err := readPyproject(ws, path.Join(ctx.Label().Pkg, "pyproject.toml")); err == nil {
 		var missing []string
 		for _, d := range proj.Dependencies {
 			pr, err := parseRequirement(d)

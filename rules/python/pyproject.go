@@ -2,9 +2,10 @@ package python
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/pipebuild/pipe/engine"
 )
 
 // Pyproject is the part of pyproject.toml a bundle needs.
@@ -13,8 +14,8 @@ type Pyproject struct {
 	Dependencies []string
 }
 
-func readPyproject(path string) (*Pyproject, error) {
-	b, err := os.ReadFile(path)
+func readPyproject(ws *engine.Workspace, path string) (*Pyproject, error) {
+	b, err := ws.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
