@@ -12,28 +12,74 @@ import (
 )
 
 func buildCmd(ctx context.Context, g *globalFlags) *cobra.Command {
-	return &cobra.Command{
+	var aff affectedFlags
+	c := &cobra.Command{
 		Use:   "build [PATTERN...]",
 		Short: "build targets (default //...), reusing cached results",
 		Long: `Build the targets the patterns select and everything they depend on.
 
 Patterns: //pkg:name, //pkg (= //pkg:<last element>), //pkg:all, //pkg/..., //...
 Relative patterns (:name, sub/dir/...) resolve against the current directory.
-Outputs land in dist/<pkg>/<target>/.`,
+Outputs land in dist/<pkg>/<target>/.
+
+--affected --base REV builds only the targets a change since REV affects
+(see pipe affected), narrowed by any patterns given.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runBuild(ctx, g, args, cmd)
+			return runBuild(ctx, g, &aff, args, cmd)
 		},
 	}
+	c.Flags().BoolVar(&aff.on, "affected", false, "build only the targets affected by changes since --base")
+	c.Flags().StringVar(&aff.base, "base", "", "with --affected: the revision to compare with (e.g. origin/main)")
+	c.Flags().StringVar(&aff.head, "head", "", "with --affected: the revision to compare (default: the working tree)")
+	return c
 }
 
-func runBuild(ctx context.Context, g *globalFlags, args []string, cmd *cobra.Command) error {
+type affectedFlags struct {
+	on         bool
+	base, head string
+}
+
+func runBuild(ctx context.Context, g *globalFlags, aff *affectedFlags, args []string, cmd *cobra.Command) error {
 	s, err := openWorkspace(g, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
-	pats, err := s.patterns(args)
+	if !aff.on {
+		if aff.base != "" || aff.head != "" {
+			return engine.Usagef("--base and --head need --affected")
+		}
+		pats, err := s.patterns(args)
+		if err != nil {
+			return err
+		}
+		_, err = s.build(ctx, pats)
+		return err
+	}
+	if aff.base == "" {
+		return engine.Usagef("--affected needs --base REV (for example --base origin/main)")
+	}
+	affected, err := affectedPatterns(ctx, s, aff.base, aff.head)
 	if err != nil {
 		return err
+	}
+	// Patterns given with --affected narrow the affected set; an empty set
+	// builds nothing (not //...).
+	var want []engine.Pattern
+	if len(args) > 0 {
+		if want, err = s.patterns(args); err != nil {
+			return err
+		}
+	}
+	var pats []engine.Pattern
+	for _, p := range affected {
+		l := engine.Label{Pkg: p.Pkg, Name: p.Name}
+		keep := len(want) == 0
+		for _, w := range want {
+			keep = keep || w.Matches(l)
+		}
+		if keep {
+			pats = append(pats, p)
+		}
 	}
 	_, err = s.build(ctx, pats)
 	return err

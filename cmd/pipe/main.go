@@ -77,6 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cleanCmd(ctx, g),
 		runCmd(ctx, g),
 		versionCmd(),
+		affectedCmd(ctx, g),
 	)
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

@@ -484,7 +484,7 @@ func resolveBundle(ctx *engine.AnalysisContext, plat Platform) (*bundlePlan, str
 				dir = ""
 			}
 			cand := path.Join(dir, "uv.lock")
-			if _, err := os.Stat(ws.Abs(cand)); err == nil {
+			if _, err := ws.ReadFile(cand); err == nil {
 				lockPath = cand
 				break
 			}
