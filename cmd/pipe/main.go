@@ -78,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		runCmd(ctx, g),
 		versionCmd(),
 		affectedCmd(ctx, g),
+		deployCmd(ctx, g),
+		diffCmd(ctx, g),
 	)
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
