@@ -39,9 +39,10 @@ func Bucket(region string) string {
 //go:embed moto_extra.py
 var extraPy []byte
 
-// Launcher finds shared/moto/moto_server.py: $PIPE_MOTO_SERVER, else
-// ../shared/moto/moto_server.py from the module root (shared/ sits beside
-// the repository on the machines and in CI).
+// Launcher finds the moto launcher that fixes moto's change-set bugs:
+// $PIPE_MOTO_SERVER, else ../shared/moto/moto_server.py beside the
+// repository (where the machines keep the maintained copy), else the copy
+// kept in this package, so a checkout anywhere still runs the tests.
 func Launcher() (string, error) {
 	if p := os.Getenv("PIPE_MOTO_SERVER"); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -55,11 +56,15 @@ func Launcher() (string, error) {
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			p := filepath.Join(dir, "..", "shared", "moto", "moto_server.py")
-			if _, err := os.Stat(p); err != nil {
-				return "", fmt.Errorf("moto launcher %s: %w", p, err)
+			shared := filepath.Join(dir, "..", "shared", "moto", "moto_server.py")
+			if _, err := os.Stat(shared); err == nil {
+				return shared, nil
 			}
-			return p, nil
+			own := filepath.Join(dir, "deploy", "mototest", "moto_server.py")
+			if _, err := os.Stat(own); err != nil {
+				return "", fmt.Errorf("moto launcher: neither %s nor %s: %w", shared, own, err)
+			}
+			return own, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
