@@ -4,6 +4,7 @@ package rules
 import (
 	"github.com/pipebuild/pipe/engine"
 	"github.com/pipebuild/pipe/rules/apimeta"
+	"github.com/pipebuild/pipe/rules/cdk"
 	"github.com/pipebuild/pipe/rules/core"
 	"github.com/pipebuild/pipe/rules/python"
 )
@@ -14,5 +15,6 @@ func Registry() *engine.Registry {
 	core.Register(reg)
 	apimeta.Register(reg)
 	python.Register(reg)
+	cdk.Register(reg)
 	return reg
 }
