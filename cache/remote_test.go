@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipebuild/pipe/cache/cachetest"
+
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/protobuf/proto"
 )
@@ -307,7 +309,7 @@ type remoteSetup struct {
 }
 
 func setupNginx(t *testing.T) *remoteSetup {
-	ng := startNginx(t, "")
+	ng := cachetest.StartNginx(t, "")
 	p := newFaultProxy(t, ng.URL)
 	direct, err := NewHTTPBackend(ng.URL+"/cache", nil)
 	if err != nil {
@@ -321,10 +323,10 @@ func setupNginx(t *testing.T) *remoteSetup {
 }
 
 func setupS3(t *testing.T, server string) *remoteSetup {
-	s := sharedS3(t, server)
-	bucket := s.newBucket(t)
+	s := cachetest.SharedS3(t, server)
+	bucket := s.NewBucket(t)
 	p := newFaultProxy(t, s.Endpoint)
-	return &remoteSetup{s.backend(t, bucket, "ci/cache", ""), s.backend(t, bucket, "ci/cache", p.URL), p}
+	return &remoteSetup{s3backend(t, s, bucket, "ci/cache", ""), s3backend(t, s, bucket, "ci/cache", p.URL), p}
 }
 
 // eachBackend runs f against every real store.

@@ -8,21 +8,23 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pipebuild/pipe/cache/cachetest"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-func eachS3(t *testing.T, f func(t *testing.T, s *s3Server)) {
+func eachS3(t *testing.T, f func(t *testing.T, s *cachetest.S3Server)) {
 	for _, name := range []string{"minio", "moto"} {
-		t.Run(name, func(t *testing.T) { f(t, sharedS3(t, name)) })
+		t.Run(name, func(t *testing.T) { f(t, cachetest.SharedS3(t, name)) })
 	}
 }
 
 func TestS3BackendProtocol(t *testing.T) {
-	eachS3(t, func(t *testing.T, s *s3Server) {
+	eachS3(t, func(t *testing.T, s *cachetest.S3Server) {
 		ctx := context.Background()
-		bucket := s.newBucket(t)
-		b := s.backend(t, bucket, "/team/cache/", "")
+		bucket := s.NewBucket(t)
+		b := s3backend(t, s, bucket, "/team/cache/", "")
 		key := Sum([]byte("key"))
 		if _, err := b.GetAC(ctx, key); !errors.Is(err, ErrMiss) {
 			t.Fatalf("GetAC of absent key: %v", err)
@@ -87,8 +89,8 @@ func TestS3BackendProtocol(t *testing.T) {
 // endpoint, credentials and region come from the standard AWS variables,
 // and path-style addressing is switched on for a custom endpoint.
 func TestS3BackendFromEnvironment(t *testing.T) {
-	s := sharedS3(t, "minio")
-	bucket := s.newBucket(t)
+	s := cachetest.SharedS3(t, "minio")
+	bucket := s.NewBucket(t)
 	for _, endpointVar := range []string{"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"} {
 		t.Run(endpointVar, func(t *testing.T) {
 			for _, k := range []string{"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"} {
