@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/pipebuild/pipe/cache"
 	"github.com/pipebuild/pipe/engine"
 )
 
@@ -108,6 +110,10 @@ func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Pla
 	if err != nil {
 		return nil, err
 	}
+	remote, err := s.openRemote(ctx, c)
+	if err != nil {
+		return nil, err
+	}
 	exec := &engine.Executor{
 		WS:          s.ws,
 		Cache:       c,
@@ -119,6 +125,9 @@ func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Pla
 		Graph:       plan.Actions,
 		Explain:     g.explain,
 	}
+	if remote != nil {
+		exec.Remote = remote
+	}
 	execStart := time.Now()
 	sum, buildErr := exec.Execute(ctx, plan.Needed)
 	phases := append(plan.Phases, engine.Phase{Name: "execute", Start: execStart, End: time.Now()})
@@ -126,6 +135,10 @@ func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Pla
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
 	}
 	sum.Duration = time.Since(s.start)
+	if remote != nil {
+		st := remote.Stats()
+		ui.remote = fmt.Sprintf("remote: %d hits, %d misses, %s down, %s up", st.Hits, st.Misses, formatBytes(st.BytesDown), formatBytes(st.BytesUp))
+	}
 	ui.finish(sum, buildErr)
 	if err := ui.writeFiles(phases, s.start); err != nil {
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
@@ -138,4 +151,48 @@ func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Pla
 		return nil, &exitError{code: 1}
 	}
 	return plan, nil
+}
+
+// openRemote opens the remote cache named by --remote-cache, else
+// PIPE_REMOTE_CACHE, else workspace(remote_cache = …); nil when none is set.
+func (s *session) openRemote(ctx context.Context, local *cache.Cache) (*cache.Remote, error) {
+	url := s.g.remoteCache
+	if url == "" {
+		url = os.Getenv("PIPE_REMOTE_CACHE")
+	}
+	if url == "" {
+		url, _ = s.ws.Settings.Extra["remote_cache"].(string)
+	}
+	if url == "" {
+		if s.g.remoteUpload {
+			return nil, engine.Usagef("--remote-upload needs a remote cache: --remote-cache URL, PIPE_REMOTE_CACHE or workspace(remote_cache = …)")
+		}
+		return nil, nil
+	}
+	opt := cache.RemoteOptions{
+		Upload:       s.g.remoteUpload,
+		AcceptCached: s.g.remoteAcceptCached,
+		Timeout:      s.g.remoteTimeout,
+		Warn: func(msg string) {
+			fmt.Fprintf(s.stderr, "pipe: warning: remote cache: %s\n", msg)
+		},
+	}
+	if k := os.Getenv("PIPE_REMOTE_CACHE_KEY"); k != "" {
+		opt.SigningKey = []byte(k)
+	}
+	r, err := cache.OpenRemote(ctx, local, url, opt)
+	if err != nil {
+		return nil, engine.Usagef("%v", err)
+	}
+	return r, nil
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -41,6 +42,11 @@ type globalFlags struct {
 	events    string
 	profile   string
 	explain   bool
+
+	remoteCache        string
+	remoteUpload       bool
+	remoteAcceptCached bool
+	remoteTimeout      time.Duration
 }
 
 // exitError carries an exit code through cobra.
@@ -68,6 +74,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pf.StringVar(&g.color, "color", "auto", "colour and live progress: auto, always or never")
 	pf.StringVar(&g.events, "events", "", "write one JSON object per action to `FILE`")
 	pf.StringVar(&g.profile, "profile", "", "write a Chrome trace (open it in Perfetto) to `FILE`")
+	pf.StringVar(&g.remoteCache, "remote-cache", "", "share results through `URL`: s3://bucket/prefix or http(s)://host/prefix (also PIPE_REMOTE_CACHE, workspace(remote_cache = …))")
+	pf.BoolVar(&g.remoteUpload, "remote-upload", false, "write results to the remote cache (trusted CI only); by default it is read-only")
+	pf.BoolVar(&g.remoteAcceptCached, "remote-accept-cached", true, "look results up in the remote cache")
+	pf.DurationVar(&g.remoteTimeout, "remote-timeout", 5*time.Second, "give up on a remote operation (or a stalled transfer) after `D`, and build locally")
 	pf.BoolVar(&g.explain, "explain", false, "say why each executed action missed the cache: what differs from its last execution")
 
 	root.AddCommand(

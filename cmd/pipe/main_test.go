@@ -282,7 +282,7 @@ type summary struct {
 	Total, Executed, Cached, Failed int
 }
 
-var summaryRE = regexp.MustCompile(`(?m)^(\d+) actions: (\d+) executed, (\d+) cached, (\d+) failed \(\d+\.\d\ds\)$`)
+var summaryRE = regexp.MustCompile(`(?m)^(\d+) actions: (\d+) executed, (\d+) cached, (\d+) failed \(\d+\.\d\ds\)(; remote: [^\n]*)?$`)
 
 // parseSummary finds the summary line in stderr; it must be the last line.
 func parseSummary(t *testing.T, stderr string) summary {

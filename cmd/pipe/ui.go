@@ -33,6 +33,8 @@ type ui struct {
 	last    time.Time
 	events  []*engine.ActionEvent
 	starts  map[*engine.Action]int
+	// remote is appended to the summary line when a remote cache is used.
+	remote string
 }
 
 func newUI(g *globalFlags, w io.Writer, total int) (*ui, error) {
@@ -190,6 +192,9 @@ func (u *ui) finish(sum engine.Summary, err error) {
 		fmt.Fprintf(u.w, "%d actions not run: a dependency failed or the build stopped\n", sum.Skipped)
 	}
 	line := fmt.Sprintf("%d actions: %d executed, %d cached, %d failed (%s)", sum.Total, sum.Executed, sum.Cached, sum.Failed, formatDuration(sum.Duration))
+	if u.remote != "" {
+		line += "; " + u.remote
+	}
 	if sum.Failed > 0 {
 		line = u.paint("31", line)
 	} else if u.color {
