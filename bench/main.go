@@ -31,6 +31,8 @@ func main() {
 		err = noop(os.Args[2:])
 	case "bundle":
 		err = bundle(os.Args[2:])
+	case "remote":
+		err = remote(os.Args[2:])
 	default:
 		usage()
 	}
@@ -41,7 +43,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench gen [-packages N] [-files N] DIR | bench noop [-pipe PATH] [-runs N] DIR | bench bundle [-pipe PATH] [-mb N] DIR")
+	fmt.Fprintln(os.Stderr, "usage: bench gen [-packages N] [-files N] DIR | bench noop [-pipe PATH] [-runs N] DIR | bench bundle [-pipe PATH] [-mb N] DIR | bench remote [-pipe PATH] [-packages N] DIR")
 	os.Exit(2)
 }
 
