@@ -90,10 +90,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		affectedCmd(ctx, g),
 		deployCmd(ctx, g),
 		diffCmd(ctx, g),
+		newCmd(ctx, g),
 	)
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return engine.Usagef("%v (see pipe %s --help)", err, c.Name())
+		return engine.Usagef("%v (see %s --help)", err, c.CommandPath())
 	})
 	err := root.ExecuteContext(ctx)
 	if err == nil {

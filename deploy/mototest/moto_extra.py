@@ -1,4 +1,4 @@
-"""Run the shared moto launcher (shared/moto/moto_server.py) with four more
+"""Run the shared moto launcher (shared/moto/moto_server.py) with five more
 fixes, and exit when standard input closes so a test process that dies never leaves
 a server behind.
 
@@ -33,6 +33,10 @@ moto 5.2.1 bugs fixed here, on top of the launcher's four:
    and creating the function through CloudFormation drops its Layers. The
    fix accepts another account's layer version ARN as AWS does (moto cannot
    hold it; CodeSize 0) and keeps Layers on creation.
+9. An AWS::ApiGateway::Method whose integration is MOCK (the CORS preflight
+   OPTIONS methods the CDK adds) has no IntegrationHttpMethod and no Uri, and
+   moto's CloudFormation handler raises KeyError for them. The fix lets both
+   be absent, as AWS does.
 """
 import os
 import re
@@ -275,6 +279,19 @@ def create_function(cls, resource_name, cloudformation_json, account_id, region_
         fn.layers = fn._get_layers_data(layers)
     return fn
 
+
+_create_method = apigateway.Method.create_from_cloudformation_json.__func__
+
+
+def create_method(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    integration = (cloudformation_json.get("Properties") or {}).get("Integration")
+    if isinstance(integration, dict):
+        integration.setdefault("IntegrationHttpMethod", None)
+        integration.setdefault("Uri", None)
+    return _create_method(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+
+apigateway.Method.create_from_cloudformation_json = classmethod(create_method)
 
 awslambda.LambdaFunction._get_layers_data = get_layers_data
 awslambda.LambdaFunction.create_from_cloudformation_json = classmethod(create_function)

@@ -26,6 +26,7 @@ var FastAPIProject = &engine.Macro{
 		{Name: "lock", Type: engine.AttrLabel},
 		{Name: "requirements", Type: engine.AttrLabel, Doc: "a hash-pinned requirements.txt instead of uv.lock"},
 		{Name: "python_path", Type: engine.AttrStringList},
+		{Name: "run_sh", Type: engine.AttrLabel, Doc: "run.sh for the bundle (default: the package's run.sh if there is one, else generated)"},
 	},
 	Expand: expandProject,
 }
@@ -73,6 +74,13 @@ func expandProject(m *engine.MacroCall) error {
 		"name": "bundle", "srcs": srcs, "deps": deps, "module": module, "app": app,
 		"python_version": m.Attrs["python_version"], "architecture": m.Attrs["architecture"],
 		"port": m.Attrs["port"], "extras": m.Attrs["extras"], "python_path": pyPath, "tags": tags,
+	}
+	if l, ok := m.Attrs["run_sh"].(engine.Label); ok && l != (engine.Label{}) {
+		bundle["run_sh"] = l
+	} else if files, err := m.Glob([]string{"run.sh"}, nil); err == nil && len(files) == 1 {
+		// A run.sh kept beside BUILD.star (pipe new writes one) is the
+		// one users edit, so it is the one the bundle ships.
+		bundle["run_sh"] = "run.sh"
 	}
 	for _, attr := range []string{"lock", "requirements"} {
 		if l, ok := m.Attrs[attr].(engine.Label); ok && l != (engine.Label{}) {
