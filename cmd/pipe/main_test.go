@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/pipebuild/pipe/cache/cachetest"
 )
 
 // pipeBin is the pipe binary TestMain builds.
@@ -35,6 +37,8 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// Servers shared by the tests (MinIO) stop with the test binary.
+	defer cachetest.StopShared()
 	pipeBin = filepath.Join(dir, "pipe")
 	cmd := exec.Command("go", "build", "-o", pipeBin, ".")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
