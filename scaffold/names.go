@@ -5,14 +5,15 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // nameRE is what a service name may be: it names a directory, a uv
 // project, Bazel-style targets and (PascalCased) TypeScript classes and
 // CloudFormation stacks, so it keeps to what all of them accept.
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$`) })
 
-var identifierRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var identifierRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`) })
 
 // pythonKeywords cannot name a module: `import class` is a syntax error.
 var pythonKeywords = strings.Fields(`False None True and as assert async await
@@ -62,12 +63,12 @@ func ValidateName(name string) error {
 	if name == "" {
 		return fmt.Errorf("the service name is empty; name it like my-api")
 	}
-	if nameRE.MatchString(name) {
+	if nameRE().MatchString(name) {
 		return nil
 	}
 	hint := ""
 	switch lower := strings.ToLower(name); {
-	case lower != name && nameRE.MatchString(lower):
+	case lower != name && nameRE().MatchString(lower):
 		hint = fmt.Sprintf(" (did you mean %q?)", lower)
 	case name[0] >= '0' && name[0] <= '9':
 		hint = " (it starts with a digit)"
@@ -92,7 +93,7 @@ func ValidateModule(module, from string) error {
 		fix = "choose another --module-name"
 	}
 	switch {
-	case !identifierRE.MatchString(module):
+	case !identifierRE().MatchString(module):
 		return fmt.Errorf("%s gives the Python module name %q, which is not a Python identifier "+
 			"(letters, digits and _, not starting with a digit): %s", from, module, fix)
 	case slices.Contains(pythonKeywords, module):

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -33,16 +34,20 @@ type registry struct {
 }
 
 var (
-	metadataRE = regexp.MustCompile(`(?m)^api_metadata\(\n    name = "([^"\n]+)-metadata",\n    spec = "//([^"\n]+):openapi",\n`)
-	bundleRE   = regexp.MustCompile(`"//([^"\n:]+):bundle"`)
-	stackRE    = regexp.MustCompile(`(?m)^import \{ \w+Stack \} from '\./stacks/([^'\n]+)-stack';$`)
+	metadataRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?m)^api_metadata\(\n    name = "([^"\n]+)-metadata",\n    spec = "//([^"\n]+):openapi",\n`)
+	})
+	bundleRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`"//([^"\n:]+):bundle"`) })
+	stackRE  = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?m)^import \{ \w+Stack \} from '\./stacks/([^'\n]+)-stack';$`)
+	})
 )
 
 var constructsBuild = registry{
 	tmpl: "constructs/BUILD.star.tmpl",
 	parse: func(b []byte) []stackEntry {
 		var out []stackEntry
-		for _, m := range metadataRE.FindAllSubmatch(b, -1) {
+		for _, m := range metadataRE().FindAllSubmatch(b, -1) {
 			out = append(out, entryOf(string(m[1]), string(m[2])))
 		}
 		return out
@@ -57,7 +62,7 @@ var infraBuild = registry{
 	tmpl: "infra/BUILD.star.tmpl",
 	parse: func(b []byte) []stackEntry {
 		var out []stackEntry
-		for _, m := range bundleRE.FindAllSubmatch(b, -1) {
+		for _, m := range bundleRE().FindAllSubmatch(b, -1) {
 			dir := string(m[1])
 			out = append(out, entryOf(path.Base(dir), dir))
 		}
@@ -73,7 +78,7 @@ var infraMain = registry{
 	tmpl: "infra/src/main.ts.tmpl",
 	parse: func(b []byte) []stackEntry {
 		var out []stackEntry
-		for _, m := range stackRE.FindAllSubmatch(b, -1) {
+		for _, m := range stackRE().FindAllSubmatch(b, -1) {
 			out = append(out, entryOf(string(m[1]), ""))
 		}
 		return out
@@ -194,8 +199,8 @@ func (w *uvWorkspace) inWorkspace(dir string) bool {
 }
 
 var (
-	workspaceTableRE = regexp.MustCompile(`(?m)^\[tool\.uv\.workspace\][ \t]*(#.*)?$`)
-	membersRE        = regexp.MustCompile(`(?m)^members[ \t]*=[ \t]*\[`)
+	workspaceTableRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^\[tool\.uv\.workspace\][ \t]*(#.*)?$`) })
+	membersRE        = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^members[ \t]*=[ \t]*\[`) })
 )
 
 // mergeWorkspaceMembers makes the root pyproject.toml a uv workspace that
@@ -246,7 +251,7 @@ func mergeWorkspaceMembers(cur []byte, dir string) ([]byte, Status, string, erro
 // none; nil when the file is laid out some other way.
 func insertMember(cur []byte, dir string, hasWorkspace bool) []byte {
 	quoted := fmt.Sprintf("%q", dir)
-	loc := workspaceTableRE.FindIndex(cur)
+	loc := workspaceTableRE().FindIndex(cur)
 	if loc == nil {
 		if hasWorkspace {
 			return nil // an inline table or dotted keys: leave it to the user
@@ -263,7 +268,7 @@ func insertMember(cur []byte, dir string, hasWorkspace bool) []byte {
 		tableEnd = tableStart + next[0]
 	}
 	table := cur[tableStart:tableEnd]
-	m := membersRE.FindIndex(table)
+	m := membersRE().FindIndex(table)
 	if m == nil {
 		// No members yet: the first line of the table gets them.
 		at := tableStart

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/pipebuild/pipe/engine"
 )
@@ -47,8 +48,8 @@ var Stack = &engine.Rule{
 }
 
 var (
-	accountRE = regexp.MustCompile(`^[0-9]{12}$`)
-	regionRE  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	accountRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9]{12}$`) })
+	regionRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`) })
 )
 
 // appExtensions are what esbuild bundles as an entry point by default.
@@ -69,10 +70,10 @@ func analyze(ctx *engine.AnalysisContext) error {
 		return ctx.Errorf("cdk_stack: app %s is not a TypeScript or JavaScript file (%s)", app.Path, strings.Join(appExtensions, ", "))
 	}
 	account, region := ctx.String("account"), ctx.String("region")
-	if account != "" && !accountRE.MatchString(account) {
+	if account != "" && !accountRE().MatchString(account) {
 		return ctx.Errorf("cdk_stack: account %q is not a 12-digit AWS account id", account)
 	}
-	if region != "" && !regionRE.MatchString(region) {
+	if region != "" && !regionRE().MatchString(region) {
 		return ctx.Errorf("cdk_stack: region %q is not an AWS region name such as \"us-east-1\"", region)
 	}
 	for _, s := range ctx.Strings("stacks") {

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -342,7 +343,7 @@ func shortenLines(text string) string {
 			}
 			// The "file.js:1" header above a minified line says where in
 			// a library the throw was: no help without the line.
-			if n := len(out); n > 0 && throwSiteRE.MatchString(out[n-1]) {
+			if n := len(out); n > 0 && throwSiteRE().MatchString(out[n-1]) {
 				out = out[:n-1]
 				continue
 			}
@@ -356,10 +357,12 @@ func shortenLines(text string) string {
 var (
 	// errorLineRE finds the message of an uncaught error in node's
 	// stderr: "Error: boom", "ValidationError: ...", "TypeError [ERR_X]: ...".
-	errorLineRE = regexp.MustCompile(`^(?:[A-Za-z_$][\w$]*)?(?:Error|Exception)(?: \[[^\]]*\])?: .+`)
-	throwSiteRE = regexp.MustCompile(`^\S+\.[cm]?js:\d+$`)
+	errorLineRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(?:[A-Za-z_$][\w$]*)?(?:Error|Exception)(?: \[[^\]]*\])?: .+`)
+	})
+	throwSiteRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\S+\.[cm]?js:\d+$`) })
 	// cdkErrorRE is how aws-cdk-lib's own errors print: "«CannotFindAsset» Cannot find asset at ...".
-	cdkErrorRE = regexp.MustCompile(`^«([^»]+)» (.+)`)
+	cdkErrorRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^«([^»]+)» (.+)`) })
 )
 
 func errorLine(stderr string) string {
@@ -367,10 +370,10 @@ func errorLine(stderr string) string {
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		l := sc.Text()
-		if m := cdkErrorRE.FindStringSubmatch(l); m != nil {
+		if m := cdkErrorRE().FindStringSubmatch(l); m != nil {
 			return m[1] + ": " + m[2]
 		}
-		if errorLineRE.MatchString(l) {
+		if errorLineRE().MatchString(l) {
 			return l
 		}
 	}

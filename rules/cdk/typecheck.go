@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/pipebuild/pipe/engine"
 )
@@ -21,7 +22,7 @@ type typecheckSpec struct {
 }
 
 // tscPosRE matches tsc's non-pretty diagnostics: "src/main.ts(12,5): error TS2322: ...".
-var tscPosRE = regexp.MustCompile(`(?m)^([^\s(][^(\n]*)\((\d+),(\d+)\): `)
+var tscPosRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^([^\s(][^(\n]*)\((\d+),(\d+)\): `) })
 
 // run type-checks the staged sources: tsc sees exactly the declared inputs,
 // so a file missing from srcs is an error here too.
@@ -49,8 +50,8 @@ func (s *typecheckSpec) run(ctx context.Context, ec *engine.ExecContext) error {
 	stdout, stderr, err := runNode(ctx, s.tools.Node, dir, env, tsc, "--noEmit", "-p", ".", "--pretty", "false")
 	// tsc names files relative to the project directory; the user wants
 	// workspace paths.
-	out := tscPosRE.ReplaceAllStringFunc(stdout+stderr, func(m string) string {
-		sub := tscPosRE.FindStringSubmatch(m)
+	out := tscPosRE().ReplaceAllStringFunc(stdout+stderr, func(m string) string {
+		sub := tscPosRE().FindStringSubmatch(m)
 		return fmt.Sprintf("%s:%s:%s: ", path.Join(s.pkg, sub[1]), sub[2], sub[3])
 	})
 	if err != nil {

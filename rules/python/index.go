@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // DefaultIndex is where a requirements.txt bundle looks for wheels when the
@@ -24,7 +25,9 @@ const DefaultIndex = "https://pypi.org/simple"
 // <index>/<name>/ links every file, with #sha256= fragments. Only files
 // whose hash the requirement allows are candidates; tag priority picks one.
 
-var anchorRE = regexp.MustCompile(`(?is)<a\s[^>]*href\s*=\s*["']([^"']+)["'][^>]*>(.*?)</a>`)
+var anchorRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?is)<a\s[^>]*href\s*=\s*["']([^"']+)["'][^>]*>(.*?)</a>`)
+})
 
 // indexWheels lists the wheels of req on index that the requirement's
 // hashes allow. index is an http(s) simple-index base or file://DIR, a flat
@@ -57,7 +60,7 @@ func indexWheels(ctx context.Context, client *http.Client, index string, req Req
 	}
 	base, _ := url.Parse(page)
 	var out []Wheel
-	for _, m := range anchorRE.FindAllStringSubmatch(string(body), -1) {
+	for _, m := range anchorRE().FindAllStringSubmatch(string(body), -1) {
 		href, err := url.Parse(html.UnescapeString(m[1]))
 		if err != nil {
 			continue
@@ -76,9 +79,9 @@ func indexWheels(ctx context.Context, client *http.Client, index string, req Req
 	return out, nil
 }
 
-var tagRE = regexp.MustCompile(`<[^>]*>`)
+var tagRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`<[^>]*>`) })
 
-func stripTags(s string) string { return tagRE.ReplaceAllString(s, "") }
+func stripTags(s string) string { return tagRE().ReplaceAllString(s, "") }
 
 // wheelFor reports whether file is a wheel of distribution name at version.
 func wheelFor(file, name, version string) bool {

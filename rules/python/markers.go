@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // MarkerEnv maps PEP 508 marker variables to their values. A variable the
@@ -438,16 +439,18 @@ type pepVersion struct {
 // pepVersionRE is PEP 440's permissive form (packaging's VERSION_PATTERN):
 // case-insensitive, optional separators, implicit numbers, alternative
 // spellings.
-var pepVersionRE = regexp.MustCompile(`^\s*v?(?:([0-9]+)!)?([0-9]+(?:\.[0-9]+)*)` +
-	`(?:[-_.]?(alpha|a|beta|b|preview|pre|c|rc)[-_.]?([0-9]+)?)?` +
-	`(?:-([0-9]+)|[-_.]?(post|rev|r)[-_.]?([0-9]+)?)?` +
-	`(?:[-_.]?(dev)[-_.]?([0-9]+)?)?` +
-	`(?:\+([a-z0-9]+(?:[-_.][a-z0-9]+)*))?\s*$`)
+var pepVersionRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^\s*v?(?:([0-9]+)!)?([0-9]+(?:\.[0-9]+)*)` +
+		`(?:[-_.]?(alpha|a|beta|b|preview|pre|c|rc)[-_.]?([0-9]+)?)?` +
+		`(?:-([0-9]+)|[-_.]?(post|rev|r)[-_.]?([0-9]+)?)?` +
+		`(?:[-_.]?(dev)[-_.]?([0-9]+)?)?` +
+		`(?:\+([a-z0-9]+(?:[-_.][a-z0-9]+)*))?\s*$`)
+})
 
 // parsePEPVersion parses s; numbers too large for uint64 make it invalid
 // rather than silently wrong.
 func parsePEPVersion(s string) (*pepVersion, error) {
-	m := pepVersionRE.FindStringSubmatch(strings.ToLower(s))
+	m := pepVersionRE().FindStringSubmatch(strings.ToLower(s))
 	if m == nil {
 		return nil, fmt.Errorf("%q is not a PEP 440 version", s)
 	}

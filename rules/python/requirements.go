@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Requirement is one entry of a requirements.txt.
@@ -36,7 +37,7 @@ var requirementOptionsIgnored = map[string]bool{
 
 // requirementCommentRE is pip's comment rule: '#' at the start or after
 // whitespace, so URL fragments (#sha256=…, #egg=…) survive.
-var requirementCommentRE = regexp.MustCompile(`(^|\s+)#.*$`)
+var requirementCommentRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(^|\s+)#.*$`) })
 
 // ParseRequirements parses a hash-pinned requirements.txt. Every
 // requirement must be pinned (name==version) with at least one sha256
@@ -54,7 +55,7 @@ func ParseRequirements(data []byte, file string) ([]Requirement, error) {
 			line = strings.TrimSuffix(line, "\\") + " " + lines[i]
 		}
 		line = strings.TrimSuffix(line, "\\")
-		line = strings.TrimSpace(requirementCommentRE.ReplaceAllString(line, ""))
+		line = strings.TrimSpace(requirementCommentRE().ReplaceAllString(line, ""))
 		if line == "" {
 			continue
 		}
@@ -106,7 +107,7 @@ func parseRequirementLine(line string) (*Requirement, error) {
 			continue
 		}
 		digest = strings.ToLower(digest)
-		if !sha256HexRE.MatchString(digest) {
+		if !sha256HexRE().MatchString(digest) {
 			return nil, fmt.Errorf("--hash=%s: a sha256 digest is 64 hex digits", val)
 		}
 		req.Hashes = append(req.Hashes, digest)
@@ -202,8 +203,8 @@ type pep508Requirement struct {
 }
 
 var (
-	requirementNameRE  = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?`)
-	requirementExtraRE = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$`)
+	requirementNameRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?`) })
+	requirementExtraRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$`) })
 )
 
 // parseRequirement parses `name[extra,…] specifier ; marker` or
@@ -211,7 +212,7 @@ var (
 func parseRequirement(s string) (*pep508Requirement, error) {
 	orig := s
 	s = strings.TrimSpace(s)
-	name := requirementNameRE.FindString(s)
+	name := requirementNameRE().FindString(s)
 	if name == "" {
 		return nil, fmt.Errorf("requirement %q does not start with a distribution name", orig)
 	}
@@ -227,7 +228,7 @@ func parseRequirement(s string) (*pep508Requirement, error) {
 			if e == "" {
 				continue
 			}
-			if !requirementExtraRE.MatchString(e) {
+			if !requirementExtraRE().MatchString(e) {
 				return nil, fmt.Errorf("requirement %q: %q is not an extra name", orig, e)
 			}
 			r.Extras = append(r.Extras, e)

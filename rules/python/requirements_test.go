@@ -46,7 +46,7 @@ func TestParseRequirementsUVExport(t *testing.T) {
 			t.Errorf("%s has no hashes", r.Name)
 		}
 		for _, h := range r.Hashes {
-			if !sha256HexRE.MatchString(h) {
+			if !sha256HexRE().MatchString(h) {
 				t.Errorf("%s: hash %q is not lower-case hex", r.Name, h)
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -172,13 +173,15 @@ type packageWire struct {
 const lockRegenerate = "run `uv lock` to regenerate it"
 
 // packageNameRE is PEP 508's distribution name.
-var packageNameRE = regexp.MustCompile(`^(?i:[a-z0-9]|[a-z0-9][a-z0-9._-]*[a-z0-9])$`)
+var packageNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(?i:[a-z0-9]|[a-z0-9][a-z0-9._-]*[a-z0-9])$`) })
 
-var sha256HexRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+var sha256HexRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{64}$`) })
 
 // packageHeaderRE finds [[package]] headers so errors can name a line; the
 // TOML decoder does not keep positions for decoded values.
-var packageHeaderRE = regexp.MustCompile(`(?m)^[ \t]*\[\[[ \t]*package[ \t]*\]\][ \t]*(?:#.*)?\r?$`)
+var packageHeaderRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?m)^[ \t]*\[\[[ \t]*package[ \t]*\]\][ \t]*(?:#.*)?\r?$`)
+})
 
 // ParseLock parses the uv.lock in data; file names it in errors.
 func ParseLock(data []byte, file string) (lock *Lock, err error) {
@@ -220,7 +223,7 @@ func ParseLock(data []byte, file string) (lock *Lock, err error) {
 	}
 	// The i-th header is the i-th package when uv wrote the file; if the
 	// counts differ (hand-written inline tables), lines are left out.
-	headers := packageHeaderRE.FindAllIndex(data, -1)
+	headers := packageHeaderRE().FindAllIndex(data, -1)
 	lineOf := func(i int) int {
 		if len(headers) != len(w.Package) {
 			return 0
@@ -247,10 +250,12 @@ func ParseLock(data []byte, file string) (lock *Lock, err error) {
 
 // tomlTypeRE matches the decoder's type-mismatch message, which names Go
 // types; users know the TOML key and what uv writes there.
-var tomlTypeRE = regexp.MustCompile(`cannot decode TOML (\w+) into struct field \S+ of type (\S+)`)
+var tomlTypeRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`cannot decode TOML (\w+) into struct field \S+ of type (\S+)`)
+})
 
 func describeTOMLError(de *toml.DecodeError) string {
-	m := tomlTypeRE.FindStringSubmatch(de.Error())
+	m := tomlTypeRE().FindStringSubmatch(de.Error())
 	if m == nil {
 		return "not valid TOML: " + strings.TrimPrefix(de.Error(), "toml: ")
 	}
@@ -274,7 +279,7 @@ func convertPackage(pw *packageWire) (*LockPackage, error) {
 	if pw.Name == "" {
 		return nil, fmt.Errorf("a package has no name")
 	}
-	if !packageNameRE.MatchString(pw.Name) {
+	if !packageNameRE().MatchString(pw.Name) {
 		return nil, fmt.Errorf("package name %q is not a valid distribution name", pw.Name)
 	}
 	if pw.Source == nil {
@@ -433,7 +438,7 @@ func convertHash(h string) (string, error) {
 		return "", nil
 	}
 	hexDigest = strings.ToLower(hexDigest)
-	if !sha256HexRE.MatchString(hexDigest) {
+	if !sha256HexRE().MatchString(hexDigest) {
 		return "", fmt.Errorf("hash %q: a sha256 digest is 64 hex digits", h)
 	}
 	return hexDigest, nil

@@ -50,7 +50,7 @@ func TestParseLockFullStackFastAPI(t *testing.T) {
 			t.Errorf("package %+v lacks a name, source or line", p)
 		}
 		for _, w := range p.Wheels {
-			if !sha256HexRE.MatchString(w.SHA256) || w.Size <= 0 || !strings.HasSuffix(w.Filename, ".whl") || !strings.HasPrefix(w.URL, "https://files.pythonhosted.org/") {
+			if !sha256HexRE().MatchString(w.SHA256) || w.Size <= 0 || !strings.HasSuffix(w.Filename, ".whl") || !strings.HasPrefix(w.URL, "https://files.pythonhosted.org/") {
 				t.Errorf("%s: wheel %+v", p.Name, w)
 			}
 		}
