@@ -725,11 +725,18 @@ func removeTree(p string) error {
 // stage copies an input into the scratch directory, read-only, so the
 // action sees exactly its declared inputs and cannot change the originals.
 func stage(src, dst string, dir bool) error {
+	return StageTree(src, dst, dir, func(s, d string) error { return copyFile(s, d, true) })
+}
+
+// StageTree recreates the file or directory src at dst: directories are
+// made, symlinks recreated as they are, and each file placed with place
+// (a copy, a hard link…).
+func StageTree(src, dst string, dir bool, place func(src, dst string) error) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
 	if !dir {
-		return copyFile(src, dst, true)
+		return place(src, dst)
 	}
 	return filepath.WalkDir(src, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
@@ -746,7 +753,7 @@ func stage(src, dst string, dir bool) error {
 			}
 			return os.Symlink(l, target)
 		default:
-			return copyFile(p, target, true)
+			return place(p, target)
 		}
 	})
 }

@@ -525,30 +525,7 @@ func (s *synthSpec) checkAssembly(ec *engine.ExecContext, outDir string) error {
 // them cost more than the synth itself. Copies where linking fails (another
 // file system).
 func mirror(src, dst string, dir bool) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	if !dir {
-		return linkOrCopy(src, dst)
-	}
-	return filepath.WalkDir(src, func(p string, de fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, p[len(src):])
-		switch {
-		case de.IsDir():
-			return os.MkdirAll(target, 0o755)
-		case de.Type()&fs.ModeSymlink != 0:
-			l, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(l, target)
-		default:
-			return linkOrCopy(p, target)
-		}
-	})
+	return engine.StageTree(src, dst, dir, linkOrCopy)
 }
 
 func linkOrCopy(src, dst string) error {
