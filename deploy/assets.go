@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 
@@ -251,7 +252,7 @@ func (p *publisher) prebuilt(dir string) (string, error) {
 			continue
 		}
 		have, err := listFiles(z.Dir)
-		if err != nil || !sameListing(want, have) {
+		if err != nil || !slices.Equal(want, have) {
 			continue
 		}
 		same, err := sameContent(dir, z.Dir, want)
@@ -294,18 +295,6 @@ func listFiles(dir string) ([]listedFile, error) {
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].rel < out[j].rel })
 	return out, err
-}
-
-func sameListing(a, b []listedFile) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func sameContent(a, b string, files []listedFile) (bool, error) {

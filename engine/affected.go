@@ -5,6 +5,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -379,7 +380,7 @@ func actionPrints(ag *ActionGraph) map[Label]map[string][]string {
 func differingMnemonics(head, base map[string][]string) []string {
 	var out []string
 	for m, hs := range head {
-		if !equalStringSlices(hs, base[m]) {
+		if !slices.Equal(hs, base[m]) {
 			out = append(out, m)
 		}
 	}
@@ -390,18 +391,6 @@ func differingMnemonics(head, base map[string][]string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func equalStringSlices(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // addRdeps adds every target that depends, directly or not, on an affected

@@ -12,18 +12,16 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
-	"time"
+
+	"github.com/pipebuild/pipe/bench/internal/timing"
 
 	"github.com/pipebuild/pipe/deploy/mototest"
 )
@@ -74,13 +72,13 @@ func run(pipe, cdk string, runs int) error {
 		"CDK_DISABLE_VERSION_CHECK=1", "CDK_DISABLE_CLI_TELEMETRY=1")
 
 	pipeArgs := []string{"deploy", "--app", app}
-	if out, err := command(work, env, pipe, append(pipeArgs, "--require-approval", "never")...); err != nil {
+	if out, err := timing.Command(work, env, pipe, append(pipeArgs, "--require-approval", "never")...); err != nil {
 		return fmt.Errorf("first deploy: %v\n%s", err, out)
 	}
-	fmt.Printf("machine: %s\n", machine())
-	pipeTimes, err := timeRuns(runs, func() error {
+	fmt.Printf("machine: %s\n", timing.Machine())
+	pipeTimes, err := timing.Runs(runs, func() error {
 		proxy.Reset()
-		out, err := command(work, env, pipe, pipeArgs...)
+		out, err := timing.Command(work, env, pipe, pipeArgs...)
 		if err != nil {
 			return fmt.Errorf("%v\n%s", err, out)
 		}
@@ -96,7 +94,7 @@ func run(pipe, cdk string, runs int) error {
 		return err
 	}
 	reads := len(proxy.Calls())
-	report("pipe deploy, 5 stacks unchanged", pipeTimes)
+	fmt.Printf("%s: %s\n", "pipe deploy, 5 stacks unchanged", timing.Stats(pipeTimes))
 	fmt.Printf("  AWS calls per run: %d reads, 0 writes\n", reads)
 	if cdk == "" {
 		fmt.Println("cdk: no CDK CLI given (-cdk or PIPE_CDK_CLI); comparison skipped")
@@ -104,9 +102,9 @@ func run(pipe, cdk string, runs int) error {
 	}
 	cdkArgs := []string{"deploy", "--all", "--app", app, "--require-approval", "never", "--no-notices", "--ci"}
 	var cdkWrites []string
-	cdkTimes, err := timeRuns(max(runs/2, 3), func() error {
+	cdkTimes, err := timing.Runs(max(runs/2, 3), func() error {
 		proxy.Reset()
-		out, err := command(work, env, cdk, cdkArgs...)
+		out, err := timing.Command(work, env, cdk, cdkArgs...)
 		if err != nil {
 			return fmt.Errorf("%v\n%s", err, out)
 		}
@@ -122,51 +120,10 @@ func run(pipe, cdk string, runs int) error {
 	if err != nil {
 		return err
 	}
-	report("cdk deploy --all --app cdk.out, same assembly, same moto", cdkTimes)
+	fmt.Printf("%s: %s\n", "cdk deploy --all --app cdk.out, same assembly, same moto", timing.Stats(cdkTimes))
 	fmt.Printf("  AWS calls per run: %d, of which %d writes: %s\n", len(proxy.Calls()), len(cdkWrites), strings.Join(cdkWrites, "; "))
-	fmt.Printf("ratio (median): cdk / pipe = %.1f×\n", float64(median(cdkTimes))/float64(median(pipeTimes)))
+	fmt.Printf("ratio (median): cdk / pipe = %.1f×\n", float64(timing.Median(cdkTimes))/float64(timing.Median(pipeTimes)))
 	return nil
-}
-
-func command(dir string, env []string, bin string, args ...string) (string, error) {
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Env = env
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err
-}
-
-func timeRuns(n int, f func() error) ([]time.Duration, error) {
-	var ds []time.Duration
-	for i := 0; i < n; i++ {
-		t0 := time.Now()
-		if err := f(); err != nil {
-			return nil, err
-		}
-		ds = append(ds, time.Since(t0))
-	}
-	return ds, nil
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
-func report(what string, ds []time.Duration) {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
-	fmt.Printf("%s: median %s (min %s, max %s, %d runs)\n", what, ms(median(ds)), ms(s[0]), ms(s[len(s)-1]), len(ds))
-}
-
-func machine() string {
-	out, _ := exec.Command("nproc").Output()
-	kernel, _ := exec.Command("uname", "-r").Output()
-	return fmt.Sprintf("%s cores, Linux %s", strings.TrimSpace(string(out)), strings.TrimSpace(string(kernel)))
 }
 
 // writeAssembly writes a cloud assembly laid out as the CDK's default

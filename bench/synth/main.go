@@ -30,9 +30,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
+
+	"github.com/pipebuild/pipe/bench/internal/timing"
 
 	"github.com/pipebuild/pipe/deploy/mototest"
 )
@@ -86,7 +87,7 @@ func run(pipe, nm, cdk string, runs int) error {
 		return err
 	}
 	b.env = append(cleanEnv(), "PIPE_CACHE_DIR="+b.cache, "HOME="+filepath.Join(work, "home"))
-	fmt.Printf("machine: %s; node %s\n", machine(), nodeVersion())
+	fmt.Printf("machine: %s; node %s\n", timing.Machine(), nodeVersion())
 
 	measure := func(what string, n int, prepare func(i int) error, want string) error {
 		var walls, synths []time.Duration
@@ -103,7 +104,7 @@ func run(pipe, nm, cdk string, runs int) error {
 			}
 			walls, synths = append(walls, s.wall), append(synths, s.synth)
 		}
-		fmt.Printf("%-58s wall %s; CdkSynth action %s\n", what+":", stats(walls), stats(synths))
+		fmt.Printf("%-58s wall %s; CdkSynth action %s\n", what+":", timing.Stats(walls), timing.Stats(synths))
 		return nil
 	}
 	if err := measure("cold (empty cache, no dist/ or .pipe/)", runs, func(int) error {
@@ -143,7 +144,7 @@ func (b *bench) build() (sample, string, error) {
 	var s sample
 	ev := filepath.Join(filepath.Dir(b.ws), "events.jsonl")
 	t0 := time.Now()
-	out, err := command(b.ws, b.env, b.pipe, "build", "//...", "--events", ev)
+	out, err := timing.Command(b.ws, b.env, b.pipe, "build", "//...", "--events", ev)
 	s.wall = time.Since(t0)
 	if err != nil {
 		return s, "", fmt.Errorf("pipe build: %v\n%s", err, out)
@@ -188,14 +189,14 @@ func (b *bench) deploy(cdk string, runs int) error {
 	env := append(append([]string(nil), b.env...), mototest.Env(proxy.URL)...)
 	env = append(env, "AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION="+strings.Replace(proxy.URL, "127.0.0.1", "localhost", 1),
 		"CDK_DISABLE_VERSION_CHECK=1", "CDK_DISABLE_CLI_TELEMETRY=1")
-	if out, err := command(b.ws, env, b.pipe, "deploy", "//...", "--require-approval", "never"); err != nil {
+	if out, err := timing.Command(b.ws, env, b.pipe, "deploy", "//...", "--require-approval", "never"); err != nil {
 		return fmt.Errorf("first deploy: %v\n%s", err, out)
 	}
 	app := filepath.Join(b.ws, "dist/packages/infra/infra/cdk.out")
 	unchanged := func(bin string, args ...string) func() error {
 		return func() error {
 			proxy.Reset()
-			out, err := command(b.ws, env, bin, args...)
+			out, err := timing.Command(b.ws, env, bin, args...)
 			if err != nil {
 				return fmt.Errorf("%v\n%s", err, out)
 			}
@@ -216,17 +217,17 @@ func (b *bench) deploy(cdk string, runs int) error {
 			return nil
 		}
 	}
-	pipeBuild, err := timeRuns(runs, checkWrites(unchanged(b.pipe, "deploy", "//...")))
+	pipeBuild, err := timing.Runs(runs, checkWrites(unchanged(b.pipe, "deploy", "//...")))
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-58s %s; %d AWS calls, 0 writes\n", "pipe deploy //... (build included), 3 stacks unchanged:", stats(pipeBuild), len(proxy.Calls()))
-	pipeApp, err := timeRuns(runs, checkWrites(unchanged(b.pipe, "deploy", "--app", app)))
+	fmt.Printf("%-58s %s; %d AWS calls, 0 writes\n", "pipe deploy //... (build included), 3 stacks unchanged:", timing.Stats(pipeBuild), len(proxy.Calls()))
+	pipeApp, err := timing.Runs(runs, checkWrites(unchanged(b.pipe, "deploy", "--app", app)))
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-58s %s\n", "pipe deploy --app cdk.out:", stats(pipeApp))
-	cdkTimes, err := timeRuns(max(runs, 3), unchanged(cdk, "deploy", "--all", "--app", app, "--require-approval", "never", "--no-notices", "--ci"))
+	fmt.Printf("%-58s %s\n", "pipe deploy --app cdk.out:", timing.Stats(pipeApp))
+	cdkTimes, err := timing.Runs(max(runs, 3), unchanged(cdk, "deploy", "--all", "--app", app, "--require-approval", "never", "--no-notices", "--ci"))
 	if err != nil {
 		return err
 	}
@@ -234,8 +235,8 @@ func (b *bench) deploy(cdk string, runs int) error {
 	for _, c := range proxy.Writes() {
 		writes = append(writes, c.String())
 	}
-	fmt.Printf("%-58s %s; %d AWS calls, %d writes (%s)\n", "cdk deploy --all --app cdk.out, same moto:", stats(cdkTimes), len(proxy.Calls()), len(writes), strings.Join(writes, "; "))
-	fmt.Printf("ratio (median): cdk --app / pipe deploy //... = %.1f×\n", float64(median(cdkTimes))/float64(median(pipeBuild)))
+	fmt.Printf("%-58s %s; %d AWS calls, %d writes (%s)\n", "cdk deploy --all --app cdk.out, same moto:", timing.Stats(cdkTimes), len(proxy.Calls()), len(writes), strings.Join(writes, "; "))
+	fmt.Printf("ratio (median): cdk --app / pipe deploy //... = %.1f×\n", float64(timing.Median(cdkTimes))/float64(timing.Median(pipeBuild)))
 	return nil
 }
 
@@ -339,47 +340,6 @@ func cleanEnv() []string {
 		env = append(env, kv)
 	}
 	return env
-}
-
-func command(dir string, env []string, bin string, args ...string) (string, error) {
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Env = env
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err
-}
-
-func timeRuns(n int, f func() error) ([]time.Duration, error) {
-	var ds []time.Duration
-	for i := 0; i < n; i++ {
-		t0 := time.Now()
-		if err := f(); err != nil {
-			return nil, err
-		}
-		ds = append(ds, time.Since(t0))
-	}
-	return ds, nil
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
-func stats(ds []time.Duration) string {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
-	return fmt.Sprintf("median %s (%s–%s, %d runs)", ms(median(ds)), ms(s[0]), ms(s[len(s)-1]), len(ds))
-}
-
-func machine() string {
-	out, _ := exec.Command("nproc").Output()
-	kernel, _ := exec.Command("uname", "-r").Output()
-	return fmt.Sprintf("%s cores, Linux %s", strings.TrimSpace(string(out)), strings.TrimSpace(string(kernel)))
 }
 
 func nodeVersion() string {
