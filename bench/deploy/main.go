@@ -23,7 +23,7 @@ import (
 
 	"github.com/pipebuild/pipe/bench/internal/timing"
 
-	"github.com/pipebuild/pipe/deploy/mototest"
+	"github.com/pipebuild/pipe/internal/deploy/mototest"
 )
 
 func main() {

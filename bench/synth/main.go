@@ -35,12 +35,12 @@ import (
 
 	"github.com/pipebuild/pipe/bench/internal/timing"
 
-	"github.com/pipebuild/pipe/deploy/mototest"
+	"github.com/pipebuild/pipe/internal/deploy/mototest"
 )
 
 func main() {
 	pipe := flag.String("pipe", "", "pipe binary")
-	nm := flag.String("node-modules", "rules/cdk/testdata/npm/node_modules", "node_modules with aws-cdk-lib, constructs (and the aws-cdk CLI)")
+	nm := flag.String("node-modules", "internal/rules/cdk/testdata/npm/node_modules", "node_modules with aws-cdk-lib, constructs (and the aws-cdk CLI)")
 	cdk := flag.String("cdk", "", "the CDK CLI (default: the node_modules' .bin/cdk if there; \"none\" skips the deploy comparison)")
 	runs := flag.Int("runs", 5, "timed runs of each")
 	flag.Parse()
@@ -70,7 +70,7 @@ func run(pipe, nm, cdk string, runs int) error {
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(nm, "aws-cdk-lib", "package.json")); err != nil {
-		return fmt.Errorf("no aws-cdk-lib in %s (npm ci --prefix rules/cdk/testdata/npm): %v", nm, err)
+		return fmt.Errorf("no aws-cdk-lib in %s (npm ci --prefix internal/rules/cdk/testdata/npm): %v", nm, err)
 	}
 	if cdk == "" {
 		if _, err := os.Stat(filepath.Join(nm, ".bin", "cdk")); err == nil {

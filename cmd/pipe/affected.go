@@ -13,8 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pipebuild/pipe/engine"
-	"github.com/pipebuild/pipe/vcs"
+	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/vcs"
 )
 
 func affectedCmd(ctx context.Context, g *globalFlags) *cobra.Command {

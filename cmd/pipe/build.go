@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pipebuild/pipe/cache"
-	"github.com/pipebuild/pipe/engine"
+	"github.com/pipebuild/pipe/internal/cache"
+	"github.com/pipebuild/pipe/internal/engine"
 )
 
 func buildCmd(ctx context.Context, g *globalFlags) *cobra.Command {

@@ -31,7 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
-	"github.com/pipebuild/pipe/deploy/mototest"
+	"github.com/pipebuild/pipe/internal/deploy/mototest"
 )
 
 // cdkAssemblyDir is where `pipe build` leaves //packages/infra:infra's
@@ -63,13 +63,13 @@ func cdkNodeModules(t *testing.T) string {
 	if _, err := exec.LookPath("node"); err != nil {
 		missing("node", "install Node.js 20 or later")
 	}
-	nm, err := filepath.Abs(filepath.Join("..", "..", "rules", "cdk", "testdata", "npm", "node_modules"))
+	nm, err := filepath.Abs(filepath.Join("..", "..", "internal", "rules", "cdk", "testdata", "npm", "node_modules"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"aws-cdk-lib/package.json", "constructs/package.json", ".bin/cdk"} {
 		if _, err := os.Stat(filepath.Join(nm, filepath.FromSlash(f))); err != nil {
-			missing("the cdk test fixture's node_modules ("+f+")", "run npm ci --prefix rules/cdk/testdata/npm")
+			missing("the cdk test fixture's node_modules ("+f+")", "run npm ci --prefix internal/rules/cdk/testdata/npm")
 		}
 	}
 	return nm

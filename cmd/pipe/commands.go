@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pipebuild/pipe/engine"
+	"github.com/pipebuild/pipe/internal/engine"
 )
 
 func queryCmd(ctx context.Context, g *globalFlags) *cobra.Command {

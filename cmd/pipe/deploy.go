@@ -16,8 +16,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/pipebuild/pipe/deploy"
-	"github.com/pipebuild/pipe/engine"
+	"github.com/pipebuild/pipe/internal/deploy"
+	"github.com/pipebuild/pipe/internal/engine"
 )
 
 // assemblyInfo is the provider key under which cdk_stack targets give the

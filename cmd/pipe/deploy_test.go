@@ -20,7 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 
-	"github.com/pipebuild/pipe/deploy/mototest"
+	"github.com/pipebuild/pipe/internal/deploy/mototest"
 )
 
 var (
@@ -98,7 +98,7 @@ func (r *awsRegion) changeSets(t *testing.T, stack string) []string {
 func appWorkspace(t *testing.T) *workspace {
 	t.Helper()
 	ws := newWorkspace(t, nil)
-	if err := os.CopyFS(ws.path("cdk.out"), os.DirFS(filepath.Join("..", "..", "deploy", "testdata", "app"))); err != nil {
+	if err := os.CopyFS(ws.path("cdk.out"), os.DirFS(filepath.Join("..", "..", "internal", "deploy", "testdata", "app"))); err != nil {
 		t.Fatal(err)
 	}
 	// CopyFS drops the execute bit run.sh needs in the Lambda zip.

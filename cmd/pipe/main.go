@@ -17,7 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pipebuild/pipe/engine"
+	"github.com/pipebuild/pipe/internal/engine"
 )
 
 func main() {

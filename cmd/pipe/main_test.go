@@ -20,7 +20,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pipebuild/pipe/cache/cachetest"
+	"github.com/pipebuild/pipe/internal/cache/cachetest"
 )
 
 // pipeBin is the pipe binary TestMain builds.

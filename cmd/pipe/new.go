@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pipebuild/pipe/engine"
-	"github.com/pipebuild/pipe/scaffold"
+	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/scaffold"
 )
 
 func newCmd(ctx context.Context, g *globalFlags) *cobra.Command {

@@ -78,13 +78,13 @@ func genNodeModules(t *testing.T) string {
 	if _, err := exec.LookPath("node"); err != nil {
 		genRequire(t, "node", "install Node.js 20 or later")
 	}
-	nm, err := filepath.Abs(filepath.Join("..", "..", "rules", "cdk", "testdata", "npm", "node_modules"))
+	nm, err := filepath.Abs(filepath.Join("..", "..", "internal", "rules", "cdk", "testdata", "npm", "node_modules"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"aws-cdk-lib", "constructs", "typescript", "@types/node"} {
 		if _, err := os.Stat(filepath.Join(nm, p, "package.json")); err != nil {
-			genRequire(t, "the cdk test fixture's node_modules", "npm ci --prefix rules/cdk/testdata/npm")
+			genRequire(t, "the cdk test fixture's node_modules", "npm ci --prefix internal/rules/cdk/testdata/npm")
 		}
 	}
 	return nm

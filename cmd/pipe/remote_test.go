@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pipebuild/pipe/cache/cachetest"
+	"github.com/pipebuild/pipe/internal/cache/cachetest"
 )
 
 // distDigests maps every file under dist/ to its sha256 and mode.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pipebuild/pipe/engine"
+	"github.com/pipebuild/pipe/internal/engine"
 )
 
 func runCmd(ctx context.Context, g *globalFlags) *cobra.Command {

@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/pipebuild/pipe/cache"
-	"github.com/pipebuild/pipe/engine"
-	"github.com/pipebuild/pipe/rules"
-	"github.com/pipebuild/pipe/starlark"
+	"github.com/pipebuild/pipe/internal/buildfile"
+	"github.com/pipebuild/pipe/internal/cache"
+	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/rules"
 )
 
 // session is one command's view of a workspace.
@@ -19,9 +19,9 @@ type session struct {
 	start time.Time
 	g     *globalFlags
 	ws    *engine.Workspace
-	eval  *starlark.Evaluator
+	eval  *buildfile.Evaluator
 	// loader evaluates packages through the package cache.
-	loader *starlark.PackageCache
+	loader *buildfile.PackageCache
 	relPkg string
 	stderr io.Writer
 	phases []engine.Phase
@@ -44,7 +44,7 @@ func openWorkspace(g *globalFlags, stderr io.Writer) (*session, error) {
 		return nil, err
 	}
 	s.relPkg = engine.RelPackage(root, dir)
-	s.eval = starlark.NewEvaluator(root, rules.Registry())
+	s.eval = buildfile.NewEvaluator(root, rules.Registry())
 	s.eval.Print = func(pos engine.Pos, msg string) {
 		fmt.Fprintf(stderr, "DEBUG %s: %s\n", pos, msg)
 	}
@@ -53,7 +53,7 @@ func openWorkspace(g *globalFlags, stderr io.Writer) (*session, error) {
 		return nil, err
 	}
 	s.ws = &engine.Workspace{Root: root, Settings: settings}
-	s.loader = starlark.NewPackageCache(s.eval, filepath.Join(s.ws.StateDir(), "packages"), pipeVersion())
+	s.loader = buildfile.NewPackageCache(s.eval, filepath.Join(s.ws.StateDir(), "packages"), pipeVersion())
 	return s, nil
 }
 

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/pipebuild/pipe/engine"
+	"github.com/pipebuild/pipe/internal/engine"
 )
 
 // ui reports build progress: a live line on a terminal, plain lines

@@ -1,0 +1,240 @@
+package engine
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pipebuild/pipe/internal/cache"
+)
+
+// FileDigests caches file content digests by stat, so a no-op build stats
+// files instead of hashing them. An entry is trusted only when the file's
+// size, mtime, ctime, inode and device all match what was seen when it was
+// hashed, and the file was not modified within RacyWindow of being hashed:
+// file timestamps are only as fine as the kernel's clock tick, so a write in
+// the same tick as the hash could otherwise keep the old stat.
+type FileDigests struct {
+	path  string
+	mu    sync.Mutex
+	m     map[string]digestEntry
+	dirty bool
+}
+
+// FileStat is what pipe compares to decide a file is unchanged without
+// reading it.
+type FileStat struct {
+	Size  int64
+	Mtime int64
+	Ctime int64
+	Ino   uint64
+	Dev   uint64
+	Mode  uint32
+}
+
+type digestEntry struct {
+	stat     FileStat
+	digest   cache.Digest
+	recorded int64 // unix ns when the digest was computed
+}
+
+// RacyWindow is how long before being hashed (or read) a file must have
+// last changed for its stat to vouch for its content.
+const RacyWindow = int64(200 * time.Millisecond)
+
+// Settled reports whether a file with stat st, read at unix-ns time at, can
+// be trusted by stat alone later.
+func (st FileStat) Settled(at int64) bool {
+	return at-st.Mtime > RacyWindow && at-st.Ctime > RacyWindow
+}
+
+const digestsMagic = "pipe-digests-2\n"
+
+// LoadFileDigests reads the digest cache at path; a missing or unreadable
+// file starts an empty cache (it is only an optimisation).
+func LoadFileDigests(path string) *FileDigests {
+	fd := &FileDigests{path: path, m: make(map[string]digestEntry)}
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < len(digestsMagic)+32 || string(b[:len(digestsMagic)]) != digestsMagic {
+		return fd
+	}
+	body := b[len(digestsMagic) : len(b)-32]
+	if sha256.Sum256(body) != [32]byte(b[len(b)-32:]) {
+		return fd
+	}
+	for len(body) > 0 {
+		n, k := binary.Uvarint(body)
+		if k <= 0 || n > uint64(len(body)) || uint64(len(body)-k) < n+88 {
+			return &FileDigests{path: path, m: make(map[string]digestEntry)}
+		}
+		body = body[k:]
+		name := string(body[:n])
+		body = body[n:]
+		var e digestEntry
+		e.stat.Size = int64(binary.LittleEndian.Uint64(body[0:]))
+		e.stat.Mtime = int64(binary.LittleEndian.Uint64(body[8:]))
+		e.stat.Ctime = int64(binary.LittleEndian.Uint64(body[16:]))
+		e.stat.Ino = binary.LittleEndian.Uint64(body[24:])
+		e.stat.Dev = binary.LittleEndian.Uint64(body[32:])
+		e.stat.Mode = uint32(binary.LittleEndian.Uint64(body[40:]))
+		copy(e.digest[:], body[48:80])
+		e.recorded = int64(binary.LittleEndian.Uint64(body[80:]))
+		body = body[88:]
+		fd.m[name] = e
+	}
+	return fd
+}
+
+// Save writes the cache atomically if it changed.
+func (fd *FileDigests) Save() error {
+	fd.mu.Lock()
+	defer fd.mu.Unlock()
+	if !fd.dirty {
+		return nil
+	}
+	var buf []byte
+	buf = append(buf, digestsMagic...)
+	start := len(buf)
+	var num [88]byte
+	for name, e := range fd.m {
+		buf = binary.AppendUvarint(buf, uint64(len(name)))
+		buf = append(buf, name...)
+		binary.LittleEndian.PutUint64(num[0:], uint64(e.stat.Size))
+		binary.LittleEndian.PutUint64(num[8:], uint64(e.stat.Mtime))
+		binary.LittleEndian.PutUint64(num[16:], uint64(e.stat.Ctime))
+		binary.LittleEndian.PutUint64(num[24:], e.stat.Ino)
+		binary.LittleEndian.PutUint64(num[32:], e.stat.Dev)
+		binary.LittleEndian.PutUint64(num[40:], uint64(e.stat.Mode))
+		copy(num[48:80], e.digest[:])
+		binary.LittleEndian.PutUint64(num[80:], uint64(e.recorded))
+		buf = append(buf, num[:]...)
+	}
+	sum := sha256.Sum256(buf[start:])
+	buf = append(buf, sum[:]...)
+	if err := writeFileAtomic(fd.path, buf, 0o644); err != nil {
+		return fmt.Errorf("save file digests: %w", err)
+	}
+	fd.dirty = false
+	return nil
+}
+
+// StatOf extracts the compared fields from fi.
+func StatOf(fi os.FileInfo) FileStat {
+	st := FileStat{Size: fi.Size(), Mtime: fi.ModTime().UnixNano(), Mode: uint32(fi.Mode())}
+	if s, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.Ctime = s.Ctim.Sec*1e9 + s.Ctim.Nsec
+		st.Ino = s.Ino
+		st.Dev = s.Dev
+	}
+	return st
+}
+
+// Digest returns the sha256 of the file at abs, keyed in the cache by rel.
+func (fd *FileDigests) Digest(rel, abs string) (cache.Digest, os.FileInfo, error) {
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return cache.Digest{}, nil, err
+	}
+	if fi.IsDir() {
+		return cache.Digest{}, fi, fmt.Errorf("%s is a directory", rel)
+	}
+	st := StatOf(fi)
+	fd.mu.Lock()
+	e, ok := fd.m[rel]
+	fd.mu.Unlock()
+	if ok && e.stat == st && st.Settled(e.recorded) {
+		return e.digest, fi, nil
+	}
+	d, err := hashFile(abs)
+	if err != nil {
+		return cache.Digest{}, nil, err
+	}
+	fd.Record(rel, fi, d)
+	return d, fi, nil
+}
+
+// Lookup returns the cached digest for rel if the file's current stat
+// matches and the entry is trusted, without hashing.
+func (fd *FileDigests) Lookup(rel string, fi os.FileInfo) (cache.Digest, bool) {
+	st := StatOf(fi)
+	fd.mu.Lock()
+	e, ok := fd.m[rel]
+	fd.mu.Unlock()
+	if ok && e.stat == st && st.Settled(e.recorded) {
+		return e.digest, true
+	}
+	return cache.Digest{}, false
+}
+
+// Record notes that the file rel, with stat fi, has digest d.
+func (fd *FileDigests) Record(rel string, fi os.FileInfo, d cache.Digest) {
+	e := digestEntry{stat: StatOf(fi), digest: d, recorded: time.Now().UnixNano()}
+	fd.mu.Lock()
+	fd.m[rel] = e
+	fd.dirty = true
+	fd.mu.Unlock()
+}
+
+// Forget drops rel from the cache.
+func (fd *FileDigests) Forget(rel string) {
+	fd.mu.Lock()
+	if _, ok := fd.m[rel]; ok {
+		delete(fd.m, rel)
+		fd.dirty = true
+	}
+	fd.mu.Unlock()
+}
+
+func hashFile(path string) (cache.Digest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return cache.Digest{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, bufio.NewReaderSize(f, 64<<10)); err != nil {
+		return cache.Digest{}, fmt.Errorf("hash %s: %w", path, err)
+	}
+	var d cache.Digest
+	h.Sum(d[:0])
+	return d, nil
+}
+
+// writeFileAtomic writes b to path through a temp file in the same directory.
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".pipe-tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), mode)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
+}
+
+// WriteFileAtomic is writeFileAtomic for rules and the CLI.
+func WriteFileAtomic(path string, b []byte, mode os.FileMode) error {
+	return writeFileAtomic(path, b, mode)
+}

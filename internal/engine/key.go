@@ -1,0 +1,105 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"sort"
+	"strings"
+
+	"github.com/pipebuild/pipe/internal/cache"
+)
+
+// resultDigests indexes a result by path, adding a tree digest for each
+// output directory.
+func resultDigests(r *cache.ActionResult) map[string]cache.Digest {
+	m := make(map[string]cache.Digest, len(r.Outputs)+len(r.Dirs))
+	for _, o := range r.Outputs {
+		m[o.Path] = o.Digest
+	}
+	for _, d := range r.Dirs {
+		m[d] = TreeDigest(r, d)
+	}
+	return m
+}
+
+// TreeDigest is the digest of the output directory dir of r: its files'
+// relative paths, modes and digests, and its symlinks, in sorted order.
+func TreeDigest(r *cache.ActionResult, dir string) cache.Digest {
+	h := sha256.New()
+	prefix := dir + "/"
+	var lines []string
+	for _, o := range r.Outputs {
+		if rel, ok := strings.CutPrefix(o.Path, prefix); ok {
+			lines = append(lines, fmt.Sprintf("f %s %s %t", rel, o.Digest, o.Executable))
+		}
+	}
+	for p, t := range r.Symlinks {
+		if rel, ok := strings.CutPrefix(p, prefix); ok {
+			lines = append(lines, "l "+rel+" "+t)
+		}
+	}
+	sort.Strings(lines)
+	for _, l := range lines {
+		io.WriteString(h, l)
+		h.Write([]byte{0})
+	}
+	var d cache.Digest
+	h.Sum(d[:0])
+	return d
+}
+
+func writeField(h hash.Hash, s string) {
+	var n [binary.MaxVarintLen64]byte
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
+	io.WriteString(h, s)
+}
+
+// actionKey is the sha256 over everything that can change the action's
+// outputs (see KeyParts).
+func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.Digest, *KeyParts, error) {
+	parts := &KeyParts{
+		Rule:     a.RuleKind + " " + a.RuleVersion,
+		Mnemonic: a.Mnemonic,
+		Identity: a.Identity,
+		Argv:     a.Argv,
+		Env:      a.Env,
+		Tools:    append([]string(nil), a.Tools...),
+		Sandbox:  a.Sandbox,
+		Inputs:   make([]KeyInput, 0, len(a.Inputs)),
+	}
+	if a.Argv == nil {
+		// In-process steps are pipe's own code.
+		parts.Pipe = e.PipeVersion
+	}
+	sort.Strings(parts.Tools)
+	for _, in := range a.Inputs {
+		var d cache.Digest
+		if in.Generator != nil {
+			d = states[in.Generator].outDigests[in.Path]
+		} else {
+			dd, _, err := e.Digests.Digest(in.Path, e.WS.Abs(in.Path))
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return cache.Digest{}, nil, fmt.Errorf("input %s does not exist (declared by %s): create it or remove it from the target's attributes", in.Path, in.Owner)
+				}
+				return cache.Digest{}, nil, fmt.Errorf("input %s: %w", in.Path, err)
+			}
+			d = dd
+		}
+		parts.Inputs = append(parts.Inputs, KeyInput{Path: in.Path, Digest: d})
+	}
+	sort.Slice(parts.Inputs, func(i, j int) bool { return parts.Inputs[i].Path < parts.Inputs[j].Path })
+	for _, o := range a.Outputs {
+		p := o.Path
+		if o.Dir {
+			p += "/"
+		}
+		parts.Outputs = append(parts.Outputs, p)
+	}
+	return parts.Key(), parts, nil
+}

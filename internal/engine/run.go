@@ -1,0 +1,186 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pipebuild/pipe/internal/cache"
+)
+
+// execute runs a in a fresh scratch directory, stores its outputs in the
+// CAS and moves them into the workspace.
+func (e *Executor) execute(ctx context.Context, a *Action) (*cache.ActionResult, string, error) {
+	scratch, err := os.MkdirTemp(ensureDir(filepath.Join(e.WS.StateDir(), "sandbox")), strconv.Itoa(a.id)+"-")
+	if err != nil {
+		return nil, "", err
+	}
+	defer removeTree(scratch)
+	ec := &ExecContext{Dir: scratch, ws: e.WS, a: a, cache: e.Cache, Stdout: newLimitedBuffer(), Stderr: newLimitedBuffer()}
+	if pr, ok := e.Reporter.(ProgressReporter); ok {
+		ec.progress = func(msg string) { pr.ActionProgress(a, msg) }
+	}
+	output := func() string {
+		// Paths in tracebacks and compiler messages name the scratch copy,
+		// which is gone when the user reads them: print them as workspace
+		// paths.
+		return strings.ReplaceAll(ec.Stdout.String()+ec.Stderr.String(), scratch+"/", "")
+	}
+	if a.Sandbox {
+		for _, in := range a.Inputs {
+			if err := stage(e.WS.Abs(in.Path), joinSlash(scratch, in.Path), in.Dir); err != nil {
+				return nil, "", fmt.Errorf("stage input %s: %w", in.Path, err)
+			}
+		}
+	}
+	for _, o := range a.Outputs {
+		dir := joinSlash(scratch, o.Path)
+		if !o.Dir {
+			dir = path.Dir(dir)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, "", err
+		}
+	}
+	if a.Argv != nil {
+		err = runCommand(ctx, ec, a)
+	} else if a.Run != nil {
+		err = a.Run(ctx, ec)
+	} else {
+		err = fmt.Errorf("action has neither a command nor a step")
+	}
+	if err != nil {
+		return nil, output(), err
+	}
+	r := &cache.ActionResult{}
+	for _, o := range a.Outputs {
+		src := joinSlash(scratch, o.Path)
+		fi, err := os.Lstat(src)
+		if err != nil {
+			return nil, output(), fmt.Errorf("declared output %s was not created", outputName(a, o))
+		}
+		if o.Dir {
+			if !fi.IsDir() {
+				return nil, output(), fmt.Errorf("declared output directory %s is not a directory", outputName(a, o))
+			}
+			if err := e.collectDir(r, scratch, o.Path); err != nil {
+				return nil, output(), err
+			}
+			r.Dirs = append(r.Dirs, o.Path)
+			continue
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, output(), fmt.Errorf("declared output %s is not a regular file", outputName(a, o))
+		}
+		d, size, err := e.Cache.PutFile(src)
+		if err != nil {
+			return nil, output(), fmt.Errorf("store %s: %w", o.Path, err)
+		}
+		r.Outputs = append(r.Outputs, cache.OutputFile{Path: o.Path, Digest: d, Size: size, Executable: fi.Mode()&0o111 != 0})
+	}
+	// Every blob is stored; now move the outputs into the workspace, each
+	// with one rename, so the workspace never holds a half-written file.
+	for _, o := range a.Outputs {
+		if err := e.moveIntoPlace(joinSlash(scratch, o.Path), o); err != nil {
+			return nil, output(), fmt.Errorf("write %s: %w", o.Path, err)
+		}
+	}
+	for _, of := range r.Outputs {
+		if fi, err := os.Stat(e.WS.Abs(of.Path)); err == nil {
+			e.Digests.Record(of.Path, fi, of.Digest)
+		}
+	}
+	if e.Graph != nil {
+		e.pruneStale(a.Owner)
+	}
+	return r, output(), nil
+}
+
+// runCommand runs a.Argv in its own process group, so cancelling kills the
+// whole tree the command started, not just the shell.
+func runCommand(ctx context.Context, ec *ExecContext, a *Action) error {
+	cmd := exec.CommandContext(ctx, a.Argv[0], a.Argv[1:]...)
+	cmd.Dir = ec.Dir
+	env := make([]string, 0, len(a.Env))
+	for k, v := range a.Env {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	cmd.Env = env
+	cmd.Stdout = ec.Stdout
+	cmd.Stderr = ec.Stderr
+	// Pdeathsig kills the command if pipe itself is killed (kill -9), so
+	// no orphan keeps writing into a scratch directory.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error {
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		if st, ok := exit.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+			return fmt.Errorf("command killed by signal %s", st.Signal())
+		}
+		return fmt.Errorf("command exited with status %d", exit.ExitCode())
+	}
+	return fmt.Errorf("run %s: %w", a.Argv[0], err)
+}
+
+// limitedBuffer keeps the first and last parts of a long output.
+type limitedBuffer struct {
+	mu      sync.Mutex
+	head    bytes.Buffer
+	tail    []byte
+	dropped int64
+}
+
+const outputLimit = 64 << 10
+
+func newLimitedBuffer() *limitedBuffer { return &limitedBuffer{} }
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := len(p)
+	if room := outputLimit - b.head.Len(); room > 0 {
+		k := min(room, len(p))
+		b.head.Write(p[:k])
+		p = p[k:]
+	}
+	if len(p) > 0 {
+		b.tail = append(b.tail, p...)
+		if len(b.tail) > outputLimit {
+			cut := len(b.tail) - outputLimit
+			b.dropped += int64(cut)
+			b.tail = append(b.tail[:0], b.tail[cut:]...)
+		}
+	}
+	return n, nil
+}
+
+func (b *limitedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.dropped == 0 {
+		return b.head.String() + string(b.tail)
+	}
+	return fmt.Sprintf("%s\n… %d bytes omitted …\n%s", b.head.String(), b.dropped, b.tail)
+}

@@ -1,0 +1,624 @@
+package python
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bmatcuk/doublestar/v4"
+
+	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/rules/python/wheel"
+)
+
+// Lambda's limits on function code.
+const (
+	maxUnzipped   = 250 << 20 // hard limit: the deployment fails above it
+	maxDirectZip  = 50 << 20  // above it, the zip must go through S3
+	bundleVersion = "1"
+)
+
+// Bundle builds a Lambda bundle: the locked runtime dependencies for the
+// target platform, the app's sources, and run.sh, as a directory and a
+// byte-reproducible zip.
+var Bundle = &engine.Rule{
+	Name:    "python_bundle",
+	Version: bundleVersion,
+	Doc:     "Lambda bundle from uv.lock (or a hash-pinned requirements.txt): dist/<pkg>/<name>/ and dist/<pkg>/<name>.zip.",
+	Attrs: []engine.Attr{
+		{Name: "srcs", Type: engine.AttrLabelList, Doc: "the app's sources, copied relative to the package (or python_path roots)"},
+		{Name: "module", Type: engine.AttrString, Required: true, Doc: "the app's top-level module; run.sh serves <module>.main:app"},
+		{Name: "app", Type: engine.AttrString, Doc: `the ASGI app for run.sh (default "<module>.main:app")`},
+		{Name: "project", Type: engine.AttrString, Doc: "the project's name in the lock (default: [project] name of pyproject)"},
+		{Name: "pyproject", Type: engine.AttrLabel, Doc: "pyproject.toml (default: the package's)"},
+		{Name: "lock", Type: engine.AttrLabel, Doc: "uv.lock (default: the nearest one from the package up to the workspace root)"},
+		{Name: "requirements", Type: engine.AttrLabel, Doc: "a hash-pinned requirements.txt (uv export) instead of uv.lock; wheels are found on python_index"},
+		{Name: "extras", Type: engine.AttrStringList, Doc: "extras of the project to include"},
+		{Name: "deps", Type: engine.AttrLabelList, Doc: "sources of workspace members the app depends on, copied as plain source"},
+		{Name: "python_version", Type: engine.AttrString, Default: "3.12", Doc: "Lambda runtime's Python"},
+		{Name: "architecture", Type: engine.AttrString, Default: "x86_64", Values: []string{"x86_64", "arm64"}},
+		{Name: "glibc", Type: engine.AttrString, Doc: `newest manylinux glibc accepted, "2.34" (default: the Lambda runtime's)`},
+		{Name: "python_path", Type: engine.AttrStringList, Doc: "package-relative source roots (default: the package directory; src/ layouts: [\"src\"])"},
+		{Name: "run_sh", Type: engine.AttrLabel, Doc: "a run.sh to use instead of the generated one"},
+		{Name: "exclude", Type: engine.AttrStringList, Default: []string{"**/__pycache__/**", "**/*.pyc"}, Doc: "globs of files never copied"},
+		{Name: "port", Type: engine.AttrInt, Default: int64(8000), Doc: "default port in run.sh (the Web Adapter sets PORT)"},
+	},
+	Analyze: analyzeBundle,
+}
+
+// bundlePlan is what analysis resolves from the lock: the resolved set is
+// part of the dependency layer's key, so the layer is keyed by exactly the
+// wheels it extracts and the platform.
+type bundlePlan struct {
+	Platform Platform
+	Resolved []Resolved
+	Members  map[string]string // member name → workspace-relative directory
+	LockDir  string            // workspace-relative directory of the lock
+	// Requirements, for a bundle made from a requirements.txt: its wheels
+	// are found on Index when the dependency layer runs.
+	Requirements []Requirement
+	Index        string
+}
+
+func analyzeBundle(ctx *engine.AnalysisContext) error {
+	ws := ctx.Workspace()
+	pkg := ctx.Label().Pkg
+	plat := Platform{PythonVersion: ctx.String("python_version"), Arch: ctx.String("architecture")}
+	if !validPython(plat.PythonVersion) {
+		return ctx.Errorf("python_version %q: want a version such as \"3.12\"", plat.PythonVersion)
+	}
+	plat.Glibc = DefaultGlibc(plat.PythonVersion)
+	if g := ctx.String("glibc"); g != "" {
+		var major, minor int
+		if _, err := fmt.Sscanf(g, "%d.%d", &major, &minor); err != nil || major != 2 {
+			return ctx.Errorf("glibc %q: want a version such as \"2.28\"", g)
+		}
+		plat.Glibc = [2]int{major, minor}
+	}
+	plan, _, err := resolveBundle(ctx, plat)
+	if err != nil {
+		return err
+	}
+	if len(plan.Requirements) > 0 {
+		plan.Index = pythonIndex(ws)
+		if plan.Index == "" {
+			plan.Index = DefaultIndex
+		}
+	}
+	ctx.SetInfo("python.bundle", plan)
+
+	// Layer 1: dependencies, keyed by the wheel set and the platform.
+	layers := path.Join("dist", pkg, ctx.Label().Name+".layers")
+	depsDir := ctx.DeclareAt(path.Join(layers, "deps"))
+	depsDir.Dir = true
+	depsZip := ctx.DeclareAt(path.Join(layers, "deps.zip"))
+	var ident strings.Builder
+	fmt.Fprintf(&ident, "pydeps %s %s glibc=%d.%d\n", plat.PythonVersion, plat.Arch, plat.Glibc[0], plat.Glibc[1])
+	var reqs []wheel.Request
+	for _, r := range plan.Resolved {
+		if r.Wheel == nil {
+			continue
+		}
+		fmt.Fprintf(&ident, "%s %s %s %s\n", r.Name, r.Version, r.Wheel.Filename, r.Wheel.SHA256)
+		url := r.Wheel.URL
+		if url == "" && r.Wheel.Path != "" {
+			// A wheel from a path source or a local index: relative to the lock.
+			url = "file://" + ws.Abs(path.Join(plan.LockDir, r.Wheel.Path))
+		}
+		reqs = append(reqs, wheel.Request{Name: r.Name, Version: r.Version, URL: url, SHA256: r.Wheel.SHA256, Size: r.Wheel.Size})
+	}
+	index := pythonIndex(ws)
+	if len(plan.Requirements) > 0 {
+		// The files are chosen on the index when the layer runs; the
+		// hashes pin which files can be chosen, so they are the key.
+		fmt.Fprintf(&ident, "requirements\n")
+		for _, r := range plan.Requirements {
+			hashes := append([]string(nil), r.Hashes...)
+			sort.Strings(hashes)
+			fmt.Fprintf(&ident, "%s %s %s\n", NormalizeName(r.Name), r.Version, strings.Join(hashes, ","))
+		}
+	}
+	count := len(reqs) + len(plan.Requirements)
+	ctx.AddAction(&engine.Action{
+		Mnemonic:    "PyDeps",
+		Description: fmt.Sprintf("Installing %d wheels for %s", count, ctx.Label()),
+		Outputs:     []*engine.File{depsDir, depsZip},
+		Identity:    ident.String(),
+		Run: func(c context.Context, ec *engine.ExecContext) error {
+			reqs := reqs
+			mirror := index
+			if len(plan.Requirements) > 0 {
+				found, err := requirementWheels(c, plan)
+				if err != nil {
+					return err
+				}
+				reqs, mirror = append(reqs, found...), ""
+			}
+			return installDeps(c, ec, reqs, mirror, ec.Output(depsDir), ec.Output(depsZip))
+		},
+	})
+
+	// Layer 2: the app's sources, workspace members and run.sh.
+	appDir := ctx.DeclareAt(path.Join(layers, "app"))
+	appDir.Dir = true
+	srcs := ctx.Files("srcs")
+	deps := ctx.Files("deps")
+	runSh := ctx.Files("run_sh")
+	if len(runSh) > 1 {
+		return ctx.Errorf("run_sh provides %d files; name one", len(runSh))
+	}
+	roots := sourceRoots(pkg, ctx.Strings("python_path"))
+	depRoots := map[string][]string{}
+	for _, l := range ctx.Labels("deps") {
+		depRoots[l.Pkg] = sourceRoots(l.Pkg, nil)
+	}
+	if err := checkMembers(ctx, plan, depRoots); err != nil {
+		return err
+	}
+	app := ctx.String("app")
+	if app == "" {
+		app = ctx.String("module") + ".main:app"
+	}
+	exclude := ctx.Strings("exclude")
+	port := ctx.Int("port")
+	appInputs := append(append(append([]*engine.File(nil), srcs...), deps...), runSh...)
+	ctx.AddAction(&engine.Action{
+		Mnemonic:    "PyApp",
+		Description: "Copying app sources of " + ctx.Label().String(),
+		Inputs:      appInputs,
+		Outputs:     []*engine.File{appDir},
+		Identity:    fmt.Sprintf("pyapp app=%s port=%d roots=%q exclude=%q", app, port, roots, exclude),
+		Run: func(c context.Context, ec *engine.ExecContext) error {
+			out := ec.Output(appDir)
+			for _, f := range srcs {
+				if err := copySource(ec, f, roots, exclude, out); err != nil {
+					return err
+				}
+			}
+			for _, f := range deps {
+				if err := copySource(ec, f, depRoots[f.Owner.Pkg], exclude, out); err != nil {
+					return err
+				}
+			}
+			if len(runSh) == 1 {
+				return copyFileMode(ec.Input(runSh[0]), filepath.Join(out, "run.sh"), 0o755)
+			}
+			return os.WriteFile(filepath.Join(out, "run.sh"), []byte(RunScript(app, port)), 0o755)
+		},
+	})
+
+	// Layer 3: assembly into the bundle directory and the zip.
+	bundleDir := ctx.DeclareDir("")
+	bundleZip := ctx.DeclareAt(ctx.OutDir() + ".zip")
+	label := ctx.Label().String()
+	ctx.AddAction(&engine.Action{
+		Mnemonic:    "PyBundle",
+		Description: "Assembling " + label,
+		Inputs:      []*engine.File{depsDir, depsZip, appDir},
+		Outputs:     []*engine.File{bundleDir, bundleZip},
+		Identity:    "pybundle",
+		Run: func(c context.Context, ec *engine.ExecContext) error {
+			return assemble(ec, ec.Input(depsDir), ec.Input(depsZip), ec.Input(appDir), ec.Output(bundleDir), ec.Output(bundleZip))
+		},
+	})
+	ctx.Provide(bundleDir, bundleZip)
+	return nil
+}
+
+// Describe prints the plan for `pipe query --output wheels`: every
+// distribution the bundle holds and the exact wheel file it uses.
+func (p *bundlePlan) Describe() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  platform: CPython %s, %s, manylinux glibc <= %d.%d\n", p.Platform.PythonVersion, p.Platform.Arch, p.Platform.Glibc[0], p.Platform.Glibc[1])
+	width := 0
+	for _, r := range p.Resolved {
+		width = max(width, len(r.Name)+len(r.Version)+1)
+	}
+	for _, r := range p.Requirements {
+		width = max(width, len(r.Name)+len(r.Version)+1)
+	}
+	for _, r := range p.Resolved {
+		what := "(workspace member: copied as source)"
+		if r.Wheel != nil {
+			what = r.Wheel.Filename
+		}
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, r.Name+" "+r.Version, what)
+	}
+	for _, r := range p.Requirements {
+		fmt.Fprintf(&b, "  %-*s  (requirements.txt: the wheel whose hash matches is chosen from %s when the layer builds)\n", width, r.Name+" "+r.Version, p.Index)
+	}
+	return b.String()
+}
+
+// pythonIndex is the mirror from PIPE_PYTHON_INDEX or workspace(python_index
+// = …); a relative file:// directory is relative to the workspace.
+func pythonIndex(ws *engine.Workspace) string {
+	index := ws.Settings.PythonIndex
+	if v := os.Getenv("PIPE_PYTHON_INDEX"); v != "" {
+		index = v
+	}
+	if rest, ok := strings.CutPrefix(index, "file://"); ok && rest != "" && !strings.HasPrefix(rest, "/") {
+		index = "file://" + ws.Abs(rest)
+	}
+	return index
+}
+
+// requirementWheels finds, for each requirement, the wheels on the index
+// whose hashes it allows and picks one by tag priority.
+func requirementWheels(ctx context.Context, plan *bundlePlan) ([]wheel.Request, error) {
+	client := &http.Client{Timeout: 2 * time.Minute}
+	var out []wheel.Request
+	var errs []error
+	for _, r := range plan.Requirements {
+		wheels, err := indexWheels(ctx, client, plan.Index, r)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(wheels) == 0 {
+			errs = append(errs, fmt.Errorf("%s %s: no wheel on %s matches the hashes requirements.txt allows; check the index, or re-export the requirements (uv export)", r.Name, r.Version, plan.Index))
+			continue
+		}
+		w, err := SelectWheel(r.Name, r.Version, wheels, plan.Platform)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, wheel.Request{Name: r.Name, Version: r.Version, URL: w.URL, SHA256: w.SHA256, Size: w.Size})
+	}
+	return out, errors.Join(errs...)
+}
+
+func validPython(v string) bool {
+	var major, minor int
+	n, err := fmt.Sscanf(v, "%d.%d", &major, &minor)
+	return err == nil && n == 2 && major == 3 && fmt.Sprintf("%d.%d", major, minor) == v
+}
+
+// RunScript is the run.sh the AWS Lambda Web Adapter starts.
+func RunScript(app string, port int64) string {
+	return fmt.Sprintf(`#!/bin/sh
+# Started by the AWS Lambda Web Adapter; the bundle root is the import root.
+cd "$(dirname "$0")" || exit 1
+exec python -m uvicorn %s --host 0.0.0.0 --port ${PORT:-%d}
+`, app, port)
+}
+
+func sourceRoots(pkg string, dirs []string) []string {
+	if len(dirs) == 0 {
+		return []string{pkg}
+	}
+	var roots []string
+	for _, d := range dirs {
+		roots = append(roots, path.Join(pkg, d))
+	}
+	return roots
+}
+
+// copySource copies one source file into the app layer at its path below
+// the first root that holds it.
+func copySource(ec *engine.ExecContext, f *engine.File, roots, exclude []string, out string) error {
+	rel := ""
+	for _, r := range roots {
+		if r == "" || r == "." {
+			rel = f.Path
+			break
+		}
+		if p, ok := strings.CutPrefix(f.Path, r+"/"); ok {
+			rel = p
+			break
+		}
+	}
+	if rel == "" {
+		return fmt.Errorf("source %s is not under the source roots %v", f.Path, roots)
+	}
+	for _, ex := range exclude {
+		if ok, _ := doublestar.Match(ex, rel); ok {
+			return nil
+		}
+	}
+	return copyFileMode(ec.Input(f), filepath.Join(out, filepath.FromSlash(rel)), 0)
+}
+
+// copyFileMode copies src to dst; mode 0 means 0755 when src is
+// executable, else 0644.
+func copyFileMode(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if mode == 0 {
+		mode = 0o644
+		if fi, err := in.Stat(); err == nil && fi.Mode()&0o111 != 0 {
+			mode = 0o755
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("two sources land at %s in the bundle", dst)
+		}
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// installDeps fetches the wheels into the CAS and extracts them into dir;
+// it also writes their zip, so assembly copies compressed entries instead
+// of compressing the dependencies again for every app edit.
+func installDeps(ctx context.Context, ec *engine.ExecContext, reqs []wheel.Request, index, dir, zipPath string) error {
+	f := &wheel.Fetcher{
+		Cache:    ec.Cache(),
+		Client:   &http.Client{Timeout: 5 * time.Minute},
+		Index:    index,
+		Parallel: 8,
+		Progress: func(done, total int, name string) {
+			ec.Progress(fmt.Sprintf("%d/%d wheels (%s)", done, total, name))
+		},
+	}
+	digests, err := f.FetchAll(ctx, reqs)
+	if err != nil {
+		if index == "" {
+			return fmt.Errorf("%w\nto build without PyPI, mirror the wheels and set PIPE_PYTHON_INDEX (or workspace(python_index = …)) to the mirror's URL or to file:///dir/of/wheels", err)
+		}
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for i, d := range digests {
+		opt := wheel.ExtractOptions{Name: path.Base(reqs[i].URL)}
+		if _, err := wheel.Extract(ec.Cache().BlobPath(d), dir, opt); err != nil {
+			return fmt.Errorf("%s %s: %w", reqs[i].Name, reqs[i].Version, err)
+		}
+	}
+	zf, err := os.Create(zipPath)
+	if err != nil {
+		return err
+	}
+	_, err = wheel.WriteZip(zf, dir)
+	if cerr := zf.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// assemble merges the dependency and app layers into the bundle directory
+// and writes bundle.zip. The dependencies' zip entries are copied still
+// compressed, so an app-only edit compresses only the app.
+func assemble(ec *engine.ExecContext, depsDir, depsZip, appDir, outDir, outZip string) error {
+	var total int64
+	// Files are hard-linked from the layers rather than copied: both are
+	// outputs pipe owns and checks by digest, a user's edit to either is
+	// restored from the CAS (which breaks the link), and linking 30 MB of
+	// dependencies is what keeps an app-only edit fast.
+	copyTree := func(src string) error {
+		return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			dst := outDir + p[len(src):]
+			if d.IsDir() {
+				return os.MkdirAll(dst, 0o755)
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			total += fi.Size()
+			if _, err := os.Lstat(dst); err == nil {
+				return fmt.Errorf("two layers hold %s", dst[len(outDir)+1:])
+			}
+			if err := os.Link(p, dst); err == nil {
+				return nil
+			}
+			return copyFileMode(p, dst, 0)
+		})
+	}
+	if err := copyTree(depsDir); err != nil {
+		return fmt.Errorf("%w (an app source shadows a file of a dependency: rename the module or drop the dependency)", err)
+	}
+	if err := copyTree(appDir); err != nil {
+		return fmt.Errorf("%w (an app source shadows a file of a dependency: rename the module or drop the dependency)", err)
+	}
+	if total > maxUnzipped {
+		return fmt.Errorf("the bundle is %.1f MB unzipped, over Lambda's 250 MB limit: move dev-only packages to a dependency group, drop dependencies, or deploy a container image", float64(total)/(1<<20))
+	}
+	f, err := os.Create(outZip)
+	if err != nil {
+		return err
+	}
+	_, err = wheel.WriteZipLayers(f, wheel.Layer{Zip: depsZip}, wheel.Layer{Dir: appDir})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write bundle zip: %w", err)
+	}
+	if fi, err := os.Stat(outZip); err == nil && fi.Size() > maxDirectZip {
+		ec.Logf("warning: the bundle zip is %.1f MB, over Lambda's 50 MB limit for direct upload; deploy it through S3 (pipe deploy and the CDK do)", float64(fi.Size())/(1<<20))
+	}
+	return nil
+}
+
+// resolveBundle reads the lock (and pyproject) and resolves the runtime
+// closure for the platform. Reading them here, at analysis, is sound: the
+// result is in the dependency layer's identity, so the key follows them.
+func resolveBundle(ctx *engine.AnalysisContext, plat Platform) (*bundlePlan, string, error) {
+	ws := ctx.Workspace()
+	pkg := ctx.Label().Pkg
+	if files := ctx.Files("requirements"); len(files) > 0 {
+		if len(ctx.Labels("lock")) > 0 {
+			return nil, "", ctx.Errorf("set lock or requirements, not both")
+		}
+		if len(files) != 1 {
+			return nil, "", ctx.Errorf("requirements provides %d files; name one requirements.txt", len(files))
+		}
+		return resolveRequirements(ctx, plat, files[0].Path)
+	}
+	lockPath := ""
+	if files := ctx.Files("lock"); len(files) == 1 {
+		lockPath = files[0].Path
+	} else if len(files) > 1 {
+		return nil, "", ctx.Errorf("lock provides %d files; name one uv.lock", len(files))
+	} else {
+		for dir := pkg; ; dir = path.Dir(dir) {
+			if dir == "." {
+				dir = ""
+			}
+			cand := path.Join(dir, "uv.lock")
+			if _, err := ws.ReadFile(cand); err == nil {
+				lockPath = cand
+				break
+			}
+			if dir == "" {
+				break
+			}
+		}
+	}
+	if lockPath == "" {
+		return nil, "", ctx.Errorf("no uv.lock in %s or any parent up to the workspace root: run `uv lock`, or set lock = \"//:uv.lock\"", pkg)
+	}
+	lock, err := loadLock(ws, lockPath)
+	if err != nil {
+		return nil, "", ctx.Errorf("%v", err)
+	}
+	pyprojectPath := path.Join(pkg, "pyproject.toml")
+	if files := ctx.Files("pyproject"); len(files) == 1 {
+		pyprojectPath = files[0].Path
+	}
+	proj, err := readPyproject(ws, pyprojectPath)
+	if err != nil && ctx.String("project") == "" {
+		return nil, "", ctx.Errorf("%v (or set project = \"<name in uv.lock>\")", err)
+	}
+	root := ctx.String("project")
+	if root == "" {
+		root = proj.Name
+	}
+	if proj != nil {
+		if err := lock.CheckDeclared(root, proj.Dependencies); err != nil {
+			return nil, "", ctx.Errorf("%v", err)
+		}
+	}
+	resolved, err := lock.Resolve(root, ctx.Strings("extras"), plat)
+	if err != nil {
+		return nil, "", ctx.Errorf("%v", err)
+	}
+	lockDir := path.Dir(lockPath)
+	plan := &bundlePlan{Platform: plat, Resolved: resolved, Members: map[string]string{}, LockDir: lockDir}
+	for _, r := range resolved {
+		if r.Member && NormalizeName(r.Name) != NormalizeName(root) {
+			plan.Members[r.Name] = path.Clean(path.Join(lockDir, r.Source.Value))
+		}
+	}
+	return plan, lockPath, nil
+}
+
+// checkMembers makes sure every workspace member in the closure has its
+// sources given in deps, since pipe copies them rather than linking.
+func checkMembers(ctx *engine.AnalysisContext, plan *bundlePlan, depRoots map[string][]string) error {
+	var missing []string
+	for name, dir := range plan.Members {
+		if _, ok := depRoots[dir]; !ok {
+			missing = append(missing, fmt.Sprintf("%s (%s)", name, dir))
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return ctx.Errorf("workspace members %s are runtime dependencies: add a filegroup of their sources to deps, e.g. deps = [\"//%s:srcs\"]", strings.Join(missing, ", "), plan.Members[strings.SplitN(missing[0], " ", 2)[0]])
+	}
+	return nil
+}
+
+func loadLock(ws *engine.Workspace, rel string) (*Lock, error) {
+	v, err := ws.Memo("uv.lock "+rel, func() (any, error) {
+		b, err := ws.ReadFile(rel)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", rel, err)
+		}
+		return ParseLock(b, rel)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*Lock), nil
+}
+
+// resolveRequirements reads a hash-pinned requirements.txt: the
+// requirements whose markers hold for the platform, and local projects
+// (workspace members) to copy as source.
+func resolveRequirements(ctx *engine.AnalysisContext, plat Platform, file string) (*bundlePlan, string, error) {
+	ws := ctx.Workspace()
+	b, err := ws.ReadFile(file)
+	if err != nil {
+		return nil, "", ctx.Errorf("read %s: %v", file, err)
+	}
+	reqs, err := ParseRequirements(b, file)
+	if err != nil {
+		return nil, "", ctx.Errorf("%v", err)
+	}
+	plan := &bundlePlan{Platform: plat, Members: map[string]string{}, LockDir: path.Dir(file)}
+	env := plat.MarkerEnv()
+	listed := map[string]bool{}
+	for _, r := range reqs {
+		if r.Marker != "" {
+			ok, err := EvalMarker(r.Marker, env)
+			if err != nil {
+				return nil, "", ctx.Errorf("%s:%d: %v", file, r.Line, err)
+			}
+			if !ok {
+				continue
+			}
+		}
+		if r.Editable != "" {
+			dir := path.Clean(path.Join(path.Dir(file), r.Editable))
+			plan.Members[path.Base(dir)] = dir
+			continue
+		}
+		if r.URL != "" {
+			return nil, "", ctx.Errorf("%s:%d: %s @ %s: direct URL requirements are not supported; pin a version from an index", file, r.Line, r.Name, r.URL)
+		}
+		listed[NormalizeName(r.Name)] = true
+		plan.Requirements = append(plan.Requirements, r)
+	}
+	// The project itself is a local entry too: it is the app, not a member.
+	delete(plan.Members, path.Base(ctx.Label().Pkg))
+	if proj, err := readPyproject(ws, path.Join(ctx.Label().Pkg, "pyproject.toml")); err == nil {
+		var missing []string
+		for _, d := range proj.Dependencies {
+			pr, err := parseRequirement(d)
+			if err != nil {
+				return nil, "", ctx.Errorf("pyproject dependency: %v", err)
+			}
+			if pr.Marker != "" {
+				if ok, err := EvalMarker(pr.Marker, env); err == nil && !ok {
+					continue
+				}
+			}
+			if !listed[NormalizeName(pr.Name)] && plan.Members[pr.Name] == "" {
+				missing = append(missing, pr.Name)
+			}
+		}
+		if len(missing) > 0 {
+			return nil, "", ctx.Errorf("%s does not list %s, which pyproject.toml depends on: re-export it (uv export --format requirements-txt)", file, strings.Join(missing, ", "))
+		}
+	}
+	return plan, file, nil
+}
