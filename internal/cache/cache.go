@@ -26,7 +26,7 @@ import (
 	"sync"
 )
 
-// Digest is a sha256.
+// Digest names a blob in the CAS: the sha256 of its content.
 type Digest [32]byte
 
 func (d Digest) String() string { return hex.EncodeToString(d[:]) }
@@ -55,6 +55,29 @@ func ParseDigest(s string) (Digest, error) {
 		return d, fmt.Errorf("digest %q: %w", s, err)
 	}
 	return d, nil
+}
+
+// ActionKey names an entry of the action cache: the sha256 over everything
+// that can change an action's outputs. It is a type of its own rather than a
+// Digest so that code handing a blob digest where an action key is meant (or
+// the other way round) does not compile; the two live in different tables
+// and a mix-up would read or write the wrong entry.
+type ActionKey [32]byte
+
+func (k ActionKey) String() string { return hex.EncodeToString(k[:]) }
+
+// IsZero reports whether k is the zero value (no key).
+func (k ActionKey) IsZero() bool { return k == ActionKey{} }
+
+func (k ActionKey) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+func (k *ActionKey) UnmarshalText(b []byte) error {
+	d, err := ParseDigest(string(b))
+	if err != nil {
+		return fmt.Errorf("action key: %w", err)
+	}
+	*k = ActionKey(d)
+	return nil
 }
 
 // Sum returns the digest of b.
@@ -154,7 +177,7 @@ func (c *Cache) casPath(d Digest) string {
 	return filepath.Join(c.dir, "cas", h[:2], h)
 }
 
-func (c *Cache) acPath(key Digest) string {
+func (c *Cache) acPath(key ActionKey) string {
 	h := key.String()
 	return filepath.Join(c.dir, "ac", h[:2], h)
 }
@@ -337,7 +360,7 @@ func (c *Cache) ReadBlob(d Digest) ([]byte, error) {
 const acMagic = "pipe-ac-1 "
 
 // GetAC returns the result recorded for key, or ErrMiss.
-func (c *Cache) GetAC(key Digest) (*ActionResult, error) {
+func (c *Cache) GetAC(key ActionKey) (*ActionResult, error) {
 	b, err := os.ReadFile(c.acPath(key))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrMiss
@@ -371,7 +394,7 @@ func decodeAC(b []byte) (*ActionResult, bool) {
 
 // PutAC records r as the result of key. Call it only after every output
 // blob is in the CAS, so a reader never sees a result whose blobs are absent.
-func (c *Cache) PutAC(key Digest, r *ActionResult) error {
+func (c *Cache) PutAC(key ActionKey, r *ActionResult) error {
 	body, err := json.Marshal(r)
 	if err != nil {
 		return err

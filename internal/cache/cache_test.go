@@ -277,7 +277,7 @@ func sampleResult() *ActionResult {
 
 func TestActionCacheRoundTrip(t *testing.T) {
 	c := openTemp(t)
-	key := Sum([]byte("action key"))
+	key := ActionKey(Sum([]byte("action key")))
 	if _, err := c.GetAC(key); !errors.Is(err, ErrMiss) {
 		t.Fatalf("GetAC before PutAC: err = %v, want ErrMiss", err)
 	}
@@ -300,7 +300,7 @@ func TestActionCacheRoundTrip(t *testing.T) {
 	if got, err := c.GetAC(key); err != nil || !reflect.DeepEqual(got, want2) {
 		t.Errorf("GetAC after replacing = %+v, %v; want %+v", got, err, want2)
 	}
-	if _, err := c.GetAC(Sum([]byte("other key"))); !errors.Is(err, ErrMiss) {
+	if _, err := c.GetAC(ActionKey(Sum([]byte("other key")))); !errors.Is(err, ErrMiss) {
 		t.Errorf("GetAC of another key: err = %v, want ErrMiss", err)
 	}
 	if left := tmpEntries(t, c); len(left) != 0 {
@@ -310,7 +310,7 @@ func TestActionCacheRoundTrip(t *testing.T) {
 
 func TestActionCacheCorrupt(t *testing.T) {
 	c := openTemp(t)
-	key := Sum([]byte("k"))
+	key := ActionKey(Sum([]byte("k")))
 	if err := c.PutAC(key, sampleResult()); err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +399,7 @@ func TestConcurrentPutBytes(t *testing.T) {
 
 func TestConcurrentPutAC(t *testing.T) {
 	c := openTemp(t)
-	key := Sum([]byte("shared action"))
+	key := ActionKey(Sum([]byte("shared action")))
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
@@ -422,7 +422,7 @@ func TestClean(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := Sum([]byte("key"))
+	key := ActionKey(Sum([]byte("key")))
 	if err := c.PutAC(key, sampleResult()); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 
 // faultFixture uploads, straight to the store, a result with a 4 MB blob
 // (so transfers can be cut mid-body) besides the small ones.
-func faultFixture(t *testing.T, s *remoteSetup) (Digest, *ActionResult, Digest) {
+func faultFixture(t *testing.T, s *remoteSetup) (ActionKey, *ActionResult, Digest) {
 	t.Helper()
 	writer := NewRemote(openTemp(t), s.direct, RemoteOptions{Upload: true})
 	res := remoteSample(t, writer.local)
@@ -24,7 +24,7 @@ func faultFixture(t *testing.T, s *remoteSetup) (Digest, *ActionResult, Digest) 
 		t.Fatal(err)
 	}
 	res.Outputs = append(res.Outputs, OutputFile{Path: "pkg/big.bin", Digest: big, Size: n})
-	key := Sum([]byte("fault fixture"))
+	key := ActionKey(Sum([]byte("fault fixture")))
 	w := &recorder{}
 	writer.opt.Warn = w.warn
 	writer.Upload(context.Background(), key, res)
@@ -150,7 +150,7 @@ func TestRemoteDeadRemoteCostsOneTimeout(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for j := range 8 {
-					key := Sum([]byte{byte(i), byte(j)})
+					key := ActionKey(Sum([]byte{byte(i), byte(j)}))
 					if _, ok := r.Fetch(context.Background(), key); ok {
 						t.Error("hit from a dead remote")
 					}
@@ -197,7 +197,7 @@ func TestRemoteUploadFaults(t *testing.T) {
 				s.proxy.set(c.f)
 				w := &recorder{}
 				r := NewRemote(openTemp(t), s.proxied, RemoteOptions{Upload: true, AcceptCached: true, Timeout: faultTimeout, Warn: w.warn})
-				key := Sum([]byte(c.name))
+				key := ActionKey(Sum([]byte(c.name)))
 				start := time.Now()
 				for range 5 {
 					r.Upload(ctx, key, remoteSample(t, r.local))

@@ -112,8 +112,8 @@ func (e *HTTPStatusError) Error() string {
 // both backends' status errors alike.
 func (e *HTTPStatusError) HTTPStatusCode() int { return e.Code }
 
-func (b *httpBackend) do(ctx context.Context, method, kind string, d Digest, body io.Reader, size int64) (*http.Response, error) {
-	path := "/" + kind + "/" + d.String()
+func (b *httpBackend) do(ctx context.Context, method string, e entry, body io.Reader, size int64) (*http.Response, error) {
+	path := "/" + e.String()
 	req, err := http.NewRequestWithContext(ctx, method, b.base+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s%s: %w", method, b.shown, path, err)
@@ -148,7 +148,7 @@ func (b *httpBackend) do(ctx context.Context, method, kind string, d Digest, bod
 	return resp, nil
 }
 
-func (b *httpBackend) statusError(resp *http.Response, kind string, d Digest) error {
+func (b *httpBackend) statusError(resp *http.Response, e entry) error {
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 	body := strings.Join(strings.Fields(string(snippet)), " ")
 	if strings.HasPrefix(body, "<") {
@@ -157,7 +157,7 @@ func (b *httpBackend) statusError(resp *http.Response, kind string, d Digest) er
 	}
 	return &HTTPStatusError{
 		Method: resp.Request.Method,
-		URL:    b.shown + "/" + kind + "/" + d.String(),
+		URL:    b.shown + "/" + e.String(),
 		Code:   resp.StatusCode,
 		Status: resp.Status,
 		Body:   body,
@@ -174,8 +174,8 @@ func done(resp *http.Response) {
 // and a hostile server must not make us buffer gigabytes.
 const maxACSize = 64 << 20
 
-func (b *httpBackend) GetAC(ctx context.Context, key Digest) ([]byte, error) {
-	resp, err := b.do(ctx, http.MethodGet, "ac", key, nil, 0)
+func (b *httpBackend) GetAC(ctx context.Context, key ActionKey) ([]byte, error) {
+	resp, err := b.do(ctx, http.MethodGet, acEntry(key), nil, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +185,7 @@ func (b *httpBackend) GetAC(ctx context.Context, key Digest) ([]byte, error) {
 	case http.StatusNotFound:
 		return nil, ErrMiss
 	default:
-		return nil, b.statusError(resp, "ac", key)
+		return nil, b.statusError(resp, acEntry(key))
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxACSize+1))
 	if err != nil {
@@ -197,8 +197,8 @@ func (b *httpBackend) GetAC(ctx context.Context, key Digest) ([]byte, error) {
 	return data, nil
 }
 
-func (b *httpBackend) put(ctx context.Context, kind string, d Digest, size int64, r io.Reader) error {
-	resp, err := b.do(ctx, http.MethodPut, kind, d, r, size)
+func (b *httpBackend) put(ctx context.Context, e entry, size int64, r io.Reader) error {
+	resp, err := b.do(ctx, http.MethodPut, e, r, size)
 	if err != nil {
 		return err
 	}
@@ -207,15 +207,15 @@ func (b *httpBackend) put(ctx context.Context, kind string, d Digest, size int64
 	case http.StatusOK, http.StatusCreated, http.StatusNoContent:
 		return nil
 	}
-	return b.statusError(resp, kind, d)
+	return b.statusError(resp, e)
 }
 
-func (b *httpBackend) PutAC(ctx context.Context, key Digest, value []byte) error {
-	return b.put(ctx, "ac", key, int64(len(value)), bytes.NewReader(value))
+func (b *httpBackend) PutAC(ctx context.Context, key ActionKey, value []byte) error {
+	return b.put(ctx, acEntry(key), int64(len(value)), bytes.NewReader(value))
 }
 
 func (b *httpBackend) GetCAS(ctx context.Context, d Digest, w io.Writer) (int64, error) {
-	resp, err := b.do(ctx, http.MethodGet, "cas", d, nil, 0)
+	resp, err := b.do(ctx, http.MethodGet, casEntry(d), nil, 0)
 	if err != nil {
 		return 0, err
 	}
@@ -225,7 +225,7 @@ func (b *httpBackend) GetCAS(ctx context.Context, d Digest, w io.Writer) (int64,
 	case http.StatusNotFound:
 		return 0, ErrMiss
 	default:
-		return 0, b.statusError(resp, "cas", d)
+		return 0, b.statusError(resp, casEntry(d))
 	}
 	n, err := io.Copy(w, resp.Body)
 	if err != nil {
@@ -235,11 +235,11 @@ func (b *httpBackend) GetCAS(ctx context.Context, d Digest, w io.Writer) (int64,
 }
 
 func (b *httpBackend) PutCAS(ctx context.Context, d Digest, size int64, r io.Reader) error {
-	return b.put(ctx, "cas", d, size, r)
+	return b.put(ctx, casEntry(d), size, r)
 }
 
 func (b *httpBackend) HasCAS(ctx context.Context, d Digest) (bool, error) {
-	resp, err := b.do(ctx, http.MethodHead, "cas", d, nil, 0)
+	resp, err := b.do(ctx, http.MethodHead, casEntry(d), nil, 0)
 	if err != nil {
 		return false, err
 	}
@@ -250,5 +250,5 @@ func (b *httpBackend) HasCAS(ctx context.Context, d Digest) (bool, error) {
 	case http.StatusNotFound:
 		return false, nil
 	}
-	return false, b.statusError(resp, "cas", d)
+	return false, b.statusError(resp, casEntry(d))
 }

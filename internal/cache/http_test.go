@@ -19,7 +19,7 @@ func TestHTTPBackendProtocol(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := Sum([]byte("key"))
+	key := ActionKey(Sum([]byte("key")))
 	if _, err := b.GetAC(ctx, key); !errors.Is(err, ErrMiss) {
 		t.Fatalf("GetAC of absent key: %v", err)
 	}
@@ -66,7 +66,7 @@ func TestHTTPBackendAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	key := Sum([]byte("k"))
+	key := ActionKey(Sum([]byte("k")))
 	try := func(t *testing.T, b Backend) error {
 		t.Helper()
 		if err := b.PutAC(ctx, key, []byte("v")); err != nil {
@@ -138,7 +138,7 @@ func TestHTTPBackendAuth(t *testing.T) {
 		b, _ := NewHTTPBackend(ng.URL, nil)
 		r, _, w := newReader(t, b, RemoteOptions{AcceptCached: true, Upload: true})
 		for i := range 3 {
-			if _, ok := r.Fetch(ctx, Sum([]byte{byte(i)})); ok {
+			if _, ok := r.Fetch(ctx, ActionKey(Sum([]byte{byte(i)}))); ok {
 				t.Fatal("hit without credentials")
 			}
 		}

@@ -46,8 +46,8 @@ import (
 // must honour ctx for cancellation.
 type Backend interface {
 	// GetAC returns the AC entry for key, or ErrMiss.
-	GetAC(ctx context.Context, key Digest) ([]byte, error)
-	PutAC(ctx context.Context, key Digest, value []byte) error
+	GetAC(ctx context.Context, key ActionKey) ([]byte, error)
+	PutAC(ctx context.Context, key ActionKey, value []byte) error
 	// GetCAS streams blob d into w, or returns ErrMiss. It does not
 	// verify; Remote does.
 	GetCAS(ctx context.Context, d Digest, w io.Writer) (int64, error)
@@ -297,7 +297,7 @@ loop:
 // Fetch looks key up in the remote and, on a hit, downloads every output
 // blob the local CAS lacks. It returns a result only when all its blobs are
 // in the local CAS.
-func (r *Remote) Fetch(ctx context.Context, key Digest) (*ActionResult, bool) {
+func (r *Remote) Fetch(ctx context.Context, key ActionKey) (*ActionResult, bool) {
 	if !r.opt.AcceptCached || r.down.Load() || ctx.Err() != nil {
 		return nil, false
 	}
@@ -326,7 +326,7 @@ type sizedDigest struct {
 // never uploads it), so it is never transferred.
 var emptyDigest = Sum(nil)
 
-func (r *Remote) fetch(ctx context.Context, key Digest) (*ActionResult, error) {
+func (r *Remote) fetch(ctx context.Context, key ActionKey) (*ActionResult, error) {
 	octx, cancel := r.opContext(ctx)
 	data, err := r.b.GetAC(octx, key)
 	err = explain(octx, err)
@@ -491,7 +491,7 @@ func (r *Remote) download(ctx context.Context, d Digest, size int64) error {
 // Upload stores res and its blobs under key when uploads are enabled.
 // Blobs go first and the AC entry last, so a reader never finds an entry
 // whose blobs are absent.
-func (r *Remote) Upload(ctx context.Context, key Digest, res *ActionResult) {
+func (r *Remote) Upload(ctx context.Context, key ActionKey, res *ActionResult) {
 	if !r.opt.Upload || res == nil || r.down.Load() || r.noUpload.Load() || ctx.Err() != nil {
 		return
 	}
@@ -500,7 +500,7 @@ func (r *Remote) Upload(ctx context.Context, key Digest, res *ActionResult) {
 	}
 }
 
-func (r *Remote) upload(ctx context.Context, key Digest, res *ActionResult) error {
+func (r *Remote) upload(ctx context.Context, key ActionKey, res *ActionResult) error {
 	ar, trees, err := toREAPI(res, time.Now())
 	if err != nil {
 		return &remoteError{kindLocal, fmt.Errorf("encode result of %s: %w", key, err)}
@@ -624,3 +624,13 @@ func (p *progressReader) Seek(off int64, whence int) (int64, error) {
 	}
 	return pos, err
 }
+
+// entry is one object of the remote layout: ac/<action key> or
+// cas/<blob digest>. Backends name objects through it, so the two kinds of
+// identity never meet as one type.
+type entry struct{ kind, name string }
+
+func acEntry(k ActionKey) entry { return entry{"ac", k.String()} }
+func casEntry(d Digest) entry   { return entry{"cas", d.String()} }
+
+func (e entry) String() string { return e.kind + "/" + e.name }

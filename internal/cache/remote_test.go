@@ -214,7 +214,7 @@ func TestREAPIRejectsUnsafeEntries(t *testing.T) {
 
 func TestSignVerify(t *testing.T) {
 	key, other := []byte("k1-secret"), []byte("k2-secret")
-	action := Sum([]byte("action"))
+	action := ActionKey(Sum([]byte("action")))
 	r := remoteSample(t, openTemp(t))
 	signed := func(k []byte) *repb.ActionResult {
 		ar, _, err := toREAPI(r, time.Now())
@@ -247,7 +247,7 @@ func TestSignVerify(t *testing.T) {
 	if err := verifyResult(key, action, signed(other)); !errors.Is(err, ErrOtherKey) {
 		t.Errorf("other key: %v", err)
 	}
-	if err := verifyResult(key, Sum([]byte("another action")), signed(key)); !errors.Is(err, ErrBadSignature) {
+	if err := verifyResult(key, ActionKey(Sum([]byte("another action"))), signed(key)); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("entry moved to another action key: %v", err)
 	}
 	tampered := signed(key)
@@ -362,7 +362,7 @@ func checkBlobs(t *testing.T, c *Cache, r *ActionResult) {
 func TestRemoteRoundTrip(t *testing.T) {
 	eachBackend(t, func(t *testing.T, s *remoteSetup) {
 		ctx := context.Background()
-		key := Sum([]byte("action 1"))
+		key := ActionKey(Sum([]byte("action 1")))
 		writerCache := openTemp(t)
 		res := remoteSample(t, writerCache)
 		ww := &recorder{}
@@ -389,7 +389,7 @@ func TestRemoteRoundTrip(t *testing.T) {
 		if st := reader.Stats(); st.Hits != 1 || st.Misses != 0 || st.BytesDown == 0 {
 			t.Errorf("reader stats %+v", st)
 		}
-		if _, ok := reader.Fetch(ctx, Sum([]byte("never built"))); ok {
+		if _, ok := reader.Fetch(ctx, ActionKey(Sum([]byte("never built")))); ok {
 			t.Error("Fetch of an unknown key hit")
 		}
 		if st := reader.Stats(); st.Misses != 1 {
@@ -401,7 +401,7 @@ func TestRemoteRoundTrip(t *testing.T) {
 		casPuts := s.proxy.count("PUT", "cas")
 		again := NewRemote(openTemp(t), s.proxied, RemoteOptions{Upload: true, Warn: ww.warn})
 		againRes := remoteSample(t, again.local)
-		again.Upload(ctx, Sum([]byte("action 2")), againRes)
+		again.Upload(ctx, ActionKey(Sum([]byte("action 2"))), againRes)
 		ww.expect(t, 0)
 		if n := s.proxy.count("PUT", "cas"); n != casPuts {
 			t.Errorf("re-upload of present blobs made %d CAS PUTs", n-casPuts)
@@ -414,9 +414,9 @@ func TestRemoteReadOnlyNeverWrites(t *testing.T) {
 	ctx := context.Background()
 	r, c, w := newReader(t, s.proxied, RemoteOptions{AcceptCached: true})
 	res := remoteSample(t, c)
-	r.Upload(ctx, Sum([]byte("a")), res)
-	r.Fetch(ctx, Sum([]byte("a")))
-	r.Upload(ctx, Sum([]byte("a")), res)
+	r.Upload(ctx, ActionKey(Sum([]byte("a"))), res)
+	r.Fetch(ctx, ActionKey(Sum([]byte("a"))))
+	r.Upload(ctx, ActionKey(Sum([]byte("a"))), res)
 	if n := s.proxy.count("PUT", ""); n != 0 {
 		t.Fatalf("read-only remote made %d PUTs", n)
 	}
@@ -429,7 +429,7 @@ func TestRemoteReadOnlyNeverWrites(t *testing.T) {
 func TestRemoteAcceptCachedFalseNeverReads(t *testing.T) {
 	s := setupNginx(t)
 	ctx := context.Background()
-	key := Sum([]byte("a"))
+	key := ActionKey(Sum([]byte("a")))
 	writer := NewRemote(openTemp(t), s.direct, RemoteOptions{Upload: true})
 	writer.Upload(ctx, key, remoteSample(t, writer.local))
 	r, _, w := newReader(t, s.proxied, RemoteOptions{AcceptCached: false})
@@ -451,8 +451,8 @@ func TestRemoteSigning(t *testing.T) {
 	eachBackend(t, func(t *testing.T, s *remoteSetup) {
 		ctx := context.Background()
 		keyA, keyB := []byte("key A"), []byte("key B")
-		upload := func(name string, signing []byte) Digest {
-			action := Sum([]byte(name))
+		upload := func(name string, signing []byte) ActionKey {
+			action := ActionKey(Sum([]byte(name)))
 			w := &recorder{}
 			r := NewRemote(openTemp(t), s.direct, RemoteOptions{Upload: true, SigningKey: signing, Warn: w.warn})
 			r.Upload(ctx, action, remoteSample(t, r.local))
@@ -605,10 +605,10 @@ func TestRemoteLargeBlobStreams(t *testing.T) {
 		res := &ActionResult{Outputs: []OutputFile{{Path: "big.bin", Digest: d2, Size: size}}}
 		w := &recorder{}
 		writer.opt.Warn = w.warn
-		writer.Upload(ctx, Sum([]byte("big")), res)
+		writer.Upload(ctx, ActionKey(Sum([]byte("big"))), res)
 		w.expect(t, 0)
 		reader, c, rw := newReader(t, s.direct, RemoteOptions{AcceptCached: true, Timeout: 2 * time.Second})
-		if _, ok := reader.Fetch(ctx, Sum([]byte("big"))); !ok {
+		if _, ok := reader.Fetch(ctx, ActionKey(Sum([]byte("big")))); !ok {
 			t.Fatalf("large blob not fetched: %q", rw.list())
 		}
 		checkBlobs(t, c, res)
@@ -640,7 +640,7 @@ func TestOpenRemoteURLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	var zero Digest
-	if b := r.Backend().(*s3Backend); b.bucket != "bucket" || b.key("cas", zero) != "some/prefix/cas/"+zero.String() {
-		t.Errorf("bucket %q key %q", b.bucket, b.key("cas", zero))
+	if b := r.Backend().(*s3Backend); b.bucket != "bucket" || b.key(casEntry(zero)) != "some/prefix/cas/"+zero.String() {
+		t.Errorf("bucket %q key %q", b.bucket, b.key(casEntry(zero)))
 	}
 }

@@ -102,8 +102,8 @@ func newS3Backend(ctx context.Context, rawURL string, opts ...func(*config.LoadO
 
 func (b *s3Backend) String() string { return b.shown }
 
-func (b *s3Backend) key(kind string, d Digest) string {
-	return b.prefix + kind + "/" + d.String()
+func (b *s3Backend) key(e entry) string {
+	return b.prefix + e.String()
 }
 
 // opError names the object in an error. When ctx ended, its cause (say,
@@ -130,13 +130,13 @@ func isNotFound(err error) bool {
 	return errors.As(err, &sc) && sc.HTTPStatusCode() == http.StatusNotFound
 }
 
-func (b *s3Backend) get(ctx context.Context, kind string, d Digest, w io.Writer, limit int64) (int64, error) {
-	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: aws.String(b.key(kind, d))})
+func (b *s3Backend) get(ctx context.Context, e entry, w io.Writer, limit int64) (int64, error) {
+	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: aws.String(b.key(e))})
 	if err != nil {
 		if isNotFound(err) {
 			return 0, ErrMiss
 		}
-		return 0, b.opError(ctx, "get", b.key(kind, d), err)
+		return 0, b.opError(ctx, "get", b.key(e), err)
 	}
 	defer out.Body.Close()
 	var r io.Reader = out.Body
@@ -145,18 +145,18 @@ func (b *s3Backend) get(ctx context.Context, kind string, d Digest, w io.Writer,
 	}
 	n, err := io.Copy(w, r)
 	if err != nil {
-		return n, b.opError(ctx, "get", b.key(kind, d), err)
+		return n, b.opError(ctx, "get", b.key(e), err)
 	}
 	if limit > 0 && n > limit {
-		return n, fmt.Errorf("get s3://%s/%s: entry larger than %d bytes", b.bucket, b.key(kind, d), limit)
+		return n, fmt.Errorf("get s3://%s/%s: entry larger than %d bytes", b.bucket, b.key(e), limit)
 	}
 	return n, nil
 }
 
-func (b *s3Backend) put(ctx context.Context, kind string, d Digest, size int64, r io.Reader, checksum []byte) error {
+func (b *s3Backend) put(ctx context.Context, e entry, size int64, r io.Reader, checksum []byte) error {
 	in := &s3.PutObjectInput{
 		Bucket:        &b.bucket,
-		Key:           aws.String(b.key(kind, d)),
+		Key:           aws.String(b.key(e)),
 		Body:          r,
 		ContentLength: aws.Int64(size),
 	}
@@ -172,39 +172,39 @@ func (b *s3Backend) put(ctx context.Context, kind string, d Digest, size int64, 
 		optFns = append(optFns, s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
 	}
 	if _, err := b.client.PutObject(ctx, in, optFns...); err != nil {
-		return b.opError(ctx, "put", b.key(kind, d), err)
+		return b.opError(ctx, "put", b.key(e), err)
 	}
 	return nil
 }
 
-func (b *s3Backend) GetAC(ctx context.Context, key Digest) ([]byte, error) {
+func (b *s3Backend) GetAC(ctx context.Context, key ActionKey) ([]byte, error) {
 	var buf bytes.Buffer
-	if _, err := b.get(ctx, "ac", key, &buf, maxACSize); err != nil {
+	if _, err := b.get(ctx, acEntry(key), &buf, maxACSize); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
 }
 
-func (b *s3Backend) PutAC(ctx context.Context, key Digest, value []byte) error {
+func (b *s3Backend) PutAC(ctx context.Context, key ActionKey, value []byte) error {
 	sum := Sum(value)
-	return b.put(ctx, "ac", key, int64(len(value)), bytes.NewReader(value), sum[:])
+	return b.put(ctx, acEntry(key), int64(len(value)), bytes.NewReader(value), sum[:])
 }
 
 func (b *s3Backend) GetCAS(ctx context.Context, d Digest, w io.Writer) (int64, error) {
-	return b.get(ctx, "cas", d, w, 0)
+	return b.get(ctx, casEntry(d), w, 0)
 }
 
 func (b *s3Backend) PutCAS(ctx context.Context, d Digest, size int64, r io.Reader) error {
-	return b.put(ctx, "cas", d, size, r, d[:])
+	return b.put(ctx, casEntry(d), size, r, d[:])
 }
 
 func (b *s3Backend) HasCAS(ctx context.Context, d Digest) (bool, error) {
-	_, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: aws.String(b.key("cas", d))})
+	_, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: aws.String(b.key(casEntry(d)))})
 	if err == nil {
 		return true, nil
 	}
 	if isNotFound(err) {
 		return false, nil
 	}
-	return false, b.opError(ctx, "head", b.key("cas", d), err)
+	return false, b.opError(ctx, "head", b.key(casEntry(d)), err)
 }

@@ -25,7 +25,7 @@ func TestS3BackendProtocol(t *testing.T) {
 		ctx := context.Background()
 		bucket := s.NewBucket(t)
 		b := s3backend(t, s, bucket, "/team/cache/", "")
-		key := Sum([]byte("key"))
+		key := ActionKey(Sum([]byte("key")))
 		if _, err := b.GetAC(ctx, key); !errors.Is(err, ErrMiss) {
 			t.Fatalf("GetAC of absent key: %v", err)
 		}

@@ -58,7 +58,7 @@ func keyID(key []byte) []byte {
 }
 
 // macOf computes the MAC of ar (which must carry no signature) for action.
-func macOf(key []byte, action Digest, ar *repb.ActionResult) ([]byte, error) {
+func macOf(key []byte, action ActionKey, ar *repb.ActionResult) ([]byte, error) {
 	body, err := marshalDet(ar)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
@@ -71,7 +71,7 @@ func macOf(key []byte, action Digest, ar *repb.ActionResult) ([]byte, error) {
 }
 
 // signResult adds a signature to ar, which must not carry one yet.
-func signResult(key []byte, action Digest, ar *repb.ActionResult) error {
+func signResult(key []byte, action ActionKey, ar *repb.ActionResult) error {
 	if ar.ExecutionMetadata == nil {
 		ar.ExecutionMetadata = &repb.ExecutedActionMetadata{}
 	}
@@ -131,7 +131,7 @@ func parseSignature(b []byte) (signature, error) {
 
 // verifyResult checks ar's signature against key and action. It reports
 // ErrUnsigned, ErrOtherKey or ErrBadSignature.
-func verifyResult(key []byte, action Digest, ar *repb.ActionResult) error {
+func verifyResult(key []byte, action ActionKey, ar *repb.ActionResult) error {
 	var sigs []signature
 	stripped := proto.Clone(ar).(*repb.ActionResult)
 	if m := stripped.ExecutionMetadata; m != nil {

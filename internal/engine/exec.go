@@ -30,7 +30,7 @@ const (
 // ActionEvent reports one finished action.
 type ActionEvent struct {
 	Action *Action
-	Key    cache.Digest
+	Key    cache.ActionKey
 	Status Status
 	Start  time.Time
 	End    time.Time
@@ -90,9 +90,9 @@ type Executor struct {
 // by action key, fetch their blobs into the local cache, and upload.
 type RemoteCache interface {
 	// Fetch returns a result for key whose blobs are now in the local cache.
-	Fetch(ctx context.Context, key cache.Digest) (*cache.ActionResult, bool)
+	Fetch(ctx context.Context, key cache.ActionKey) (*cache.ActionResult, bool)
 	// Upload stores a result and its blobs (if uploads are enabled).
-	Upload(ctx context.Context, key cache.Digest, r *cache.ActionResult)
+	Upload(ctx context.Context, key cache.ActionKey, r *cache.ActionResult)
 }
 
 // BuildFailedError reports actions that failed; the CLI exits with 1.

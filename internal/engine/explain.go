@@ -42,7 +42,7 @@ type KeyInput struct {
 
 // Key hashes the parts with length-prefixed fields, so no two different
 // part lists hash alike.
-func (p *KeyParts) Key() cache.Digest {
+func (p *KeyParts) Key() cache.ActionKey {
 	h := sha256.New()
 	field := func(s string) { writeField(h, s) }
 	field("pipe-action-key-2")
@@ -78,7 +78,7 @@ func (p *KeyParts) Key() cache.Digest {
 	for _, o := range p.Outputs {
 		field(o)
 	}
-	var d cache.Digest
+	var d cache.ActionKey
 	h.Sum(d[:0])
 	return d
 }

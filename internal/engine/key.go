@@ -61,7 +61,7 @@ func writeField(h hash.Hash, s string) {
 
 // actionKey is the sha256 over everything that can change the action's
 // outputs (see KeyParts).
-func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.Digest, *KeyParts, error) {
+func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.ActionKey, *KeyParts, error) {
 	parts := &KeyParts{
 		Rule:     a.RuleKind + " " + a.RuleVersion,
 		Mnemonic: a.Mnemonic,
@@ -85,9 +85,9 @@ func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.
 			dd, _, err := e.Digests.Digest(in.Path, e.WS.Abs(in.Path))
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {
-					return cache.Digest{}, nil, fmt.Errorf("input %s does not exist (declared by %s): create it or remove it from the target's attributes", in.Path, in.Owner)
+					return cache.ActionKey{}, nil, fmt.Errorf("input %s does not exist (declared by %s): create it or remove it from the target's attributes", in.Path, in.Owner)
 				}
-				return cache.Digest{}, nil, fmt.Errorf("input %s: %w", in.Path, err)
+				return cache.ActionKey{}, nil, fmt.Errorf("input %s: %w", in.Path, err)
 			}
 			d = dd
 		}
