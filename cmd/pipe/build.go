@@ -150,7 +150,41 @@ func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Pla
 		}
 		return nil, &exitError{code: 1}
 	}
+	s.autoTrim(ctx, c)
 	return plan, nil
+}
+
+// autoTrim trims the shared cache by age at most once a day (see
+// cache.AutoTrim). A failure only warns: the build itself succeeded.
+func (s *session) autoTrim(ctx context.Context, c *cache.Cache) {
+	maxAge, err := s.cacheMaxAge()
+	if err == nil {
+		var trimmed bool
+		var st cache.TrimStats
+		trimmed, st, err = c.AutoTrim(ctx, maxAge, time.Now())
+		if trimmed && err == nil && s.g.verbose {
+			fmt.Fprintf(s.stderr, "trimmed the shared cache: removed %d entries unused for %s (%s)\n", st.RemovedEntries, maxAge, formatBytes(st.RemovedBytes))
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(s.stderr, "pipe: warning: trimming the shared cache: %v\n", err)
+	}
+}
+
+// cacheMaxAge is PIPE_CACHE_MAX_AGE, else workspace(cache_max_age = …),
+// else cache.DefaultMaxAge.
+func (s *session) cacheMaxAge() (time.Duration, error) {
+	if os.Getenv("PIPE_CACHE_MAX_AGE") != "" {
+		return maxAgeFromEnv()
+	}
+	if v, ok := s.ws.Settings.Extra["cache_max_age"].(string); ok && v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return 0, engine.Usagef("WORKSPACE.star: cache_max_age = %q: want a duration such as \"168h\"", v)
+		}
+		return d, nil
+	}
+	return cache.DefaultMaxAge, nil
 }
 
 // openRemote opens the remote cache named by --remote-cache, else
@@ -189,6 +223,8 @@ func (s *session) openRemote(ctx context.Context, local *cache.Cache) (*cache.Re
 
 func formatBytes(n int64) string {
 	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
 	case n >= 1<<20:
 		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
 	case n >= 1<<10:

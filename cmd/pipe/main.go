@@ -91,6 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		deployCmd(ctx, g),
 		diffCmd(ctx, g),
 		newCmd(ctx, g),
+		cacheCmd(ctx),
 	)
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

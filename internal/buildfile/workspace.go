@@ -20,6 +20,7 @@ var workspaceAttrs = []engine.Attr{
 	{Name: "action_env", Type: engine.AttrStringList},
 	{Name: "action_path", Type: engine.AttrString},
 	{Name: "remote_cache", Type: engine.AttrString},
+	{Name: "cache_max_age", Type: engine.AttrString},
 }
 
 // EvalWorkspace evaluates WORKSPACE.star at the workspace root.

@@ -6,6 +6,7 @@
 //	cas/ab/abcdef…   blob named by the sha256 of its bytes
 //	ac/12/1234ab…    action result named by its action key
 //	tmp/             temp files, renamed into place when complete
+//	trim.txt         when the cache was last trimmed (see trim.go)
 //
 // Every write goes to tmp/ first and is renamed into place, so a crash at any
 // moment leaves either a complete entry or none. Every read is checked against
@@ -24,6 +25,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Digest names a blob in the CAS: the sha256 of its content.
@@ -186,9 +188,15 @@ func (c *Cache) acPath(key ActionKey) string {
 func (c *Cache) BlobPath(d Digest) string { return c.casPath(d) }
 
 // Has reports whether the blob d is present. It does not verify it.
+// Callers ask because they are about to use the blob, so it counts as a use.
 func (c *Cache) Has(d Digest) bool {
-	_, err := os.Stat(c.casPath(d))
-	return err == nil
+	p := c.casPath(d)
+	fi, err := os.Stat(p)
+	if err != nil {
+		return false
+	}
+	markUsed(p, fi.ModTime(), time.Now())
+	return true
 }
 
 // tempFile creates a temp file in the cache's tmp dir.
@@ -301,6 +309,9 @@ func (c *Cache) CopyOut(d Digest, dst string, executable bool) error {
 		return err
 	}
 	defer src.Close()
+	if fi, err := src.Stat(); err == nil {
+		markUsed(c.casPath(d), fi.ModTime(), time.Now())
+	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
@@ -352,6 +363,7 @@ func (c *Cache) ReadBlob(d Digest) ([]byte, error) {
 		os.Remove(c.casPath(d))
 		return nil, fmt.Errorf("blob %s: %w", d, ErrCorrupt)
 	}
+	c.markBlobUsed(d, time.Now())
 	return b, nil
 }
 
@@ -360,18 +372,36 @@ func (c *Cache) ReadBlob(d Digest) ([]byte, error) {
 const acMagic = "pipe-ac-1 "
 
 // GetAC returns the result recorded for key, or ErrMiss.
+// A hit marks the entry used (see trim.go), and its blobs with it: a hit
+// whose outputs are already in place reads no blob, and the blobs must not
+// age out from under an entry that is still in use.
 func (c *Cache) GetAC(key ActionKey) (*ActionResult, error) {
-	b, err := os.ReadFile(c.acPath(key))
+	p := c.acPath(key)
+	f, err := os.Open(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrMiss
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read action cache: %w", err)
 	}
+	fi, err := f.Stat()
+	var b []byte
+	if err == nil {
+		b, err = io.ReadAll(f)
+	}
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read action cache: %w", err)
+	}
 	r, ok := decodeAC(b)
 	if !ok {
-		os.Remove(c.acPath(key))
+		os.Remove(p)
 		return nil, ErrMiss
+	}
+	if now := time.Now(); markUsed(p, fi.ModTime(), now) {
+		for _, o := range r.Outputs {
+			c.markBlobUsed(o.Digest, now)
+		}
 	}
 	return r, nil
 }
@@ -431,13 +461,14 @@ func (c *Cache) Clean() error {
 	}
 	for _, e := range ents {
 		switch e.Name() {
-		case "cas", "ac", "tmp":
+		case "cas", "ac", "tmp", trimFile:
 		default:
 			if !strings.HasPrefix(e.Name(), ".") {
 				return fmt.Errorf("clean cache %s: it holds %q, which pipe did not write; remove it by hand", c.dir, e.Name())
 			}
 		}
 	}
+	os.Remove(filepath.Join(c.dir, trimFile))
 	for _, sub := range []string{"cas", "ac", "tmp"} {
 		p := filepath.Join(c.dir, sub)
 		makeWritable(p)
