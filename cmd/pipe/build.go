@@ -124,6 +124,7 @@ func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Pla
 		PipeVersion: pipeVersion(),
 		Graph:       plan.Actions,
 		Explain:     g.explain,
+		Verify:      g.verify,
 	}
 	if remote != nil {
 		exec.Remote = remote

@@ -42,6 +42,7 @@ type globalFlags struct {
 	events    string
 	profile   string
 	explain   bool
+	verify    bool
 
 	remoteCache        string
 	remoteUpload       bool
@@ -78,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pf.BoolVar(&g.remoteUpload, "remote-upload", false, "write results to the remote cache (trusted CI only); by default it is read-only")
 	pf.BoolVar(&g.remoteAcceptCached, "remote-accept-cached", true, "look results up in the remote cache")
 	pf.DurationVar(&g.remoteTimeout, "remote-timeout", 5*time.Second, "give up on a remote operation (or a stalled transfer) after `D`, and build locally")
+	pf.BoolVar(&g.verify, "verify", os.Getenv("PIPE_CACHE_VERIFY") == "1", "execute every cache hit again and fail when its outputs differ from the cached ones (also PIPE_CACHE_VERIFY=1)")
 	pf.BoolVar(&g.explain, "explain", false, "say why each executed action missed the cache: what differs from its last execution")
 
 	root.AddCommand(

@@ -424,7 +424,26 @@ func decodeAC(b []byte) (*ActionResult, bool) {
 
 // PutAC records r as the result of key. Call it only after every output
 // blob is in the CAS, so a reader never sees a result whose blobs are absent.
+// When the entry already held a result with other outputs, r replaces it
+// and PutAC returns a *ReplacedError: the same key with two results means
+// the action is not deterministic, which must not pass silently.
 func (c *Cache) PutAC(key ActionKey, r *ActionResult) error {
+	var prev *ActionResult
+	if b, err := os.ReadFile(c.acPath(key)); err == nil {
+		prev, _ = decodeAC(b)
+	}
+	if err := c.putAC(key, r); err != nil {
+		return err
+	}
+	if prev != nil {
+		if d := CompareResults(prev, r); d != nil {
+			return &ReplacedError{Key: key, Diff: d}
+		}
+	}
+	return nil
+}
+
+func (c *Cache) putAC(key ActionKey, r *ActionResult) error {
 	body, err := json.Marshal(r)
 	if err != nil {
 		return err

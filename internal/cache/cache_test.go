@@ -292,10 +292,19 @@ func TestActionCacheRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("GetAC = %+v, want %+v", got, want)
 	}
-	// PutAC replaces an earlier result.
+	// The same outputs again (another duration) replace it quietly.
+	same := *want
+	same.DurationMs++
+	if err := c.PutAC(key, &same); err != nil {
+		t.Fatalf("PutAC of an equal result: %v", err)
+	}
+	// Other outputs replace it too, but say so: the action is not
+	// deterministic.
 	want2 := &ActionResult{Outputs: []OutputFile{{Path: "p", Digest: Sum(nil)}}, DurationMs: 1}
-	if err := c.PutAC(key, want2); err != nil {
-		t.Fatal(err)
+	err = c.PutAC(key, want2)
+	var rep *ReplacedError
+	if !errors.As(err, &rep) || rep.Key != key || rep.Diff == nil {
+		t.Fatalf("PutAC of a different result: err = %v, want a *ReplacedError", err)
 	}
 	if got, err := c.GetAC(key); err != nil || !reflect.DeepEqual(got, want2) {
 		t.Errorf("GetAC after replacing = %+v, %v; want %+v", got, err, want2)

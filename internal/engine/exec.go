@@ -84,6 +84,9 @@ type Executor struct {
 	// Explain says, for each executed action, what differs from the key
 	// recorded when it last executed (ActionEvent.Explain).
 	Explain bool
+	// Verify re-executes every cache hit and fails the action when its
+	// outputs differ from the cached ones (see verify.go).
+	Verify bool
 }
 
 // RemoteCache is the executor's view of a shared cache: look up results
@@ -255,6 +258,11 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 		restored, err := e.materializeCached(r)
 		if err == nil {
 			<-checkSem
+			if e.Verify {
+				if err := e.verifyHit(ctx, a, r, execSem, ev); err != nil {
+					return fail(err)
+				}
+			}
 			return hit(r, restored)
 		}
 		if errors.Is(err, cache.ErrCorrupt) {
@@ -265,7 +273,16 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 	if e.Remote != nil {
 		if r, ok := e.Remote.Fetch(ctx, key); ok {
 			if restored, err := e.materializeCached(r); err == nil {
-				if err := e.Cache.PutAC(key, r); err == nil {
+				err := e.Cache.PutAC(key, r)
+				if w := nondeterminism(a, err, "the remote cache's result differs from the one this machine cached"); w != "" {
+					ev.Warning, err = w, nil
+				}
+				if err == nil && e.Verify {
+					if err := e.verifyHit(ctx, a, r, execSem, ev); err != nil {
+						return fail(err)
+					}
+				}
+				if err == nil {
 					return hit(r, restored)
 				}
 			}
@@ -287,7 +304,7 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 	if e.Reporter != nil {
 		e.Reporter.ActionStarted(a, worker)
 	}
-	r, out, err := e.execute(ctx, a)
+	r, out, err := e.execute(ctx, a, true)
 	ev.Output = out
 	if err != nil {
 		if ctx.Err() != nil {
@@ -298,7 +315,11 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 	}
 	r.DurationMs = time.Since(ev.Start).Milliseconds()
 	if err := e.Cache.PutAC(key, r); err != nil {
-		return fail(err)
+		w := nondeterminism(a, err, "it ran again and its result differs from the one cached for the same inputs")
+		if w == "" {
+			return fail(err)
+		}
+		ev.Warning = w
 	}
 	e.recordKey(a, parts)
 	if e.Remote != nil {

@@ -21,7 +21,10 @@ import (
 
 // execute runs a in a fresh scratch directory, stores its outputs in the
 // CAS and moves them into the workspace.
-func (e *Executor) execute(ctx context.Context, a *Action) (*cache.ActionResult, string, error) {
+//
+// With place false (verify mode) the outputs are stored and described but
+// left out of the workspace, which keeps the cached ones.
+func (e *Executor) execute(ctx context.Context, a *Action, place bool) (*cache.ActionResult, string, error) {
 	scratch, err := os.MkdirTemp(ensureDir(filepath.Join(e.WS.StateDir(), "sandbox")), strconv.Itoa(a.id)+"-")
 	if err != nil {
 		return nil, "", err
@@ -88,6 +91,9 @@ func (e *Executor) execute(ctx context.Context, a *Action) (*cache.ActionResult,
 			return nil, output(), fmt.Errorf("store %s: %w", o.Path, err)
 		}
 		r.Outputs = append(r.Outputs, cache.OutputFile{Path: o.Path, Digest: d, Size: size, Executable: fi.Mode()&0o111 != 0})
+	}
+	if !place {
+		return r, output(), nil
 	}
 	// Every blob is stored; now move the outputs into the workspace, each
 	// with one rename, so the workspace never holds a half-written file.
