@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -106,6 +108,16 @@ func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Pla
 		return nil, err
 	}
 	digests := engine.LoadFileDigests(s.digestsPath())
+	// Outputs of targets that were removed or renamed, and outputs a target
+	// no longer declares, go before anything runs: a build never serves them.
+	ledger := engine.LoadLedger(filepath.Join(s.ws.StateDir(), "outputs"))
+	removed, err := ledger.Reconcile(s.ws, plan.Targets, plan.Actions, digests)
+	if len(removed) > 0 {
+		fmt.Fprintf(stderr, "removed %d output%s no target declares any more: %s\n", len(removed), plural(len(removed)), strings.Join(removed, ", "))
+	}
+	if err != nil {
+		return nil, err
+	}
 	ui, err := newUI(g, stderr, len(plan.Needed))
 	if err != nil {
 		return nil, err
@@ -125,6 +137,7 @@ func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Pla
 		Graph:       plan.Actions,
 		Explain:     g.explain,
 		Verify:      g.verify,
+		Ledger:      ledger,
 	}
 	if remote != nil {
 		exec.Remote = remote
@@ -133,6 +146,9 @@ func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Pla
 	sum, buildErr := exec.Execute(ctx, plan.Needed)
 	phases := append(plan.Phases, engine.Phase{Name: "execute", Start: execStart, End: time.Now()})
 	if err := digests.Save(); err != nil {
+		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
+	}
+	if err := ledger.Save(); err != nil {
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
 	}
 	sum.Duration = time.Since(s.start)

@@ -84,6 +84,9 @@ type Executor struct {
 	// Explain says, for each executed action, what differs from the key
 	// recorded when it last executed (ActionEvent.Explain).
 	Explain bool
+	// Ledger, when set, records every output the executor puts in place,
+	// so later builds can remove what no target declares any more.
+	Ledger *Ledger
 	// Verify re-executes every cache hit and fails the action when its
 	// outputs differ from the cached ones (see verify.go).
 	Verify bool
@@ -116,7 +119,7 @@ type actionState struct {
 	dependents []*actionState
 	// digests of the action's outputs once it finished; dirs hold a tree
 	// digest.
-	outDigests map[string]cache.Digest
+	outDigests map[string]KeyInput
 	result     *cache.ActionResult
 	ok         bool
 	depFailed  atomic.Bool
@@ -247,9 +250,8 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 	}
 	ev.Key = key
 	hit := func(r *cache.ActionResult, restored int) *ActionEvent {
-		if restored > 0 && e.Graph != nil {
-			e.pruneStale(a.Owner)
-		}
+		e.pruneOwn(a, restored > 0)
+		e.Ledger.Record(a, r)
 		s.result, s.outDigests, s.ok = r, resultDigests(r), true
 		ev.Status, ev.Restored, ev.End = StatusCached, restored, time.Now()
 		return ev
@@ -321,6 +323,7 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 		}
 		ev.Warning = w
 	}
+	e.Ledger.Record(a, r)
 	e.recordKey(a, parts)
 	if e.Remote != nil {
 		e.Remote.Upload(ctx, key, r)

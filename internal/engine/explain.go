@@ -34,10 +34,13 @@ type KeyParts struct {
 	Outputs  []string          `json:"outputs"`
 }
 
-// KeyInput is one input of an action key.
+// KeyInput is one input of an action key. Whether the file is executable
+// is part of it, as in REAPI's FileNode: a chmod changes what a command can
+// do with the file (run it, or fail) and what a bundle ships.
 type KeyInput struct {
-	Path   string       `json:"path"`
-	Digest cache.Digest `json:"digest"`
+	Path       string       `json:"path"`
+	Digest     cache.Digest `json:"digest"`
+	Executable bool         `json:"executable,omitempty"`
 }
 
 // Key hashes the parts with length-prefixed fields, so no two different
@@ -45,7 +48,7 @@ type KeyInput struct {
 func (p *KeyParts) Key() cache.ActionKey {
 	h := sha256.New()
 	field := func(s string) { writeField(h, s) }
-	field("pipe-action-key-2")
+	field("pipe-action-key-3")
 	field(p.Rule)
 	field(p.Mnemonic)
 	field(p.Identity)
@@ -73,6 +76,7 @@ func (p *KeyParts) Key() cache.ActionKey {
 	for _, in := range p.Inputs {
 		field(in.Path)
 		h.Write(in.Digest[:])
+		field(strconv.FormatBool(in.Executable))
 	}
 	field(strconv.Itoa(len(p.Outputs)))
 	for _, o := range p.Outputs {
@@ -120,19 +124,21 @@ func (e *Executor) explain(a *Action, p *KeyParts) string {
 func DiffKeys(old, cur *KeyParts) string {
 	var out []string
 	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
-	oldIn := map[string]cache.Digest{}
+	oldIn := map[string]KeyInput{}
 	for _, in := range old.Inputs {
-		oldIn[in.Path] = in.Digest
+		oldIn[in.Path] = in
 	}
 	curIn := map[string]bool{}
 	for _, in := range cur.Inputs {
 		curIn[in.Path] = true
-		d, ok := oldIn[in.Path]
+		o, ok := oldIn[in.Path]
 		switch {
 		case !ok:
 			add("input %s is new", in.Path)
-		case d != in.Digest:
-			add("input %s changed (%s… → %s…)", in.Path, d.String()[:12], in.Digest.String()[:12])
+		case o.Digest != in.Digest:
+			add("input %s changed (%s… → %s…)", in.Path, o.Digest.String()[:12], in.Digest.String()[:12])
+		case o.Executable != in.Executable:
+			add("input %s %s", in.Path, map[bool]string{true: "became executable", false: "is no longer executable"}[in.Executable])
 		}
 	}
 	for _, in := range old.Inputs {

@@ -16,13 +16,14 @@ import (
 
 // resultDigests indexes a result by path, adding a tree digest for each
 // output directory.
-func resultDigests(r *cache.ActionResult) map[string]cache.Digest {
-	m := make(map[string]cache.Digest, len(r.Outputs)+len(r.Dirs))
+// Files carry their exec bit; a directory's tree digest covers its files'.
+func resultDigests(r *cache.ActionResult) map[string]KeyInput {
+	m := make(map[string]KeyInput, len(r.Outputs)+len(r.Dirs))
 	for _, o := range r.Outputs {
-		m[o.Path] = o.Digest
+		m[o.Path] = KeyInput{Path: o.Path, Digest: o.Digest, Executable: o.Executable}
 	}
 	for _, d := range r.Dirs {
-		m[d] = TreeDigest(r, d)
+		m[d] = KeyInput{Path: d, Digest: TreeDigest(r, d)}
 	}
 	return m
 }
@@ -78,20 +79,20 @@ func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.
 	}
 	sort.Strings(parts.Tools)
 	for _, in := range a.Inputs {
-		var d cache.Digest
 		if in.Generator != nil {
-			d = states[in.Generator].outDigests[in.Path]
-		} else {
-			dd, _, err := e.Digests.Digest(in.Path, e.WS.Abs(in.Path))
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return cache.ActionKey{}, nil, fmt.Errorf("input %s does not exist (declared by %s): create it or remove it from the target's attributes", in.Path, in.Owner)
-				}
-				return cache.ActionKey{}, nil, fmt.Errorf("input %s: %w", in.Path, err)
-			}
-			d = dd
+			ki := states[in.Generator].outDigests[in.Path]
+			ki.Path = in.Path
+			parts.Inputs = append(parts.Inputs, ki)
+			continue
 		}
-		parts.Inputs = append(parts.Inputs, KeyInput{Path: in.Path, Digest: d})
+		d, fi, err := e.Digests.Digest(in.Path, e.WS.Abs(in.Path))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return cache.ActionKey{}, nil, fmt.Errorf("input %s does not exist (declared by %s): create it or remove it from the target's attributes", in.Path, in.Owner)
+			}
+			return cache.ActionKey{}, nil, fmt.Errorf("input %s: %w", in.Path, err)
+		}
+		parts.Inputs = append(parts.Inputs, KeyInput{Path: in.Path, Digest: d, Executable: fi.Mode()&0o111 != 0})
 	}
 	sort.Slice(parts.Inputs, func(i, j int) bool { return parts.Inputs[i].Path < parts.Inputs[j].Path })
 	for _, o := range a.Outputs {

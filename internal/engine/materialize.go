@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/pipebuild/pipe/internal/cache"
@@ -106,42 +107,78 @@ func hasPrefixDir(dir string, want map[string]bool) bool {
 	return false
 }
 
-// pruneStale removes from the target's dist/ directory what no action
-// declares any more (outputs renamed or dropped from a BUILD file), so dist/
-// holds exactly what the build produces. It only runs after an action of
-// the target executed or had outputs restored: a changed declaration always
-// changes the key, so the stale file is either there after an execution or
-// next to a file restored from an older result.
-func (e *Executor) pruneStale(owner Label) {
-	root := path.Join("dist", owner.Pkg, owner.Name)
-	if output, _ := e.Graph.declaredKind(root); output {
-		// The target's directory is itself a declared output directory;
-		// restoring it already removed what the action did not produce.
+// pruneOwn removes from the directories a's outputs live in (inside the
+// target's own part of dist/: dist/<pkg>/<name>/… and siblings such as
+// dist/<pkg>/<name>.layers/) whatever no action declares: outputs renamed or
+// dropped from a BUILD file, and files a user put there. With force false
+// (a cache hit that restored nothing) a directory is only listed when its
+// stat changed since it was last found clean, so a no-op build pays one
+// lstat per directory, not a listing.
+func (e *Executor) pruneOwn(a *Action, force bool) {
+	if e.Graph == nil {
 		return
 	}
-	var walk func(dir string)
-	walk = func(dir string) {
-		ents, err := os.ReadDir(e.WS.Abs(dir))
-		if err != nil {
-			return
+	for _, d := range ownDirs(a) {
+		abs := e.WS.Abs(d)
+		if !force {
+			fi, err := os.Lstat(abs)
+			if err != nil {
+				continue
+			}
+			if _, ok := e.Digests.Lookup(d, fi); ok {
+				continue
+			}
 		}
-		for _, de := range ents {
-			rel := dir + "/" + de.Name()
-			if strings.HasPrefix(de.Name(), ".pipe-tmp-") || strings.HasSuffix(de.Name(), ".pipe-old") {
-				continue // another action's write in progress
-			}
-			output, ancestor := e.Graph.declaredKind(rel)
-			switch {
-			case output:
-			case ancestor && de.IsDir():
-				walk(rel)
-			default:
-				os.RemoveAll(e.WS.Abs(rel))
-				e.Digests.Forget(rel)
-			}
+		e.pruneDir(d)
+		if fi, err := os.Lstat(abs); err == nil && fi.IsDir() {
+			e.Digests.Record(d, fi, cache.Digest{})
 		}
 	}
-	walk(root)
+}
+
+// ownDirs lists the directories under dist/ that hold a's outputs and
+// belong to a's target alone, parents first.
+func ownDirs(a *Action) []string {
+	base := path.Join("dist", a.Owner.Pkg, a.Owner.Name)
+	mine := func(d string) bool {
+		return d == base || strings.HasPrefix(d, base+"/") || strings.HasPrefix(d, base+".")
+	}
+	seen := map[string]bool{}
+	var dirs []string
+	for _, o := range a.Outputs {
+		for d := path.Dir(o.Path); mine(d) && !seen[d]; d = path.Dir(d) {
+			seen[d] = true
+			dirs = append(dirs, d)
+		}
+	}
+	sort.Strings(dirs)
+	return dirs
+}
+
+// pruneDir removes the entries of dir that are neither declared outputs nor
+// directories holding declared outputs.
+func (e *Executor) pruneDir(dir string) {
+	ents, err := os.ReadDir(e.WS.Abs(dir))
+	if err != nil {
+		return
+	}
+	// dist/<pkg>/<name> can also be the dist/ directory of package
+	// <pkg>/<name>: its targets' directories are not this target's to
+	// prune when that package is not part of this build.
+	_, err = os.Stat(e.WS.Abs(path.Join(strings.TrimPrefix(dir, "dist/"), "BUILD.star")))
+	holdsPackage := err == nil
+	for _, de := range ents {
+		rel := dir + "/" + de.Name()
+		if strings.HasPrefix(de.Name(), ".pipe-tmp-") || strings.HasSuffix(de.Name(), ".pipe-old") {
+			continue // another action's write in progress
+		}
+		output, ancestor := e.Graph.declaredKind(rel)
+		if output || ancestor || (holdsPackage && de.IsDir()) {
+			continue
+		}
+		os.RemoveAll(e.WS.Abs(rel))
+		e.Digests.Forget(rel)
+	}
 }
 
 func outputName(a *Action, o *File) string {

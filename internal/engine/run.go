@@ -107,9 +107,7 @@ func (e *Executor) execute(ctx context.Context, a *Action, place bool) (*cache.A
 			e.Digests.Record(of.Path, fi, of.Digest)
 		}
 	}
-	if e.Graph != nil {
-		e.pruneStale(a.Owner)
-	}
+	e.pruneOwn(a, true)
 	return r, output(), nil
 }
 

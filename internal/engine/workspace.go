@@ -77,15 +77,16 @@ func (w *Workspace) Memo(key string, f func() (any, error)) (any, error) {
 	return me.v, me.err
 }
 
-// ToolIdentity names a host program by path, size and modification time:
-// an upgrade of the program changes it, and so every key that uses it.
+// ToolIdentity names a host program by path, size, modification time and
+// mode: an upgrade of the program changes it, and so every key that uses
+// it; so does a chmod, which decides whether it runs at all.
 func (w *Workspace) ToolIdentity(path string) string {
 	if id, ok := w.tools.Load(path); ok {
 		return id.(string)
 	}
 	id := path + " (missing)"
 	if fi, err := os.Stat(path); err == nil {
-		id = fmt.Sprintf("%s %d %d", path, fi.Size(), fi.ModTime().UnixNano())
+		id = fmt.Sprintf("%s %d %d %v", path, fi.Size(), fi.ModTime().UnixNano(), fi.Mode().Perm())
 	}
 	w.tools.Store(path, id)
 	return id

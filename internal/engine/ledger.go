@@ -1,0 +1,262 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/pipebuild/pipe/internal/cache"
+)
+
+// The ledger is pipe's record of what it wrote into the workspace, per
+// target: every output path an action of the target produced, and for files
+// in the source tree (api_metadata's metadata.gen.ts) the digest pipe wrote.
+// pipe owns exactly these files. Before each build the ledger is reconciled
+// with the targets as they are declared now:
+//
+//   - a target that no longer exists (its package was loaded and does not
+//     declare it, or its BUILD.star is gone) loses everything it wrote;
+//   - a target that still exists loses what it no longer declares (a renamed
+//     output, a moved `out`);
+//   - a file in the source tree is removed only while it still holds the
+//     bytes pipe wrote: a file the user has since written is theirs.
+//
+// The ledger lives in .pipe/outputs, one line per output:
+// "<label>\t<path>\t<digest or ->".
+
+// Ledger records the outputs pipe wrote, by owning target.
+type Ledger struct {
+	path string
+
+	mu    sync.Mutex
+	m     map[Label]map[string]cache.Digest // path → digest (zero for dist/)
+	dirty bool
+}
+
+const ledgerMagic = "pipe-outputs-1\n"
+
+// LoadLedger reads the ledger at file; a missing or unreadable ledger is
+// empty (pipe then knows of no earlier outputs, as after pipe clean).
+func LoadLedger(file string) *Ledger {
+	l := &Ledger{path: file, m: map[Label]map[string]cache.Digest{}}
+	b, err := os.ReadFile(file)
+	if err != nil || !bytes.HasPrefix(b, []byte(ledgerMagic)) {
+		return l
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b[len(ledgerMagic):]))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "\t")
+		if len(f) != 3 {
+			continue
+		}
+		lbl, err := ParseLabel(f[0], "")
+		if err != nil {
+			continue
+		}
+		var d cache.Digest
+		if f[2] != "-" {
+			if d, err = cache.ParseDigest(f[2]); err != nil {
+				continue
+			}
+		}
+		l.set(lbl, f[1], d)
+	}
+	return l
+}
+
+func (l *Ledger) set(owner Label, p string, d cache.Digest) {
+	outs := l.m[owner]
+	if outs == nil {
+		outs = map[string]cache.Digest{}
+		l.m[owner] = outs
+	}
+	if old, ok := outs[p]; !ok || old != d {
+		outs[p] = d
+		l.dirty = true
+	}
+}
+
+// Record notes the outputs of a, which just succeeded with result r.
+func (l *Ledger) Record(a *Action, r *cache.ActionResult) {
+	if l == nil {
+		return
+	}
+	digests := map[string]cache.Digest{}
+	for _, o := range r.Outputs {
+		digests[o.Path] = o.Digest
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, o := range a.Outputs {
+		var d cache.Digest
+		if !inDist(o.Path) && !o.Dir {
+			d = digests[o.Path]
+		}
+		l.set(a.Owner, o.Path, d)
+	}
+}
+
+func inDist(p string) bool { return p == "dist" || strings.HasPrefix(p, "dist/") }
+
+// Reconcile removes what the ledger says pipe wrote for targets that no
+// longer exist, and for existing analysed targets what they no longer
+// declare. It returns the workspace paths it removed.
+func (l *Ledger) Reconcile(ws *Workspace, tg *TargetGraph, ag *ActionGraph, digests *FileDigests) ([]string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	declared := map[Label]map[string]bool{}
+	for _, a := range ag.Actions {
+		outs := declared[a.Owner]
+		if outs == nil {
+			outs = map[string]bool{}
+			declared[a.Owner] = outs
+		}
+		for _, o := range a.Outputs {
+			outs[o.Path] = true
+		}
+	}
+	gone := map[string]bool{} // packages whose BUILD.star is gone
+	exists := func(owner Label) bool {
+		if pkg, ok := tg.Packages[owner.Pkg]; ok {
+			_, declared := pkg.Targets[owner.Name]
+			return declared
+		}
+		if g, ok := gone[owner.Pkg]; ok {
+			return !g
+		}
+		_, err := os.Stat(ws.Abs(path.Join(owner.Pkg, "BUILD.star")))
+		gone[owner.Pkg] = os.IsNotExist(err)
+		return !gone[owner.Pkg]
+	}
+	var removed []string
+	var errs []string
+	owners := make([]Label, 0, len(l.m))
+	for o := range l.m {
+		owners = append(owners, o)
+	}
+	sort.Slice(owners, func(i, j int) bool { return owners[i].String() < owners[j].String() })
+	for _, owner := range owners {
+		outs := l.m[owner]
+		alive := exists(owner)
+		now, analysed := declared[owner]
+		if alive && !analysed {
+			continue // declared but not part of this build: leave it be
+		}
+		paths := make([]string, 0, len(outs))
+		for p := range outs {
+			paths = append(paths, p)
+		}
+		sort.Strings(paths)
+		for _, p := range paths {
+			if alive && now[p] {
+				continue
+			}
+			want := outs[p]
+			delete(outs, p)
+			l.dirty = true
+			output, ancestor := ag.declaredKind(p)
+			if output || ancestor {
+				// Another target declares this path (or outputs inside it)
+				// now: it is theirs.
+				continue
+			}
+			ok, err := removeOwned(ws, p, want, digests)
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("%s (written for %s): %v", p, owner, err))
+				continue
+			}
+			if ok {
+				removed = append(removed, p)
+			}
+		}
+		if len(outs) == 0 {
+			delete(l.m, owner)
+			l.dirty = true
+		}
+	}
+	if len(errs) > 0 {
+		return removed, fmt.Errorf("removing outputs no target declares any more:\n  %s\nremove them by hand", strings.Join(errs, "\n  "))
+	}
+	return removed, nil
+}
+
+// removeOwned removes the output at p that pipe wrote. A file outside
+// dist/ goes only while it still holds want, the digest pipe wrote: if the
+// user has written it since, it is theirs. In dist/, directories left empty
+// go too, so dist/ looks as a clean build leaves it; in the source tree
+// directories are left alone.
+func removeOwned(ws *Workspace, p string, want cache.Digest, digests *FileDigests) (bool, error) {
+	abs := ws.Abs(p)
+	fi, err := os.Lstat(abs)
+	if os.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !inDist(p) {
+		if !fi.Mode().IsRegular() {
+			return false, nil
+		}
+		got, _, err := digests.Digest(p, abs)
+		if err != nil {
+			return false, err
+		}
+		if got != want {
+			return false, nil
+		}
+	}
+	if err := os.RemoveAll(abs); err != nil {
+		return false, err
+	}
+	digests.Forget(p)
+	if inDist(p) {
+		for d := path.Dir(p); d != "." && d != "dist"; d = path.Dir(d) {
+			if os.Remove(ws.Abs(d)) != nil {
+				break
+			}
+		}
+	}
+	return true, nil
+}
+
+// Save writes the ledger if it changed.
+func (l *Ledger) Save() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.dirty {
+		return nil
+	}
+	var b bytes.Buffer
+	b.WriteString(ledgerMagic)
+	owners := make([]Label, 0, len(l.m))
+	for o := range l.m {
+		owners = append(owners, o)
+	}
+	sort.Slice(owners, func(i, j int) bool { return owners[i].String() < owners[j].String() })
+	for _, o := range owners {
+		paths := make([]string, 0, len(l.m[o]))
+		for p := range l.m[o] {
+			paths = append(paths, p)
+		}
+		sort.Strings(paths)
+		for _, p := range paths {
+			d := "-"
+			if dg := l.m[o][p]; !dg.IsZero() {
+				d = dg.String()
+			}
+			fmt.Fprintf(&b, "%s\t%s\t%s\n", o, p, d)
+		}
+	}
+	if err := writeFileAtomic(l.path, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("save the output ledger: %w", err)
+	}
+	l.dirty = false
+	return nil
+}
