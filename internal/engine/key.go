@@ -59,9 +59,15 @@ func writeField(h hash.Hash, s string) {
 	io.WriteString(h, s)
 }
 
-// actionKey is the sha256 over everything that can change the action's
-// outputs (see KeyParts).
-func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.Digest, *KeyParts, error) {
+// staticKeyParts is the part of a's key that analysis decides: every field
+// of KeyParts but the input digests, which are left zero. It returns the
+// inputs in the order of parts.Inputs (sorted by path), for the caller
+// that fills in the digests. The action key (actionKey), --explain (which
+// compares the parts actionKey recorded) and pipe affected (which compares
+// a target's actions between two analyses) all start here, so they cannot
+// disagree on what identifies an action. pipeVersion enters only the
+// parts of in-process steps, which are pipe's own code.
+func staticKeyParts(a *Action, pipeVersion string) (*KeyParts, []*File) {
 	parts := &KeyParts{
 		Rule:     a.RuleKind + " " + a.RuleVersion,
 		Mnemonic: a.Mnemonic,
@@ -70,14 +76,32 @@ func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.
 		Env:      a.Env,
 		Tools:    append([]string(nil), a.Tools...),
 		Sandbox:  a.Sandbox,
-		Inputs:   make([]KeyInput, 0, len(a.Inputs)),
+		Inputs:   make([]KeyInput, len(a.Inputs)),
 	}
 	if a.Argv == nil {
-		// In-process steps are pipe's own code.
-		parts.Pipe = e.PipeVersion
+		parts.Pipe = pipeVersion
 	}
 	sort.Strings(parts.Tools)
-	for _, in := range a.Inputs {
+	inputs := append([]*File(nil), a.Inputs...)
+	sort.SliceStable(inputs, func(i, j int) bool { return inputs[i].Path < inputs[j].Path })
+	for i, in := range inputs {
+		parts.Inputs[i] = KeyInput{Path: in.Path}
+	}
+	for _, o := range a.Outputs {
+		p := o.Path
+		if o.Dir {
+			p += "/"
+		}
+		parts.Outputs = append(parts.Outputs, p)
+	}
+	return parts, inputs
+}
+
+// actionKey is the sha256 over everything that can change the action's
+// outputs (see KeyParts): the static parts, and the digest of each input.
+func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.Digest, *KeyParts, error) {
+	parts, inputs := staticKeyParts(a, e.PipeVersion)
+	for i, in := range inputs {
 		var d cache.Digest
 		if in.Generator != nil {
 			d = states[in.Generator].outDigests[in.Path]
@@ -91,15 +115,7 @@ func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.
 			}
 			d = dd
 		}
-		parts.Inputs = append(parts.Inputs, KeyInput{Path: in.Path, Digest: d})
-	}
-	sort.Slice(parts.Inputs, func(i, j int) bool { return parts.Inputs[i].Path < parts.Inputs[j].Path })
-	for _, o := range a.Outputs {
-		p := o.Path
-		if o.Dir {
-			p += "/"
-		}
-		parts.Outputs = append(parts.Outputs, p)
+		parts.Inputs[i].Digest = d
 	}
 	return parts.Key(), parts, nil
 }
