@@ -125,7 +125,8 @@ type AnalysisContext struct {
 // Label is the target's label.
 func (c *AnalysisContext) Label() Label { return c.Target.Label }
 
-// Workspace is the workspace being built.
+// Workspace is the workspace being built: its root and settings. Read its
+// files through ReadFile and FileExists, which record the reads.
 func (c *AnalysisContext) Workspace() *Workspace { return c.tg.WS }
 
 // String returns a string attribute.
