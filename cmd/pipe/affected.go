@@ -3,18 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"path"
-	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/pipebuild/pipe/internal/affected"
 	"github.com/pipebuild/pipe/internal/engine"
-	"github.com/pipebuild/pipe/internal/vcs"
 )
 
 func affectedCmd(ctx context.Context, g *globalFlags) *cobra.Command {
@@ -73,8 +68,8 @@ func affectedPatterns(ctx context.Context, s *session, base, head string) ([]eng
 		return nil, err
 	}
 	res.summarize(s.stderr, base, head)
-	pats := make([]engine.Pattern, 0, len(res.targets))
-	for _, t := range res.targets {
+	pats := make([]engine.Pattern, 0, len(res.Targets))
+	for _, t := range res.Targets {
 		pats = append(pats, engine.Pattern{Pkg: t.Label.Pkg, Name: t.Label.Name})
 	}
 	return pats, nil
@@ -82,148 +77,20 @@ func affectedPatterns(ctx context.Context, s *session, base, head string) ([]eng
 
 // affectedResult is what computeAffected found.
 type affectedResult struct {
-	diff    *vcs.Diff
-	changes []engine.FileChange // workspace-relative
-	targets []engine.AffectedTarget
-	tg      *engine.TargetGraph
+	*affected.Result
 }
 
-// computeAffected diffs the repository holding the workspace and maps the
-// changes to targets of the whole workspace (//...).
+// computeAffected maps the changes between base and head to targets of
+// the whole workspace (//...).
 func computeAffected(ctx context.Context, s *session, base, head string) (*affectedResult, error) {
-	repo, err := vcs.Open(s.ws.Root)
-	if err != nil {
-		if errors.Is(err, vcs.ErrNotRepository) {
-			return nil, engine.Usagef("affected: %v", err)
-		}
-		return nil, err
-	}
-	d, err := repo.Diff(base, head)
-	if err != nil {
-		if errors.Is(err, vcs.ErrUnknownRevision) {
-			return nil, engine.Usagef("affected: %v", err)
-		}
-		return nil, fmt.Errorf("affected: %w", err)
-	}
-	prefix, err := workspacePrefix(repo.Root(), s.ws.Root)
-	if err != nil {
-		return nil, err
-	}
-	if head != "" {
-		// Targets come from the files on disk; say so when they are not
-		// the head's.
-		if cur, err := repo.Resolve("HEAD"); err == nil && cur != d.Head {
-			fmt.Fprintf(s.stderr, "pipe: warning: the checkout is at %s, not --head %s (%s); targets are read from the working tree\n", short(cur), head, short(d.Head))
-		}
-	}
-	res := &affectedResult{diff: d, changes: toWorkspaceChanges(d.Changes, prefix)}
-	if len(res.changes) == 0 {
-		return res, nil
-	}
-	all, _ := engine.ParsePattern("//...", "")
-	tg, err := engine.LoadTargets(ctx, s.ws, s.loader, []engine.Pattern{all})
+	res, err := affected.Compute(ctx, s.ws, s.loader, base, head, func(msg string) {
+		fmt.Fprintf(s.stderr, "pipe: warning: %s\n", msg)
+	})
 	s.saveState()
 	if err != nil {
 		return nil, err
 	}
-	ag, err := engine.Analyze(tg)
-	if err != nil {
-		return nil, err
-	}
-	res.tg = tg
-	overlay, err := baseOverlay(repo, d.MergeBase, prefix, res.changes)
-	if err != nil {
-		return nil, err
-	}
-	baseWS := &engine.Workspace{Root: s.ws.Root, Settings: s.ws.Settings, Overlay: overlay}
-	opts := engine.AffectedOptions{
-		Reanalyze: func() (*engine.ActionGraph, error) { return engine.AnalyzeWith(tg, baseWS) },
-	}
-	res.targets = engine.AffectedTargets(tg, ag, res.changes, opts)
-	return res, nil
-}
-
-// baseOverlay holds the merge base's content of every changed file, nil
-// for those it did not have, for analysing the workspace as of the base.
-// Any changed file may be one a rule reads at analysis time, and only the
-// rules know which.
-func baseOverlay(repo *vcs.Repo, rev, prefix string, changes []engine.FileChange) (map[string][]byte, error) {
-	m := map[string][]byte{}
-	for _, c := range changes {
-		for _, p := range []string{c.Path, c.OldPath} {
-			if _, done := m[p]; done || p == "" {
-				continue
-			}
-			b, err := repo.ReadFileAt(rev, path.Join(prefix, p))
-			switch {
-			case errors.Is(err, fs.ErrNotExist):
-				m[p] = nil
-			case err != nil:
-				return nil, fmt.Errorf("affected: %w", err)
-			case b == nil:
-				m[p] = []byte{}
-			default:
-				m[p] = b
-			}
-		}
-	}
-	return m, nil
-}
-
-// workspacePrefix is the workspace root's path inside the repository ("" at
-// the repository root).
-func workspacePrefix(repoRoot, wsRoot string) (string, error) {
-	real, err := filepath.EvalSymlinks(wsRoot)
-	if err != nil {
-		real = wsRoot
-	}
-	rel, err := filepath.Rel(repoRoot, real)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return "", fmt.Errorf("affected: the workspace %s is not inside the repository %s", wsRoot, repoRoot)
-	}
-	if rel == "." {
-		return "", nil
-	}
-	return filepath.ToSlash(rel), nil
-}
-
-// toWorkspaceChanges keeps the changes inside the workspace, with paths
-// relative to it. A rename across the workspace's edge is an addition or a
-// deletion seen from inside.
-func toWorkspaceChanges(changes []vcs.Change, prefix string) []engine.FileChange {
-	rel := func(p string) (string, bool) {
-		if p == "" {
-			return "", false
-		}
-		if prefix == "" {
-			return p, true
-		}
-		r, ok := strings.CutPrefix(p, prefix+"/")
-		return r, ok
-	}
-	var out []engine.FileChange
-	for _, c := range changes {
-		p, inNew := rel(c.Path)
-		old, inOld := rel(c.OldPath)
-		switch {
-		case c.Kind == vcs.Renamed && inNew && inOld:
-			out = append(out, engine.FileChange{Path: p, OldPath: old, Kind: engine.ChangeRenamed})
-		case c.Kind == vcs.Renamed && inNew:
-			out = append(out, engine.FileChange{Path: p, Kind: engine.ChangeAdded})
-		case c.Kind == vcs.Renamed && inOld:
-			out = append(out, engine.FileChange{Path: old, Kind: engine.ChangeDeleted})
-		case inNew:
-			out = append(out, engine.FileChange{Path: p, Kind: c.Kind})
-		}
-	}
-	return out
-}
-
-func short(hash string) string {
-	if len(hash) > 12 {
-		return hash[:12]
-	}
-	return hash
+	return &affectedResult{res}, nil
 }
 
 // summarize tells the user on stderr what was compared, keeping stdout for
@@ -234,15 +101,15 @@ func (r *affectedResult) summarize(w io.Writer, base, head string) {
 		headName = head
 	}
 	files := "files"
-	if len(r.changes) == 1 {
+	if len(r.Changes) == 1 {
 		files = "file"
 	}
 	targets := "targets"
-	if len(r.targets) == 1 {
+	if len(r.Targets) == 1 {
 		targets = "target"
 	}
 	fmt.Fprintf(w, "pipe: %d changed %s in the workspace between %s (merge base of %s and %s) and %s: %d %s affected\n",
-		len(r.changes), files, short(r.diff.MergeBase), base, headOrHEAD(head), headName, len(r.targets), targets)
+		len(r.Changes), files, affected.Short(r.Diff.MergeBase), base, headOrHEAD(head), headName, len(r.Targets), targets)
 }
 
 func headOrHEAD(head string) string {
@@ -260,15 +127,15 @@ type affectedJSON struct {
 
 func (r *affectedResult) print(w io.Writer, format string) error {
 	if format == "json" {
-		out := make([]affectedJSON, 0, len(r.targets))
-		for _, t := range r.targets {
-			out = append(out, affectedJSON{Label: t.Label.String(), Kind: r.tg.Targets[t.Label].Rule.Name, Reasons: t.Reasons})
+		out := make([]affectedJSON, 0, len(r.Targets))
+		for _, t := range r.Targets {
+			out = append(out, affectedJSON{Label: t.Label.String(), Kind: r.Graph.Targets[t.Label].Rule.Name, Reasons: t.Reasons})
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
-	for _, t := range r.targets {
+	for _, t := range r.Targets {
 		fmt.Fprintln(w, t.Label)
 	}
 	return nil

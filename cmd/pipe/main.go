@@ -107,6 +107,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		// Interrupted while loading or analysing: as after an interrupted
+		// build, the shell's code for SIGINT.
+		fmt.Fprintf(stderr, "pipe: interrupted (%v)\n", err)
+		return 130
+	}
 	fmt.Fprintf(stderr, "pipe: %v\n", err)
 	if engine.IsUserError(err) || isCobraUsage(err) {
 		return 2

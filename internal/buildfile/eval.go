@@ -6,6 +6,7 @@
 package buildfile
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -89,15 +90,19 @@ const (
 	localLoads = "pipe.loads"
 )
 
-// LoadPackage evaluates pkg's BUILD.star.
-func (ev *Evaluator) LoadPackage(pkg string) (*engine.Package, error) {
-	p, _, err := ev.loadPackage(pkg)
+// LoadPackage evaluates pkg's BUILD.star; cancelling ctx stops the
+// evaluation with ctx's error.
+func (ev *Evaluator) LoadPackage(ctx context.Context, pkg string) (*engine.Package, error) {
+	p, _, err := ev.loadPackage(ctx, pkg)
 	return p, err
 }
 
 // loadPackage evaluates pkg's BUILD.star and also returns every
 // workspace-relative path the result depends on.
-func (ev *Evaluator) loadPackage(pkg string) (*engine.Package, []string, error) {
+func (ev *Evaluator) loadPackage(ctx context.Context, pkg string) (*engine.Package, []string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("load //%s: %w", pkg, err)
+	}
 	file := path.Join(pkg, engine.BuildFile)
 	src, err := os.ReadFile(filepath.Join(ev.root, filepath.FromSlash(file)))
 	if err != nil {
@@ -116,7 +121,14 @@ func (ev *Evaluator) loadPackage(pkg string) (*engine.Package, []string, error) 
 	thread := ev.newThread(file, chain)
 	thread.SetLocal(localPkg, b)
 	thread.SetLocal(localLoads, b.loads)
+	// Only the package's own thread is cancelled: a loaded module is
+	// shared by every package, and must not keep an interrupt as its error.
+	stop := context.AfterFunc(ctx, func() { thread.Cancel("interrupted") })
+	defer stop()
 	if _, err := ev.exec(thread, file, src, ev.buildPredeclared()); err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, nil, fmt.Errorf("load //%s: %w", pkg, cerr)
+		}
 		return nil, nil, err
 	}
 	for l := range b.loads {

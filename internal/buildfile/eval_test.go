@@ -1,6 +1,7 @@
 package buildfile
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -59,7 +60,7 @@ func workspace(t *testing.T, files map[string]string) string {
 
 func loadPkg(t *testing.T, root, pkg string) *engine.Package {
 	t.Helper()
-	p, err := NewEvaluator(root, testRegistry()).LoadPackage(pkg)
+	p, err := NewEvaluator(root, testRegistry()).LoadPackage(context.Background(), pkg)
 	if err != nil {
 		t.Fatalf("LoadPackage(%q): %v", pkg, err)
 	}
@@ -69,7 +70,7 @@ func loadPkg(t *testing.T, root, pkg string) *engine.Package {
 // loadErr evaluates pkg and returns its error as a BuildFileError.
 func loadErr(t *testing.T, root, pkg string) *engine.BuildFileError {
 	t.Helper()
-	p, err := NewEvaluator(root, testRegistry()).LoadPackage(pkg)
+	p, err := NewEvaluator(root, testRegistry()).LoadPackage(context.Background(), pkg)
 	if err == nil {
 		t.Fatalf("LoadPackage(%q) succeeded with targets %v; want an error", pkg, p.Order)
 	}
@@ -256,11 +257,11 @@ my_pair(name = "two")
 		prints = append(prints, msg)
 		printPos = append(printPos, pos)
 	}
-	pa, err := ev.LoadPackage("a")
+	pa, err := ev.LoadPackage(context.Background(), "a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pb, err := ev.LoadPackage("b")
+	pb, err := ev.LoadPackage(context.Background(), "b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +308,7 @@ func TestLoadConcurrentPackagesEvaluateModuleOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := ev.LoadPackage("p" + string(rune('0'+i))); err != nil {
+			if _, err := ev.LoadPackage(context.Background(), "p"+string(rune('0'+i))); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -326,7 +327,7 @@ func TestLoadCycle(t *testing.T) {
 		"self/BUILD.star": "load(\":s.star\", \"S\")\n",
 		"self/s.star":     "load(\":s.star\", \"T\")\nS = 1\n",
 	})
-	_, err := NewEvaluator(root, testRegistry()).LoadPackage("pkg")
+	_, err := NewEvaluator(root, testRegistry()).LoadPackage(context.Background(), "pkg")
 	if err == nil || !strings.Contains(err.Error(), "load cycle") {
 		t.Fatalf("a.star -> b.star -> a.star: err = %v, want a load cycle", err)
 	}
@@ -336,7 +337,7 @@ func TestLoadCycle(t *testing.T) {
 	if !engine.IsUserError(err) {
 		t.Errorf("load cycle error %T is not a user error", err)
 	}
-	_, err = NewEvaluator(root, testRegistry()).LoadPackage("self")
+	_, err = NewEvaluator(root, testRegistry()).LoadPackage(context.Background(), "self")
 	if err == nil || !strings.Contains(err.Error(), "load cycle") {
 		t.Errorf("s.star loading itself: err = %v, want a load cycle", err)
 	}
@@ -355,7 +356,7 @@ func TestLoadErrors(t *testing.T) {
 			"tools/defs.star": "X = 1\n",
 			"pkg/BUILD.star":  tt.load + "\n",
 		})
-		_, err := NewEvaluator(root, testRegistry()).LoadPackage("pkg")
+		_, err := NewEvaluator(root, testRegistry()).LoadPackage(context.Background(), "pkg")
 		if err == nil || !strings.Contains(err.Error(), tt.errHas) {
 			t.Errorf("%s: err = %v, want it to contain %q", tt.load, err, tt.errHas)
 		} else if !strings.Contains(err.Error(), "pkg/BUILD.star:1") {

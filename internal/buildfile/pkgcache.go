@@ -2,6 +2,7 @@ package buildfile
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/gob"
 	"fmt"
@@ -131,7 +132,7 @@ func fingerprint(reg *engine.Registry, version string) string {
 
 // LoadPackage returns the cached package when nothing it depends on
 // changed, and evaluates it otherwise.
-func (pc *PackageCache) LoadPackage(pkg string) (*engine.Package, error) {
+func (pc *PackageCache) LoadPackage(ctx context.Context, pkg string) (*engine.Package, error) {
 	pc.mu.Lock()
 	e := pc.saved[pkg]
 	pc.mu.Unlock()
@@ -141,7 +142,7 @@ func (pc *PackageCache) LoadPackage(pkg string) (*engine.Package, error) {
 		}
 	}
 	start := time.Now().UnixNano()
-	p, deps, err := pc.ev.loadPackage(pkg)
+	p, deps, err := pc.ev.loadPackage(ctx, pkg)
 	if err != nil {
 		pc.mu.Lock()
 		if pc.saved[pkg] != nil {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path"
@@ -28,19 +29,21 @@ type FileChange struct {
 
 // AffectedOptions tune AffectedTargets.
 type AffectedOptions struct {
-	// Reanalyze returns the action graph of the same target graph analysed
-	// with the base revision's content of the changed files: AnalyzeWith on
-	// a Workspace whose Overlay holds that content (nil for a file the base
-	// did not have). Rules read some files while they analyse, not in an
-	// action: uv.lock becomes the PyDeps action's identity, and no action
-	// lists it as an input. Comparing the two analyses finds exactly the
-	// targets such a change reaches: a uv.lock edit affects the bundles
-	// whose resolved wheel set changed, not every Python target.
+	// BaseFile returns the base revision's content of a changed file, or
+	// an error wrapping fs.ErrNotExist for a file the base did not have.
+	// Rules read some files while they analyse, not in an action: uv.lock
+	// becomes the PyDeps action's identity, and no action lists it as an
+	// input. With BaseFile, the targets whose analysis read a changed path
+	// (ActionGraph.AnalysisInputs), and the targets that depend on them,
+	// are analysed again with the base revision's content of the changed
+	// files, and a target whose actions' static key parts differ from the
+	// head's is affected: a uv.lock edit affects the bundles whose resolved
+	// wheel set changed, not every Python target.
 	//
-	// An AnalysisFailures error with a graph counts the failed targets as
-	// affected and compares the rest. Any other error counts every target.
-	// Nil: a file named in an attribute affects the targets naming it.
-	Reanalyze func() (*ActionGraph, error)
+	// A target whose analysis fails with the base's files is affected. A
+	// failure to read the base revision counts every target. Nil: a file
+	// named in an attribute affects the targets naming it.
+	BaseFile func(path string) ([]byte, error)
 }
 
 // AffectedTarget is a target a change affects, and why.
@@ -53,7 +56,7 @@ type AffectedTarget struct {
 // paths, for callers without git's view of the change: a path missing from
 // the workspace counts as deleted, any other as modified. Pass both paths
 // of a rename.
-func Affected(tg *TargetGraph, ag *ActionGraph, changed []string, opts AffectedOptions) []Label {
+func Affected(ctx context.Context, tg *TargetGraph, ag *ActionGraph, changed []string, opts AffectedOptions) ([]Label, error) {
 	var changes []FileChange
 	for _, p := range changed {
 		kind := ChangeModified
@@ -62,11 +65,15 @@ func Affected(tg *TargetGraph, ag *ActionGraph, changed []string, opts AffectedO
 		}
 		changes = append(changes, FileChange{Path: p, Kind: kind})
 	}
+	targets, err := AffectedTargets(ctx, tg, ag, changes, opts)
+	if err != nil {
+		return nil, err
+	}
 	var out []Label
-	for _, a := range AffectedTargets(tg, ag, changes, opts) {
+	for _, a := range targets {
 		out = append(out, a.Label)
 	}
-	return out
+	return out, nil
 }
 
 // AffectedTargets returns, sorted by label, the targets of tg that the
@@ -84,12 +91,14 @@ func Affected(tg *TargetGraph, ag *ActionGraph, changed []string, opts AffectedO
 //     changed in or above it;
 //   - every target, when WORKSPACE.star changed: its settings reach every
 //     action key;
-//   - with opts.Reanalyze, a target whose actions differ from the base
-//     analysis;
+//   - with opts.BaseFile, a target whose analysis read a changed path and
+//     whose actions differ when it is analysed with the base revision's
+//     files (see AffectedOptions);
 //   - every target that depends, directly or not, on an affected one.
 //
-// A renamed file counts under both its paths.
-func AffectedTargets(tg *TargetGraph, ag *ActionGraph, changes []FileChange, opts AffectedOptions) []AffectedTarget {
+// A renamed file counts under both its paths. The error is ctx's, when
+// the base analysis was interrupted.
+func AffectedTargets(ctx context.Context, tg *TargetGraph, ag *ActionGraph, changes []FileChange, opts AffectedOptions) ([]AffectedTarget, error) {
 	a := &affected{tg: tg, reasons: map[Label][]string{}, seen: map[Label]map[string]bool{}}
 	// what maps each changed path to how it changed, for the reasons.
 	what := map[string]string{}
@@ -119,7 +128,7 @@ func AffectedTargets(tg *TargetGraph, ag *ActionGraph, changes []FileChange, opt
 		}
 	}
 	if len(what) == 0 {
-		return nil
+		return nil, nil
 	}
 	desc := func(p string) string { return p + " (" + what[p] + ")" }
 	// Sorted, so each target's reasons come in the same order every run.
@@ -178,7 +187,7 @@ func AffectedTargets(tg *TargetGraph, ag *ActionGraph, changes []FileChange, opt
 			if r.File == "" {
 				continue
 			}
-			if _, ok := what[r.File]; ok && (content[r.File] || opts.Reanalyze == nil) {
+			if _, ok := what[r.File]; ok && (content[r.File] || opts.BaseFile == nil) {
 				a.add(l, "names "+desc(r.File)+" in "+d.Attr)
 			}
 		}
@@ -230,8 +239,10 @@ func AffectedTargets(tg *TargetGraph, ag *ActionGraph, changes []FileChange, opt
 		}
 	}
 
-	if opts.Reanalyze != nil {
-		a.compareBase(ag, opts.Reanalyze)
+	if opts.BaseFile != nil {
+		if err := a.compareBase(ctx, ag, what, opts.BaseFile); err != nil {
+			return nil, err
+		}
 	}
 	a.addRdeps()
 
@@ -240,13 +251,14 @@ func AffectedTargets(tg *TargetGraph, ag *ActionGraph, changes []FileChange, opt
 		out = append(out, AffectedTarget{Label: l, Reasons: rs})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Label.Less(out[j].Label) })
-	return out
+	return out, nil
 }
 
 type affected struct {
 	tg      *TargetGraph
 	reasons map[Label][]string
 	seen    map[Label]map[string]bool
+	rev     map[Label][]Label // reverseDeps, once computed
 }
 
 func (a *affected) add(l Label, reason string) {
@@ -286,88 +298,134 @@ func (a *affected) ownerPackage(dir string) *Package {
 	}
 }
 
-// compareBase counts the targets whose actions differ between the head
-// analysis and the base one. Owners and mnemonics match the two up; every
-// field that reaches an action key is compared, not only Identity, since a
-// rule may put what it read anywhere in the action.
-func (a *affected) compareBase(head *ActionGraph, reanalyze func() (*ActionGraph, error)) {
-	base, err := reanalyze()
-	var failures AnalysisFailures
-	switch {
-	case err == nil && base != nil:
-	case base != nil && asAnalysisFailures(err, &failures):
-		for l, ferr := range failures {
-			a.add(l, "its analysis fails with the base revision's files: "+firstLine(ferr.Error()))
+// compareBase analyses again, with the base revision's content of the
+// changed files, the targets whose analysis read a changed path, and the
+// targets depending on them (whose dependencies' results may differ), and
+// counts those whose actions differ from the head's. Owners and mnemonics
+// match the two up; the actions' static key parts are compared, not only
+// Identity, since a rule may put what it read anywhere in the action.
+func (a *affected) compareBase(ctx context.Context, head *ActionGraph, what map[string]string, baseFile func(string) ([]byte, error)) error {
+	changed := make(map[string]bool, len(what))
+	for p := range what {
+		changed[p] = true
+	}
+	start := labelSet{}
+	for l, ins := range head.inputs {
+		for _, in := range ins {
+			if (in.Kind == InputFile || in.Kind == InputStat) && changed[in.Name] {
+				start[l] = true
+				break
+			}
 		}
-	default:
-		reason := "analysis with the base revision's files failed, so every target counts"
-		if err != nil {
-			reason += ": " + firstLine(err.Error())
-		}
+	}
+	if len(start) == 0 {
+		return nil
+	}
+	rev := a.reverseDeps()
+	redo := closure(start, -1, func(l Label) []Label { return rev[l] })
+	view := newFileView(a.tg.WS.Root)
+	view.base, view.changed = baseFile, changed
+	base, err := reanalyze(ctx, a.tg, head, redo, view)
+	if err != nil {
+		return err
+	}
+	if view.baseErr != nil {
+		reason := "analysis with the base revision's files failed, so every target counts: " + firstLine(view.baseErr.Error())
 		for l := range a.tg.Targets {
 			a.add(l, reason)
 		}
-		return
+		return nil
 	}
-	hp, bp := actionPrints(head), actionPrints(base)
-	for l := range a.tg.Targets {
-		if failures[l] != nil {
+	hp, bp := keyPrints(head.Actions, redo), keyPrints(base.graph.Actions, redo)
+	for l := range redo {
+		if ferr := base.failed[l]; ferr != nil {
+			a.add(l, "its analysis fails with the base revision's files: "+firstLine(ferr.Error()))
+			continue
+		}
+		if base.skipped[l] {
 			continue
 		}
 		for _, m := range differingMnemonics(hp[l], bp[l]) {
 			a.add(l, "its "+m+" action differs from the one analysed with the base revision's files (a changed file is read at analysis)")
 		}
 	}
+	return nil
 }
 
-func asAnalysisFailures(err error, out *AnalysisFailures) bool {
-	f, ok := err.(AnalysisFailures)
-	if ok {
-		*out = f
+// baseAnalysis is the outcome of reanalyze.
+type baseAnalysis struct {
+	graph *ActionGraph
+	// failed are the targets whose analysis failed, with the error.
+	failed map[Label]error
+	// skipped depend on a failed target and were not analysed: they are
+	// affected through it.
+	skipped labelSet
+}
+
+// reanalyze analyses the targets in redo again, in target order, reading
+// files through view, with head's results standing in for every other
+// target. It goes on past a target whose analysis fails. The graph is not
+// linked; it is for comparing actions, not running them.
+func reanalyze(ctx context.Context, tg *TargetGraph, head *ActionGraph, redo labelSet, view *fileView) (*baseAnalysis, error) {
+	b := &baseAnalysis{graph: newActionGraph(view), failed: map[Label]error{}, skipped: labelSet{}}
+	for l, r := range head.results {
+		b.graph.results[l] = r
 	}
-	return ok
+	for _, l := range tg.Order {
+		if !redo[l] {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("analysis with the base revision's files interrupted: %w", err)
+		}
+		for _, d := range tg.DirectDeps(l) {
+			if b.failed[d] != nil || b.skipped[d] {
+				b.skipped[l] = true
+			}
+		}
+		if b.skipped[l] {
+			continue
+		}
+		delete(b.graph.results, l)
+		if err := b.graph.analyzeSafely(ctx, tg, tg.Targets[l]); err != nil {
+			b.failed[l] = err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("analysis with the base revision's files interrupted: %w", err)
+	}
+	return b, nil
 }
 
-// actionPrints describes each target's actions: mnemonic → one string per
-// action holding everything that reaches its key, sorted.
-func actionPrints(ag *ActionGraph) map[Label]map[string][]string {
+// analyzeSafely is analyzeTarget turning a panic into an error: a rule
+// analysed with another revision's files may meet content it never
+// expected, and that must not take pipe down.
+func (ag *ActionGraph) analyzeSafely(ctx context.Context, tg *TargetGraph, t *Target) (err error) {
+	n := len(ag.Actions)
+	defer func() {
+		if r := recover(); r != nil {
+			ag.Actions = ag.Actions[:n]
+			err = fmt.Errorf("%s: analysis panicked: %v", t.Label, r)
+		}
+	}()
+	return ag.analyzeTarget(ctx, tg, t)
+}
+
+// keyPrints describes the actions of the targets in want: owner →
+// mnemonic → the digest of each action's static key parts, sorted.
+func keyPrints(actions []*Action, want labelSet) map[Label]map[string][]string {
 	out := map[Label]map[string][]string{}
-	for _, act := range ag.Actions {
-		var b strings.Builder
-		field := func(s string) { fmt.Fprintf(&b, "%d:%s", len(s), s) }
-		field(act.Identity)
-		for _, s := range act.Argv {
-			field(s)
+	for _, act := range actions {
+		if !want[act.Owner] {
+			continue
 		}
-		b.WriteString("|")
-		keys := make([]string, 0, len(act.Env))
-		for k := range act.Env {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			field(k)
-			field(act.Env[k])
-		}
-		b.WriteString("|")
-		for _, s := range act.Tools {
-			field(s)
-		}
-		b.WriteString("|")
-		for _, f := range act.Inputs {
-			field(f.Path)
-		}
-		b.WriteString("|")
-		for _, f := range act.Outputs {
-			field(f.Path)
-		}
-		fmt.Fprintf(&b, "|%t", act.Sandbox)
+		parts, _ := staticKeyParts(act, "")
 		m := out[act.Owner]
 		if m == nil {
 			m = map[string][]string{}
 			out[act.Owner] = m
 		}
-		m[act.Mnemonic] = append(m[act.Mnemonic], b.String())
+		m[act.Mnemonic] = append(m[act.Mnemonic], parts.Key().String())
 	}
 	for _, m := range out {
 		for _, prints := range m {
@@ -393,16 +451,25 @@ func differingMnemonics(head, base map[string][]string) []string {
 	return out
 }
 
+// reverseDeps maps each target to the targets that depend on it directly.
+func (a *affected) reverseDeps() map[Label][]Label {
+	if a.rev != nil {
+		return a.rev
+	}
+	a.rev = map[Label][]Label{}
+	for _, l := range a.tg.Order {
+		for _, d := range a.tg.DirectDeps(l) {
+			a.rev[d] = append(a.rev[d], l)
+		}
+	}
+	return a.rev
+}
+
 // addRdeps adds every target that depends, directly or not, on an affected
 // one. Each affected target names the affected targets it depends on
 // directly, so a reader can follow the chain back to a changed file.
 func (a *affected) addRdeps() {
-	rev := map[Label][]Label{}
-	for _, l := range a.tg.Order {
-		for _, d := range a.tg.DirectDeps(l) {
-			rev[d] = append(rev[d], l)
-		}
-	}
+	rev := a.reverseDeps()
 	start := labelSet{}
 	for l := range a.reasons {
 		start[l] = true
@@ -420,77 +487,6 @@ func (a *affected) addRdeps() {
 			}
 		}
 	}
-}
-
-// AnalysisFailures is the error of AnalyzeLenient: the targets whose
-// analysis failed, each with its error.
-type AnalysisFailures map[Label]error
-
-func (f AnalysisFailures) Error() string {
-	labels := make([]Label, 0, len(f))
-	for l := range f {
-		labels = append(labels, l)
-	}
-	sortLabels(labels)
-	msgs := make([]string, len(labels))
-	for i, l := range labels {
-		msgs[i] = f[l].Error()
-	}
-	return strings.Join(msgs, "\n")
-}
-
-// AnalyzeLenient analyses tg like Analyze but goes on past a target whose
-// analysis fails: the graph holds every other target's actions, and the
-// error is an AnalysisFailures. A base analysis needs this: a change that
-// adds a service fails analysis at the base (its pyproject.toml did not
-// exist yet), and that must not hide what the change did to the others.
-// The graph is not linked; it is for comparing actions, not running them.
-func AnalyzeLenient(tg *TargetGraph) (*ActionGraph, error) {
-	ag := &ActionGraph{
-		results: map[Label]targetResult{},
-		sources: map[string]*File{},
-		byPath:  map[string]*Action{},
-	}
-	failures := AnalysisFailures{}
-	for _, l := range tg.Order {
-		t := tg.Targets[l]
-		ctx := &AnalysisContext{Target: t, tg: tg, ag: ag}
-		if t.Rule.Analyze != nil {
-			n := len(ag.Actions)
-			if err := analyzeSafely(t.Rule.Analyze, ctx); err != nil {
-				// Drop the half-declared actions of the failed target.
-				ag.Actions = ag.Actions[:n]
-				failures[l] = err
-				continue
-			}
-		}
-		ag.results[l] = targetResult{files: ctx.provided, info: ctx.info, runnable: ctx.runnable}
-	}
-	if len(failures) > 0 {
-		return ag, failures
-	}
-	return ag, nil
-}
-
-// analyzeSafely turns a panic into an error: a rule that reads a failed
-// dependency's missing results may not expect to be analysed at all.
-func analyzeSafely(f func(*AnalysisContext) error, ctx *AnalysisContext) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%s: analysis panicked: %v", ctx.Target.Label, r)
-		}
-	}()
-	return f(ctx)
-}
-
-// AnalyzeWith analyses tg's targets leniently (AnalyzeLenient) in another
-// view of the workspace, such as one whose Overlay holds the base
-// revision's files. ws must be a fresh Workspace: rules memoize what they
-// read per workspace.
-func AnalyzeWith(tg *TargetGraph, ws *Workspace) (*ActionGraph, error) {
-	c := *tg
-	c.WS = ws
-	return AnalyzeLenient(&c)
 }
 
 func isDirOutput(act *Action, p string) bool {

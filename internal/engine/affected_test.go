@@ -6,8 +6,8 @@ package engine_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -111,11 +111,31 @@ func analyse(t *testing.T, root string, reg *engine.Registry) (*engine.TargetGra
 	if err != nil {
 		t.Fatal(err)
 	}
-	ag, err := engine.Analyze(tg)
+	ag, err := engine.Analyze(context.Background(), tg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tg, ag
+}
+
+// affectedTargets is engine.AffectedTargets, failing the test on an error.
+func affectedTargets(t *testing.T, tg *engine.TargetGraph, ag *engine.ActionGraph, changes []engine.FileChange, opts engine.AffectedOptions) []engine.AffectedTarget {
+	t.Helper()
+	res, err := engine.AffectedTargets(context.Background(), tg, ag, changes, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// affectedLabels is engine.Affected, failing the test on an error.
+func affectedLabels(t *testing.T, tg *engine.TargetGraph, ag *engine.ActionGraph, changed []string, opts engine.AffectedOptions) []engine.Label {
+	t.Helper()
+	res, err := engine.Affected(context.Background(), tg, ag, changed, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
 
 func labelStrings(ts []engine.AffectedTarget) []string {
@@ -186,14 +206,14 @@ func TestAffectedTargets(t *testing.T) {
 		{"pipe's own files", []engine.FileChange{mod("dist/lib/joined/joined.txt"), mod(".pipe/digests")}, nil},
 	}
 	for _, c := range cases {
-		got := sorted(labelStrings(engine.AffectedTargets(tg, ag, c.changes, engine.AffectedOptions{}))...)
+		got := sorted(labelStrings(affectedTargets(t, tg, ag, c.changes, engine.AffectedOptions{}))...)
 		if want := sorted(c.want...); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: got %q\nwant %q", c.name, got, want)
 		}
 	}
 
 	// The reasons say which file and why.
-	res := engine.AffectedTargets(tg, ag, []engine.FileChange{mod("lib/data/a.txt"), mod("macros/defs.star")}, engine.AffectedOptions{})
+	res := affectedTargets(t, tg, ag, []engine.FileChange{mod("lib/data/a.txt"), mod("macros/defs.star")}, engine.AffectedOptions{})
 	reasons := map[string]string{}
 	for _, a := range res {
 		reasons[a.Label.String()] = strings.Join(a.Reasons, "; ")
@@ -212,11 +232,11 @@ func TestAffectedTargets(t *testing.T) {
 	}
 
 	// Affected takes plain paths and asks the disk what became of them.
-	got := engine.Affected(tg, ag, []string{"lib/solo.txt"}, engine.AffectedOptions{})
+	got := affectedLabels(t, tg, ag, []string{"lib/solo.txt"}, engine.AffectedOptions{})
 	if len(got) != 2 || got[0].String() != "//lib:solo" || got[1].String() != "//site:page" {
 		t.Errorf("Affected(lib/solo.txt) = %v", got)
 	}
-	if got := engine.Affected(tg, ag, []string{"lib/data/b.txt"}, engine.AffectedOptions{}); len(got) != len(libAll)+len(chain) {
+	if got := affectedLabels(t, tg, ag, []string{"lib/data/b.txt"}, engine.AffectedOptions{}); len(got) != len(libAll)+len(chain) {
 		t.Errorf("Affected(lib/data/b.txt), a path the disk no longer has: %v, want the package and its rdeps", got)
 	}
 }
@@ -237,7 +257,7 @@ var cfgRule = &engine.Rule{
 		if fs := ctx.Files("lock"); len(fs) == 1 {
 			file = fs[0].Path
 		}
-		b, err := ctx.Workspace().ReadFile(file)
+		b, err := ctx.ReadFile(file)
 		if err != nil {
 			return ctx.Errorf("%v", err)
 		}
@@ -280,30 +300,38 @@ genrule(name = "uses_b", srcs = [":b"], outs = ["u.txt"], cmd = "cp $< $@")
 	"BUILD.star": "",
 }
 
+// baseFiles is an AffectedOptions.BaseFile serving the base revision's
+// content from m; a nil entry is a file the base did not have.
+func baseFiles(m map[string][]byte) func(string) ([]byte, error) {
+	return func(p string) ([]byte, error) {
+		if b := m[p]; b != nil {
+			return b, nil
+		}
+		return nil, &fs.PathError{Op: "read at base", Path: p, Err: fs.ErrNotExist}
+	}
+}
+
 func TestAffectedReanalyze(t *testing.T) {
 	root := t.TempDir()
 	writeFiles(t, root, cfgFiles)
 	reg := cfgRegistry()
-	// The base analysis: the same targets, the lock as it was.
+	// The base: the same targets, the lock as it was.
 	tg, _ := analyse(t, root, reg)
-	baseAG, err := engine.AnalyzeLenient(tg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	base := baseFiles(map[string][]byte{"deps.lock": []byte(cfgFiles["deps.lock"])})
 	writeFiles(t, root, map[string]string{"deps.lock": "a = 1.0\nb = 2.1\n"})
 	_, headAG := analyse(t, root, reg)
 
 	changes := []engine.FileChange{mod("deps.lock")}
-	// Without a base analysis, only naming the file counts.
-	got := labelStrings(engine.AffectedTargets(tg, headAG, changes, engine.AffectedOptions{}))
+	// Without the base's files, only naming the file counts.
+	got := labelStrings(affectedTargets(t, tg, headAG, changes, engine.AffectedOptions{}))
 	if want := []string{"//svc:named"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("without Reanalyze: got %q, want %q", got, want)
+		t.Errorf("without BaseFile: got %q, want %q", got, want)
 	}
-	// With one, exactly the targets whose actions changed, and their rdeps.
-	opts := engine.AffectedOptions{Reanalyze: func() (*engine.ActionGraph, error) { return baseAG, nil }}
-	res := engine.AffectedTargets(tg, headAG, changes, opts)
+	// With them, exactly the targets whose actions changed, and their rdeps.
+	opts := engine.AffectedOptions{BaseFile: base}
+	res := affectedTargets(t, tg, headAG, changes, opts)
 	if got, want := labelStrings(res), []string{"//svc:b", "//svc:uses_b"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("with Reanalyze: got %q, want %q", got, want)
+		t.Errorf("with BaseFile: got %q, want %q", got, want)
 	}
 	if len(res) > 0 && !strings.Contains(strings.Join(res[0].Reasons, ";"), "its Cfg action differs") {
 		t.Errorf("reasons of //svc:b: %q", res[0].Reasons)
@@ -316,27 +344,26 @@ func TestAffectedReanalyze(t *testing.T) {
 		"svc/BUILD.star": cfgFiles["svc/BUILD.star"] + "cfg(name = \"c\", file = \"deps.lock\", section = \"c\")\n",
 	})
 	tg2, headAG2 := analyse(t, root, reg)
-	writeFiles(t, root, map[string]string{"deps.lock": "a = 1.0\nb = 2.1\n"})
-	baseAG2, err := engine.AnalyzeLenient(tg2)
-	var failures engine.AnalysisFailures
-	if !errors.As(err, &failures) || len(failures) != 1 || baseAG2 == nil {
-		t.Fatalf("AnalyzeLenient with //svc:c failing: %v, %v", baseAG2, err)
-	}
-	opts = engine.AffectedOptions{Reanalyze: func() (*engine.ActionGraph, error) { return baseAG2, err }}
-	res = engine.AffectedTargets(tg2, headAG2, []engine.FileChange{mod("deps.lock"), mod("svc/other.txt")}, opts)
+	opts = engine.AffectedOptions{BaseFile: baseFiles(map[string][]byte{"deps.lock": []byte("a = 1.0\nb = 2.1\n")})}
+	res = affectedTargets(t, tg2, headAG2, []engine.FileChange{mod("deps.lock"), mod("svc/other.txt")}, opts)
 	if got, want := labelStrings(res), []string{"//svc:c"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("base analysis failing for one target: got %q, want %q", got, want)
 	}
+	for _, a := range res {
+		if !strings.Contains(strings.Join(a.Reasons, ";"), "its analysis fails with the base revision's files") {
+			t.Errorf("reasons of %s: %q, want its analysis failing at the base", a.Label, a.Reasons)
+		}
+	}
 
-	// Any other failure of the base analysis counts every target.
-	opts = engine.AffectedOptions{Reanalyze: func() (*engine.ActionGraph, error) { return nil, fmt.Errorf("boom") }}
-	if got := engine.AffectedTargets(tg2, headAG2, changes, opts); len(got) != len(tg2.Targets) {
+	// Failing to read the base revision counts every target.
+	opts = engine.AffectedOptions{BaseFile: func(string) ([]byte, error) { return nil, fmt.Errorf("boom") }}
+	if got := affectedTargets(t, tg2, headAG2, changes, opts); len(got) != len(tg2.Targets) {
 		t.Errorf("base analysis failing outright: %d targets affected, want all %d", len(got), len(tg2.Targets))
 	}
 }
 
 // TestAffectedOverlay runs the base analysis the way pipe affected does:
-// AnalyzeWith on a Workspace whose Overlay holds the base content.
+// BaseFile gives the base revision's content of the changed files.
 func TestAffectedOverlay(t *testing.T) {
 	root := t.TempDir()
 	writeFiles(t, root, cfgFiles)
@@ -346,12 +373,11 @@ func TestAffectedOverlay(t *testing.T) {
 		"c.lock":         "c = 1\n",
 	})
 	tg, headAG := analyse(t, root, cfgRegistry())
-	base := &engine.Workspace{Root: tg.WS.Root, Settings: tg.WS.Settings, Overlay: map[string][]byte{
+	opts := engine.AffectedOptions{BaseFile: baseFiles(map[string][]byte{
 		"deps.lock": []byte("a = 1.0\nb = 2.0\n"),
 		"c.lock":    nil, // added by the change
-	}}
-	opts := engine.AffectedOptions{Reanalyze: func() (*engine.ActionGraph, error) { return engine.AnalyzeWith(tg, base) }}
-	res := engine.AffectedTargets(tg, headAG, []engine.FileChange{mod("deps.lock"), add("c.lock")}, opts)
+	})}
+	res := affectedTargets(t, tg, headAG, []engine.FileChange{mod("deps.lock"), add("c.lock")}, opts)
 	if got, want := labelStrings(res), []string{"//svc:b", "//svc:c", "//svc:uses_b"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
@@ -360,8 +386,15 @@ func TestAffectedOverlay(t *testing.T) {
 			t.Errorf("reasons of //svc:c: %q", a.Reasons)
 		}
 	}
-	// The head's workspace is untouched: its memo still holds the head lock.
-	if b, err := tg.WS.ReadFile("deps.lock"); err != nil || !strings.Contains(string(b), "2.1") {
-		t.Errorf("head workspace reads deps.lock as %q, %v", b, err)
+	// The head's workspace is untouched: analysing it again, in the same
+	// command, still reads the head lock.
+	again, err := engine.Analyze(context.Background(), tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, act := range again.Actions {
+		if act.Owner.String() == "//svc:b" && act.Identity != "cfg 2.1" {
+			t.Errorf("head workspace analyses //svc:b as %q after the base analysis, want cfg 2.1", act.Identity)
+		}
 	}
 }

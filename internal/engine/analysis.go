@@ -104,7 +104,10 @@ type Action struct {
 // ID is the action's index in the action graph.
 func (a *Action) ID() int { return a.id }
 
-// AnalysisContext is handed to a rule's Analyze function.
+// AnalysisContext is handed to a rule's Analyze function. A rule reads
+// nothing but its attributes, its dependencies' results and what the
+// methods of reads.go give it (files, environment, host probes), so that
+// every analysis input is recorded.
 type AnalysisContext struct {
 	Target *Target
 	tg     *TargetGraph
@@ -113,12 +116,17 @@ type AnalysisContext struct {
 	provided []*File
 	info     map[string]any
 	runnable *Runnable
+
+	ctx      context.Context
+	inputs   []AnalysisInput
+	recorded map[string]bool // kind and name of each input, once
 }
 
 // Label is the target's label.
 func (c *AnalysisContext) Label() Label { return c.Target.Label }
 
-// Workspace is the workspace being built.
+// Workspace is the workspace being built: its root and settings. Read its
+// files through ReadFile and FileExists, which record the reads.
 func (c *AnalysisContext) Workspace() *Workspace { return c.tg.WS }
 
 // String returns a string attribute.
@@ -290,6 +298,10 @@ type ActionGraph struct {
 	results map[Label]targetResult
 	sources map[string]*File
 	byPath  map[string]*Action
+	// inputs are what each target's analysis read (AnalysisInputs).
+	inputs map[Label][]AnalysisInput
+	// view is what analysis reads files through; nil once it is done.
+	view *fileView
 
 	g graph.Graph[int, int]
 
@@ -318,30 +330,60 @@ func (ag *ActionGraph) Runnable(l Label) *Runnable { return ag.results[l].runnab
 // TargetFiles returns the files target l provides.
 func (ag *ActionGraph) TargetFiles(l Label) []*File { return ag.results[l].files }
 
-// Analyze runs every target's rule, dependencies first, and links the
-// declared actions into a graph.
-func Analyze(tg *TargetGraph) (*ActionGraph, error) {
-	ag := &ActionGraph{
+func newActionGraph(view *fileView) *ActionGraph {
+	return &ActionGraph{
 		results: map[Label]targetResult{},
 		sources: map[string]*File{},
 		byPath:  map[string]*Action{},
+		inputs:  map[Label][]AnalysisInput{},
+		view:    view,
 	}
+}
+
+// Analyze runs every target's rule, dependencies first, and links the
+// declared actions into a graph. Targets are analysed one at a time in
+// tg.Order, so the action list comes out in the same order every run; ctx
+// is checked between targets and handed to the rules (Context, Probe), so
+// an interrupt stops analysis with ctx's error.
+func Analyze(ctx context.Context, tg *TargetGraph) (*ActionGraph, error) {
+	ag := newActionGraph(newFileView(tg.WS.Root))
 	var errs []error
-	for _, l := range tg.Order {
-		t := tg.Targets[l]
-		ctx := &AnalysisContext{Target: t, tg: tg, ag: ag}
-		if t.Rule.Analyze != nil {
-			if err := t.Rule.Analyze(ctx); err != nil {
-				errs = append(errs, err)
-				continue
-			}
+	for i, l := range tg.Order {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("analysis interrupted after %d of %d targets: %w", i, len(tg.Order), err)
 		}
-		ag.results[l] = targetResult{files: ctx.provided, info: ctx.info, runnable: ctx.runnable}
+		if err := ag.analyzeTarget(ctx, tg, tg.Targets[l]); err != nil {
+			errs = append(errs, err)
+		}
 	}
+	// A rule whose probe was killed by the interrupt fails with the
+	// probe's error; the interrupt is the news.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("analysis interrupted: %w", err)
+	}
+	ag.view = nil
 	if len(errs) > 0 {
 		return nil, joinErrors(errs)
 	}
 	return ag, ag.link()
+}
+
+// analyzeTarget runs t's rule and records its results. A target whose rule
+// fails leaves no actions behind.
+func (ag *ActionGraph) analyzeTarget(ctx context.Context, tg *TargetGraph, t *Target) error {
+	c := &AnalysisContext{Target: t, tg: tg, ag: ag, ctx: ctx}
+	n := len(ag.Actions)
+	if t.Rule.Analyze != nil {
+		if err := t.Rule.Analyze(c); err != nil {
+			ag.Actions = ag.Actions[:n]
+			return err
+		}
+	}
+	ag.results[t.Label] = targetResult{files: c.provided, info: c.info, runnable: c.runnable}
+	if len(c.inputs) > 0 {
+		ag.inputs[t.Label] = c.inputs
+	}
+	return nil
 }
 
 // link numbers the actions, checks that no two write the same path, and

@@ -32,7 +32,7 @@ func PlanBuild(ctx context.Context, ws *Workspace, loader Loader, patterns []Pat
 	}
 	t1 := time.Now()
 	p.Phases = append(p.Phases, Phase{"load", t0, t1})
-	ag, err := Analyze(tg)
+	ag, err := Analyze(ctx, tg)
 	if err != nil {
 		return nil, err
 	}

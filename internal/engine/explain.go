@@ -20,7 +20,8 @@ import (
 // argv, the whole environment, tool identities, the sandbox flag, every
 // input's path and digest, and every output path. The key is their hash;
 // the parts themselves are kept for the last execution of each action so
-// `pipe build --explain` can say what changed.
+// `pipe build --explain` can say what changed. All but the input digests
+// come from staticKeyParts, which pipe affected compares too.
 type KeyParts struct {
 	Rule     string            `json:"rule"`
 	Mnemonic string            `json:"mnemonic"`

@@ -16,9 +16,9 @@ import (
 )
 
 // Loader evaluates one package's BUILD.star. It must be safe for
-// concurrent use.
+// concurrent use, and stop evaluating when ctx is cancelled.
 type Loader interface {
-	LoadPackage(pkg string) (*Package, error)
+	LoadPackage(ctx context.Context, pkg string) (*Package, error)
 }
 
 // TargetGraph is the loaded part of the workspace: the targets the patterns
@@ -57,14 +57,14 @@ type pkgLoad struct {
 	err  error
 }
 
-func (s *loadSet) get(pkg string) (*Package, error) {
+func (s *loadSet) get(ctx context.Context, pkg string) (*Package, error) {
 	s.mu.Lock()
 	pl, ok := s.pkgs[pkg]
 	if !ok {
 		pl = &pkgLoad{done: make(chan struct{})}
 		s.pkgs[pkg] = pl
 		s.mu.Unlock()
-		pl.pkg, pl.err = s.loader.LoadPackage(pkg)
+		pl.pkg, pl.err = s.loader.LoadPackage(ctx, pkg)
 		close(pl.done)
 		return pl.pkg, pl.err
 	}
@@ -75,8 +75,10 @@ func (s *loadSet) get(pkg string) (*Package, error) {
 
 // loadAll loads pkgs concurrently and returns the errors, in package order.
 // A fixed pool of workers evaluates them: each worker's stack grows once to
-// the depth the Starlark parser needs, instead of once per package.
-func (s *loadSet) loadAll(pkgs []string) []error {
+// the depth the Starlark parser needs, instead of once per package. When
+// ctx is cancelled the workers take no more packages, and the only error
+// is ctx's.
+func (s *loadSet) loadAll(ctx context.Context, pkgs []string) []error {
 	errs := make([]error, len(pkgs))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -87,14 +89,17 @@ func (s *loadSet) loadAll(pkgs []string) []error {
 			defer wg.Done()
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= len(pkgs) {
+				if i >= len(pkgs) || ctx.Err() != nil {
 					return
 				}
-				_, errs[i] = s.get(pkgs[i])
+				_, errs[i] = s.get(ctx, pkgs[i])
 			}
 		}()
 	}
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return []error{fmt.Errorf("loading interrupted: %w", err)}
+	}
 	var out []error
 	for _, e := range errs {
 		if e != nil {
@@ -141,13 +146,14 @@ func displayDir(pkg string) string {
 
 // LoadTargets loads the packages the patterns select, selects the targets,
 // follows their dependencies across packages and builds the target graph.
+// Cancelling ctx stops the loading with ctx's error.
 func LoadTargets(ctx context.Context, ws *Workspace, loader Loader, patterns []Pattern) (*TargetGraph, error) {
 	pkgs, err := ExpandPatterns(ws, patterns)
 	if err != nil {
 		return nil, err
 	}
 	ls := &loadSet{loader: loader, pkgs: map[string]*pkgLoad{}}
-	if errs := ls.loadAll(pkgs); len(errs) > 0 {
+	if errs := ls.loadAll(ctx, pkgs); len(errs) > 0 {
 		return nil, joinErrors(errs)
 	}
 	tg := &TargetGraph{
@@ -166,7 +172,7 @@ func LoadTargets(ctx context.Context, ws *Workspace, loader Loader, patterns []P
 		}
 	}
 	for _, p := range pkgs {
-		pkg, _ := ls.get(p)
+		pkg, _ := ls.get(ctx, p)
 		addPkg(pkg)
 	}
 	// Select roots.
@@ -214,11 +220,11 @@ func LoadTargets(ctx context.Context, ws *Workspace, loader Loader, patterns []P
 			}
 		}
 		sort.Strings(need)
-		if lerrs := ls.loadAll(need); len(lerrs) > 0 {
+		if lerrs := ls.loadAll(ctx, need); len(lerrs) > 0 {
 			return nil, joinErrors(lerrs)
 		}
 		for _, p := range need {
-			pkg, _ := ls.get(p)
+			pkg, _ := ls.get(ctx, p)
 			addPkg(pkg)
 		}
 		var next []Label

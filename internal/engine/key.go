@@ -60,9 +60,15 @@ func writeField(h hash.Hash, s string) {
 	io.WriteString(h, s)
 }
 
-// actionKey is the sha256 over everything that can change the action's
-// outputs (see KeyParts).
-func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.ActionKey, *KeyParts, error) {
+// staticKeyParts is the part of a's key that analysis decides: every field
+// of KeyParts but the input digests, which are left zero. It returns the
+// inputs in the order of parts.Inputs (sorted by path), for the caller
+// that fills in the digests. The action key (actionKey), --explain (which
+// compares the parts actionKey recorded) and pipe affected (which compares
+// a target's actions between two analyses) all start here, so they cannot
+// disagree on what identifies an action. pipeVersion enters only the
+// parts of in-process steps, which are pipe's own code.
+func staticKeyParts(a *Action, pipeVersion string) (*KeyParts, []*File) {
 	parts := &KeyParts{
 		Rule:     a.RuleKind + " " + a.RuleVersion,
 		Mnemonic: a.Mnemonic,
@@ -71,18 +77,37 @@ func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.
 		Env:      a.Env,
 		Tools:    append([]string(nil), a.Tools...),
 		Sandbox:  a.Sandbox,
-		Inputs:   make([]KeyInput, 0, len(a.Inputs)),
+		Inputs:   make([]KeyInput, len(a.Inputs)),
 	}
 	if a.Argv == nil {
-		// In-process steps are pipe's own code.
-		parts.Pipe = e.PipeVersion
+		parts.Pipe = pipeVersion
 	}
 	sort.Strings(parts.Tools)
-	for _, in := range a.Inputs {
+	inputs := append([]*File(nil), a.Inputs...)
+	sort.SliceStable(inputs, func(i, j int) bool { return inputs[i].Path < inputs[j].Path })
+	for i, in := range inputs {
+		parts.Inputs[i] = KeyInput{Path: in.Path}
+	}
+	for _, o := range a.Outputs {
+		p := o.Path
+		if o.Dir {
+			p += "/"
+		}
+		parts.Outputs = append(parts.Outputs, p)
+	}
+	return parts, inputs
+}
+
+// actionKey is the sha256 over everything that can change the action's
+// outputs (see KeyParts): the static parts, and the digest and exec bit of
+// each input.
+func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.ActionKey, *KeyParts, error) {
+	parts, inputs := staticKeyParts(a, e.PipeVersion)
+	for i, in := range inputs {
 		if in.Generator != nil {
 			ki := states[in.Generator].outDigests[in.Path]
 			ki.Path = in.Path
-			parts.Inputs = append(parts.Inputs, ki)
+			parts.Inputs[i] = ki
 			continue
 		}
 		d, fi, err := e.Digests.Digest(in.Path, e.WS.Abs(in.Path))
@@ -92,15 +117,7 @@ func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.
 			}
 			return cache.ActionKey{}, nil, fmt.Errorf("input %s: %w", in.Path, err)
 		}
-		parts.Inputs = append(parts.Inputs, KeyInput{Path: in.Path, Digest: d, Executable: fi.Mode()&0o111 != 0})
-	}
-	sort.Slice(parts.Inputs, func(i, j int) bool { return parts.Inputs[i].Path < parts.Inputs[j].Path })
-	for _, o := range a.Outputs {
-		p := o.Path
-		if o.Dir {
-			p += "/"
-		}
-		parts.Outputs = append(parts.Outputs, p)
+		parts.Inputs[i] = KeyInput{Path: in.Path, Digest: d, Executable: fi.Mode()&0o111 != 0}
 	}
 	return parts.Key(), parts, nil
 }

@@ -41,25 +41,11 @@ type Workspace struct {
 	Root     string // absolute
 	Settings Settings
 
-	// Overlay replaces the content of workspace files that rules read
-	// during analysis (uv.lock, pyproject.toml), so `pipe affected` can
-	// analyse the workspace as it was at another revision.
-	Overlay map[string][]byte
-
 	tools sync.Map // path → identity, so each tool is stat'ed once
-	memo  sync.Map // key → *memoEntry
-}
-
-// ReadFile reads a workspace-relative file that analysis depends on,
-// through the overlay.
-func (w *Workspace) ReadFile(rel string) ([]byte, error) {
-	if b, ok := w.Overlay[rel]; ok {
-		if b == nil {
-			return nil, fmt.Errorf("%s: %w", rel, os.ErrNotExist)
-		}
-		return b, nil
-	}
-	return os.ReadFile(w.Abs(rel))
+	// memo holds what analysis computes once per command and shares
+	// between targets: host probes (AnalysisContext.Probe) and parsed
+	// files (AnalysisContext.ParseFile, keyed by content).
+	memo sync.Map // key → *memoEntry
 }
 
 type memoEntry struct {
@@ -68,9 +54,8 @@ type memoEntry struct {
 	err  error
 }
 
-// Memo computes f once per key for this command and shares the result, for
-// facts rules look up per target, such as an interpreter's identity.
-func (w *Workspace) Memo(key string, f func() (any, error)) (any, error) {
+// memoize computes f once per key for this command and shares the result.
+func (w *Workspace) memoize(key string, f func() (any, error)) (any, error) {
 	e, _ := w.memo.LoadOrStore(key, &memoEntry{})
 	me := e.(*memoEntry)
 	me.once.Do(func() { me.v, me.err = f() })
@@ -80,6 +65,7 @@ func (w *Workspace) Memo(key string, f func() (any, error)) (any, error) {
 // ToolIdentity names a host program by path, size, modification time and
 // mode: an upgrade of the program changes it, and so every key that uses
 // it; so does a chmod, which decides whether it runs at all.
+// Rules call AnalysisContext.ToolIdentity, which records the probe.
 func (w *Workspace) ToolIdentity(path string) string {
 	if id, ok := w.tools.Load(path); ok {
 		return id.(string)

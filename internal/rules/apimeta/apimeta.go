@@ -133,7 +133,7 @@ func checkOut(ctx *engine.AnalysisContext, out string) error {
 		}
 	}
 	for d := path.Dir(out); d != "."; d = path.Dir(d) {
-		if sub := path.Join(pkg, d); engine.PackageExists(ctx.Workspace().Root, sub) {
+		if sub := path.Join(pkg, d); ctx.FileExists(path.Join(sub, engine.BuildFile)) {
 			return fmt.Errorf("is inside package //%s; a target writes only into its own package", sub)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path"
 	"regexp"
 	"sort"
@@ -86,7 +85,7 @@ func analyze(ctx *engine.AnalysisContext) error {
 	// esbuild read them from the project directory.
 	config := func(name string) *engine.File {
 		p := path.Join(pkg, name)
-		if fi, err := os.Stat(ws.Abs(p)); err == nil && !fi.IsDir() {
+		if ctx.FileExists(p) {
 			return ctx.SourceFile(p)
 		}
 		return nil
@@ -96,7 +95,7 @@ func analyze(ctx *engine.AnalysisContext) error {
 	var tsconfigs []*engine.File
 	tsconfigPackage := false
 	if tsconfig != nil {
-		chain, viaPackage, err := tsconfigChain(ws, tsconfig.Path)
+		chain, viaPackage, err := tsconfigChain(ctx, tsconfig.Path)
 		if err != nil {
 			return ctx.Errorf("cdk_stack: %v", err)
 		}
@@ -124,7 +123,10 @@ func analyze(ctx *engine.AnalysisContext) error {
 		declared[f.Path] = true
 	}
 
-	tools := loadToolchain(ws)
+	tools, err := loadToolchain(ctx)
+	if err != nil {
+		return ctx.Errorf("cdk_stack: %v", err)
+	}
 	appJS := ctx.Declare("app.js")
 	var tsconfigPath string
 	if tsconfig != nil {
@@ -223,7 +225,7 @@ func dedupe(files []*engine.File) []*engine.File {
 // tsconfigChain lists a tsconfig.json and the files it extends, transitively,
 // as workspace paths: esbuild reads them all. viaPackage reports an extends
 // that names an npm package, which node_modules provides.
-func tsconfigChain(ws *engine.Workspace, first string) (chain []string, viaPackage bool, err error) {
+func tsconfigChain(ctx *engine.AnalysisContext, first string) (chain []string, viaPackage bool, err error) {
 	seen := map[string]bool{}
 	var visit func(p string) error
 	visit = func(p string) error {
@@ -232,9 +234,9 @@ func tsconfigChain(ws *engine.Workspace, first string) (chain []string, viaPacka
 		}
 		seen[p] = true
 		chain = append(chain, p)
-		b, err := os.ReadFile(ws.Abs(p))
+		b, err := ctx.ReadFile(p)
 		if err != nil {
-			return fmt.Errorf("read %s: %w", p, err)
+			return err
 		}
 		var cfg struct {
 			Extends json.RawMessage `json:"extends"`
@@ -260,10 +262,10 @@ func tsconfigChain(ws *engine.Workspace, first string) (chain []string, viaPacka
 			if next == ".." || strings.HasPrefix(next, "../") {
 				return fmt.Errorf("%s extends %s, which is outside the workspace", p, e)
 			}
-			if _, err := os.Stat(ws.Abs(next)); err != nil && !strings.HasSuffix(next, ".json") {
+			if !ctx.FileExists(next) && !strings.HasSuffix(next, ".json") {
 				next += ".json"
 			}
-			if _, err := os.Stat(ws.Abs(next)); err != nil {
+			if !ctx.FileExists(next) {
 				return fmt.Errorf("%s extends %s, which does not exist", p, e)
 			}
 			if err := visit(next); err != nil {

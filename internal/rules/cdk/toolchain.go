@@ -120,15 +120,20 @@ type toolchainCache struct {
 // loadToolchain returns the workspace's toolchain, probed once per command
 // and, across commands, reused from .pipe/cdk/ while nothing it read
 // changed: running node --version costs tens of milliseconds, a stat does
-// not.
-func loadToolchain(ws *engine.Workspace) *toolchain {
-	v, _ := ws.Memo("cdk-toolchain", func() (any, error) {
-		return probeToolchain(ws), nil
+// not. The error is the analysis context's, when node's probe was
+// interrupted.
+func loadToolchain(ctx *engine.AnalysisContext) (*toolchain, error) {
+	ws := ctx.Workspace()
+	v, err := ctx.Probe("cdk-toolchain", func(c context.Context) (any, error) {
+		return probeToolchain(c, ws)
 	})
-	return v.(*toolchain)
+	if err != nil {
+		return nil, err
+	}
+	return v.(*toolchain), nil
 }
 
-func probeToolchain(ws *engine.Workspace) *toolchain {
+func probeToolchain(ctx context.Context, ws *engine.Workspace) (*toolchain, error) {
 	setting := ws.Settings.NodeModules
 	if setting == "" {
 		setting = "node_modules"
@@ -142,7 +147,7 @@ func probeToolchain(ws *engine.Workspace) *toolchain {
 	if b, err := os.ReadFile(cacheFile); err == nil {
 		var c toolchainCache
 		if json.Unmarshal(b, &c) == nil && c.Stats != nil && statsHold(c.Stats, c.Recorded) {
-			return &c.Tools
+			return &c.Tools, nil
 		}
 	}
 	start := time.Now().UnixNano()
@@ -160,7 +165,11 @@ func probeToolchain(ws *engine.Workspace) *toolchain {
 		t.NodeErr = fmt.Sprintf("no node on the action PATH (%s): install Node.js 20 or later, or add its directory to workspace(action_path = ...) in WORKSPACE.star", ws.Settings.Path)
 	} else {
 		record(node)
-		t.NodeVersion, t.NodeErr = nodeVersion(node)
+		t.NodeVersion, t.NodeErr = nodeVersion(ctx, node)
+		if err := ctx.Err(); err != nil {
+			// Not node's fault: neither record nor keep the failure.
+			return nil, fmt.Errorf("probe %s: %w", node, err)
+		}
 	}
 	record(nm)
 	version := func(pkg string) string {
@@ -195,7 +204,7 @@ func probeToolchain(ws *engine.Workspace) *toolchain {
 		os.MkdirAll(filepath.Dir(cacheFile), 0o755)
 		engine.WriteFileAtomic(cacheFile, b, 0o644)
 	}
-	return t
+	return t, nil
 }
 
 func statsHold(stats map[string]*engine.FileStat, recorded int64) bool {
@@ -214,8 +223,8 @@ func statsHold(stats map[string]*engine.FileStat, recorded int64) bool {
 	return true
 }
 
-func nodeVersion(node string) (string, string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+func nodeVersion(ctx context.Context, node string) (string, string) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "--version")
 	cmd.Env = []string{}

@@ -3,7 +3,6 @@ package core
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/pipebuild/pipe/internal/engine"
@@ -65,7 +64,7 @@ func analyzeGenrule(ctx *engine.AnalysisContext) error {
 	ws := ctx.Workspace()
 	env := map[string]string{"PATH": ws.Settings.Path}
 	for _, name := range ws.Settings.ActionEnv {
-		if v, ok := os.LookupEnv(name); ok {
+		if v, ok := ctx.LookupEnv(name); ok {
 			env[name] = v
 		}
 	}
@@ -84,7 +83,7 @@ func analyzeGenrule(ctx *engine.AnalysisContext) error {
 		Outputs:     outs,
 		Argv:        []string{shell, "-eo", "pipefail", "-c", cmd},
 		Env:         env,
-		Tools:       []string{ws.ToolIdentity(shell)},
+		Tools:       []string{ctx.ToolIdentity(shell)},
 		Sandbox:     true,
 	})
 	ctx.Provide(outs...)

@@ -39,7 +39,7 @@ func analyze(t *testing.T, build string, files ...string) (*engine.ActionGraph, 
 	if err != nil {
 		return nil, err
 	}
-	return engine.Analyze(tg)
+	return engine.Analyze(context.Background(), tg)
 }
 
 func command(t *testing.T, ag *engine.ActionGraph, owner string) string {

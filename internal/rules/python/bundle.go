@@ -89,7 +89,7 @@ func analyzeBundle(ctx *engine.AnalysisContext) error {
 		return err
 	}
 	if len(plan.Requirements) > 0 {
-		plan.Index = pythonIndex(ws)
+		plan.Index = pythonIndex(ctx)
 		if plan.Index == "" {
 			plan.Index = DefaultIndex
 		}
@@ -116,7 +116,7 @@ func analyzeBundle(ctx *engine.AnalysisContext) error {
 		}
 		reqs = append(reqs, wheel.Request{Name: r.Name, Version: r.Version, URL: url, SHA256: r.Wheel.SHA256, Size: r.Wheel.Size})
 	}
-	index := pythonIndex(ws)
+	index := pythonIndex(ctx)
 	if len(plan.Requirements) > 0 {
 		// The files are chosen on the index when the layer runs; the
 		// hashes pin which files can be chosen, so they are the key.
@@ -241,9 +241,10 @@ func (p *bundlePlan) Describe() string {
 
 // pythonIndex is the mirror from PIPE_PYTHON_INDEX or workspace(python_index
 // = …); a relative file:// directory is relative to the workspace.
-func pythonIndex(ws *engine.Workspace) string {
+func pythonIndex(ctx *engine.AnalysisContext) string {
+	ws := ctx.Workspace()
 	index := ws.Settings.PythonIndex
-	if v := os.Getenv("PIPE_PYTHON_INDEX"); v != "" {
+	if v := ctx.Getenv("PIPE_PYTHON_INDEX"); v != "" {
 		index = v
 	}
 	if rest, ok := strings.CutPrefix(index, "file://"); ok && rest != "" && !strings.HasPrefix(rest, "/") {
@@ -460,9 +461,10 @@ func assemble(ec *engine.ExecContext, depsDir, depsZip, appDir, outDir, outZip s
 
 // resolveBundle reads the lock (and pyproject) and resolves the runtime
 // closure for the platform. Reading them here, at analysis, is sound: the
-// result is in the dependency layer's identity, so the key follows them.
+// result is in the dependency layer's identity, so the key follows them,
+// and the reads are recorded, so pipe affected analyses the bundle again
+// when one of them changes.
 func resolveBundle(ctx *engine.AnalysisContext, plat Platform) (*bundlePlan, string, error) {
-	ws := ctx.Workspace()
 	pkg := ctx.Label().Pkg
 	if files := ctx.Files("requirements"); len(files) > 0 {
 		if len(ctx.Labels("lock")) > 0 {
@@ -484,7 +486,7 @@ func resolveBundle(ctx *engine.AnalysisContext, plat Platform) (*bundlePlan, str
 				dir = ""
 			}
 			cand := path.Join(dir, "uv.lock")
-			if _, err := ws.ReadFile(cand); err == nil {
+			if ctx.FileExists(cand) {
 				lockPath = cand
 				break
 			}
@@ -496,7 +498,7 @@ func resolveBundle(ctx *engine.AnalysisContext, plat Platform) (*bundlePlan, str
 	if lockPath == "" {
 		return nil, "", ctx.Errorf("no uv.lock in %s or any parent up to the workspace root: run `uv lock`, or set lock = \"//:uv.lock\"", pkg)
 	}
-	lock, err := loadLock(ws, lockPath)
+	lock, err := loadLock(ctx, lockPath)
 	if err != nil {
 		return nil, "", ctx.Errorf("%v", err)
 	}
@@ -504,7 +506,7 @@ func resolveBundle(ctx *engine.AnalysisContext, plat Platform) (*bundlePlan, str
 	if files := ctx.Files("pyproject"); len(files) == 1 {
 		pyprojectPath = files[0].Path
 	}
-	proj, err := readPyproject(ws, pyprojectPath)
+	proj, err := readPyproject(ctx, pyprojectPath)
 	if err != nil && ctx.String("project") == "" {
 		return nil, "", ctx.Errorf("%v (or set project = \"<name in uv.lock>\")", err)
 	}
@@ -547,12 +549,10 @@ func checkMembers(ctx *engine.AnalysisContext, plan *bundlePlan, depRoots map[st
 	return nil
 }
 
-func loadLock(ws *engine.Workspace, rel string) (*Lock, error) {
-	v, err := ws.Memo("uv.lock "+rel, func() (any, error) {
-		b, err := ws.ReadFile(rel)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", rel, err)
-		}
+// loadLock parses the lock at rel, once per content for every bundle that
+// reads it.
+func loadLock(ctx *engine.AnalysisContext, rel string) (*Lock, error) {
+	v, err := ctx.ParseFile(rel, "uv.lock", func(b []byte) (any, error) {
 		return ParseLock(b, rel)
 	})
 	if err != nil {
@@ -565,10 +565,9 @@ func loadLock(ws *engine.Workspace, rel string) (*Lock, error) {
 // requirements whose markers hold for the platform, and local projects
 // (workspace members) to copy as source.
 func resolveRequirements(ctx *engine.AnalysisContext, plat Platform, file string) (*bundlePlan, string, error) {
-	ws := ctx.Workspace()
-	b, err := ws.ReadFile(file)
+	b, err := ctx.ReadFile(file)
 	if err != nil {
-		return nil, "", ctx.Errorf("read %s: %v", file, err)
+		return nil, "", ctx.Errorf("%v", err)
 	}
 	reqs, err := ParseRequirements(b, file)
 	if err != nil {
@@ -600,7 +599,7 @@ func resolveRequirements(ctx *engine.AnalysisContext, plat Platform, file string
 	}
 	// The project itself is a local entry too: it is the app, not a member.
 	delete(plan.Members, path.Base(ctx.Label().Pkg))
-	if proj, err := readPyproject(ws, path.Join(ctx.Label().Pkg, "pyproject.toml")); err == nil {
+	if proj, err := readPyproject(ctx, path.Join(ctx.Label().Pkg, "pyproject.toml")); err == nil {
 		var missing []string
 		for _, d := range proj.Dependencies {
 			pr, err := parseRequirement(d)

@@ -39,7 +39,7 @@ with open(out, "w", encoding="utf-8") as f:
 
 func analyzeOpenAPI(ctx *engine.AnalysisContext) error {
 	ws := ctx.Workspace()
-	interp, err := hostInterpreter(ws)
+	interp, err := hostInterpreter(ctx)
 	if err != nil {
 		return ctx.Errorf("%v", err)
 	}
@@ -108,14 +108,15 @@ func pythonPath(pkg string, dirs []string, deps []engine.Label) string {
 }
 
 // hostInterpreter finds and identifies the workspace's interpreter once per
-// command.
-func hostInterpreter(ws *engine.Workspace) (*Interpreter, error) {
-	v, err := ws.Memo("python-interpreter", func() (any, error) {
+// command, under the analysis context: the probe runs a process.
+func hostInterpreter(ctx *engine.AnalysisContext) (*Interpreter, error) {
+	ws := ctx.Workspace()
+	v, err := ctx.Probe("python-interpreter", func(c context.Context) (any, error) {
 		p, err := FindInterpreter(ws)
 		if err != nil {
 			return nil, err
 		}
-		return LoadInterpreter(context.Background(), ws, p)
+		return LoadInterpreter(c, ws, p)
 	})
 	if err != nil {
 		return nil, err

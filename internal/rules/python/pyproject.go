@@ -14,10 +14,10 @@ type Pyproject struct {
 	Dependencies []string
 }
 
-func readPyproject(ws *engine.Workspace, path string) (*Pyproject, error) {
-	b, err := ws.ReadFile(path)
+func readPyproject(ctx *engine.AnalysisContext, path string) (*Pyproject, error) {
+	b, err := ctx.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, err
 	}
 	var doc struct {
 		Project struct {

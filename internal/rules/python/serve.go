@@ -25,7 +25,7 @@ var FastAPIServe = &engine.Rule{
 	},
 	Analyze: func(ctx *engine.AnalysisContext) error {
 		ws := ctx.Workspace()
-		interp, err := hostInterpreter(ws)
+		interp, err := hostInterpreter(ctx)
 		if err != nil {
 			return ctx.Errorf("%v", err)
 		}
