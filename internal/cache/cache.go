@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -314,6 +315,13 @@ func (c *Cache) CopyOut(d Digest, dst string, executable bool) error {
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
+	}
+	if executable {
+		// As for staged tools (engine.copyFile): no fork while an
+		// executable is open for writing, or running it can fail with
+		// "Text file busy".
+		syscall.ForkLock.RLock()
+		defer syscall.ForkLock.RUnlock()
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(dst), ".pipe-tmp-*")
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/pipebuild/pipe/internal/cache"
 )
@@ -325,6 +326,14 @@ func copyFile(src, dst string, readOnly bool) error {
 	}
 	if readOnly {
 		mode &^= 0o222
+	}
+	if mode&0o111 != 0 {
+		// No fork may happen while an executable is open for writing: a
+		// child forked meanwhile holds the descriptor until it execs, and
+		// running the file then fails with "Text file busy" (ETXTBSY).
+		// os/exec forks holding ForkLock for writing.
+		syscall.ForkLock.RLock()
+		defer syscall.ForkLock.RUnlock()
 	}
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
