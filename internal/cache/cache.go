@@ -11,6 +11,14 @@
 // Every write goes to tmp/ first and is renamed into place, so a crash at any
 // moment leaves either a complete entry or none. Every read is checked against
 // its digest; a corrupt entry is removed and reported as a miss.
+//
+// The directory must be on a local file system. Safety rests on rename
+// within one directory being atomic and on modification times being this
+// machine's (trimming measures use by mtime); several processes of one
+// machine share it safely. On a network file system (NFS, SMB) renames and
+// mtimes seen from several machines are not dependable, so sharing a cache
+// directory between machines is not supported: share results through the
+// remote cache (--remote-cache) instead.
 package cache
 
 import (
