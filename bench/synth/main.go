@@ -36,6 +36,7 @@ import (
 	"github.com/pipebuild/pipe/bench/internal/timing"
 
 	"github.com/pipebuild/pipe/internal/deploy/mototest"
+	"github.com/pipebuild/pipe/internal/files"
 )
 
 func main() {
@@ -261,7 +262,11 @@ func writeWorkspace(ws, nm string) error {
 		}
 		switch {
 		case rel == "BUILD.star", rel == "cdk.json", rel == "tsconfig.json", rel == "package.json", strings.HasPrefix(rel, "src"+string(filepath.Separator)):
-			return copyFile(p, filepath.Join(ws, "packages", "infra", rel))
+			dst := filepath.Join(ws, "packages", "infra", rel)
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				return err
+			}
+			return files.Copy(p, dst, files.CopyOptions{Perm: 0o644})
 		}
 		return nil
 	})
@@ -317,17 +322,6 @@ const metadataStandIn = `export const OPERATION_DETAILS = {
   'items.list': { path: '/items', method: 'GET' },
 } as const;
 `
-
-func copyFile(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(dst, b, 0o644)
-}
 
 // cleanEnv is the environment without the developer's AWS, CDK and pipe
 // settings.

@@ -26,6 +26,7 @@ import (
 	"strings"
 
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/files"
 	"github.com/pipebuild/pipe/internal/rules/python"
 )
 
@@ -288,7 +289,7 @@ func writeFile(root, rel string, content []byte, mode fs.FileMode) error {
 		mode = 0o644
 	}
 	// Atomic, so an interrupted run leaves each file whole, old or new.
-	return engine.WriteFileAtomic(filepath.Join(root, filepath.FromSlash(rel)), content, mode)
+	return files.WriteAtomic(filepath.Join(root, filepath.FromSlash(rel)), content, mode)
 }
 
 // checkServiceDir refuses a service directory that holds anything but an

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/files"
 	"github.com/pipebuild/pipe/internal/rules/python/wheel"
 )
 
@@ -190,7 +190,7 @@ func analyzeBundle(ctx *engine.AnalysisContext) error {
 				}
 			}
 			if len(runSh) == 1 {
-				return copyFileMode(ec.Input(runSh[0]), filepath.Join(out, "run.sh"), 0o755)
+				return files.Copy(ec.Input(runSh[0]), filepath.Join(out, "run.sh"), files.CopyOptions{Perm: 0o755, Exclusive: true})
 			}
 			return os.WriteFile(filepath.Join(out, "run.sh"), []byte(RunScript(app, port)), 0o755)
 		},
@@ -326,36 +326,13 @@ func copySource(ec *engine.ExecContext, f *engine.File, roots, exclude []string,
 			return nil
 		}
 	}
-	return copyFileMode(ec.Input(f), filepath.Join(out, filepath.FromSlash(rel)), 0)
-}
-
-// copyFileMode copies src to dst; mode 0 means 0755 when src is
-// executable, else 0644.
-func copyFileMode(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	if mode == 0 {
-		mode = 0o644
-		if fi, err := in.Stat(); err == nil && fi.Mode()&0o111 != 0 {
-			mode = 0o755
-		}
-	}
+	dst := filepath.Join(out, filepath.FromSlash(rel))
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("two sources land at %s in the bundle", dst)
-		}
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
+	err := files.Copy(ec.Input(f), dst, files.CopyOptions{Exclusive: true})
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("two sources land at %s in the bundle", dst)
 	}
 	return err
 }
@@ -426,10 +403,7 @@ func assemble(ec *engine.ExecContext, depsDir, depsZip, appDir, outDir, outZip s
 			if _, err := os.Lstat(dst); err == nil {
 				return fmt.Errorf("two layers hold %s", dst[len(outDir)+1:])
 			}
-			if err := os.Link(p, dst); err == nil {
-				return nil
-			}
-			return copyFileMode(p, dst, 0)
+			return files.LinkOrCopy(p, dst)
 		})
 	}
 	if err := copyTree(depsDir); err != nil {
