@@ -20,7 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 
 	"github.com/pipebuild/pipe/internal/deploy/mototest"
-	"github.com/pipebuild/pipe/internal/rules/python/wheel"
+	"github.com/pipebuild/pipe/internal/ziparchive"
 )
 
 // The whole life of an app: first deploy creates everything in dependency
@@ -57,7 +57,7 @@ func TestDeployLifecycle(t *testing.T) {
 	key := codeAsset + ".zip"
 	zipBytes := f.getObject(key)
 	var want bytes.Buffer
-	if _, err := wheel.WriteZip(&want, filepath.Join(app, "asset."+codeAsset)); err != nil {
+	if _, err := ziparchive.Write(&want, filepath.Join(app, "asset."+codeAsset)); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(zipBytes, want.Bytes()) {
@@ -396,7 +396,7 @@ func TestDeployReusesPrebuiltZip(t *testing.T) {
 	}
 	os.Chmod(filepath.Join(bundle, "run.sh"), 0o755)
 	// The marker proves which bytes went up; a real bundle.zip is the
-	// same bytes WriteZip would give.
+	// same bytes ziparchive.Write would give.
 	marker := []byte("PK-prebuilt-bundle-zip")
 	if err := os.WriteFile(bundle+".zip", marker, 0o644); err != nil {
 		t.Fatal(err)

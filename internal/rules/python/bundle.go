@@ -18,6 +18,7 @@ import (
 	"github.com/pipebuild/pipe/internal/engine"
 	"github.com/pipebuild/pipe/internal/files"
 	"github.com/pipebuild/pipe/internal/rules/python/wheel"
+	"github.com/pipebuild/pipe/internal/ziparchive"
 )
 
 // Lambda's limits on function code.
@@ -370,7 +371,7 @@ func installDeps(ctx context.Context, ec *engine.ExecContext, reqs []wheel.Reque
 	if err != nil {
 		return err
 	}
-	_, err = wheel.WriteZip(zf, dir)
+	_, err = ziparchive.Write(zf, dir)
 	if cerr := zf.Close(); err == nil {
 		err = cerr
 	}
@@ -419,7 +420,7 @@ func assemble(ec *engine.ExecContext, depsDir, depsZip, appDir, outDir, outZip s
 	if err != nil {
 		return err
 	}
-	_, err = wheel.WriteZipLayers(f, wheel.Layer{Zip: depsZip}, wheel.Layer{Dir: appDir})
+	_, err = ziparchive.WriteLayers(f, ziparchive.Layer{Zip: depsZip}, ziparchive.Layer{Dir: appDir})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/pipebuild/pipe/internal/ziparchive"
 )
 
 func umask(m int) int { return syscall.Umask(m) }
@@ -597,7 +599,7 @@ func benchWheel(b *testing.B) (string, int64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := WriteZip(out, src); err != nil {
+	if _, err := ziparchive.Write(out, src); err != nil {
 		b.Fatal(err)
 	}
 	out.Close()
