@@ -27,7 +27,7 @@ import (
 
 	"github.com/pipebuild/pipe/internal/engine"
 	"github.com/pipebuild/pipe/internal/files"
-	"github.com/pipebuild/pipe/internal/rules/python"
+	"github.com/pipebuild/pipe/internal/webadapter"
 )
 
 // Where the shared CDK packages live, as the Nx generator lays them out.
@@ -378,7 +378,7 @@ func plan(root string, svc service) ([]planned, error) {
 	// the service starts locally exactly as the Web Adapter starts it.
 	files = append(files, planned{
 		path: path.Join(svc.Dir, "run.sh"), mode: 0o755,
-		want: []byte(python.RunScript(svc.Module+".main:app", 8000)),
+		want: []byte(webadapter.RunScript(svc.Module+".main:app", 8000)),
 	})
 
 	files = append(files, planned{path: ".gitignore", merge: mergeGitignore})

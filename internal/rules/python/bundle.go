@@ -18,6 +18,7 @@ import (
 	"github.com/pipebuild/pipe/internal/engine"
 	"github.com/pipebuild/pipe/internal/files"
 	"github.com/pipebuild/pipe/internal/rules/python/wheel"
+	"github.com/pipebuild/pipe/internal/webadapter"
 	"github.com/pipebuild/pipe/internal/ziparchive"
 )
 
@@ -193,7 +194,7 @@ func analyzeBundle(ctx *engine.AnalysisContext) error {
 			if len(runSh) == 1 {
 				return files.Copy(ec.Input(runSh[0]), filepath.Join(out, "run.sh"), files.CopyOptions{Perm: 0o755, Exclusive: true})
 			}
-			return os.WriteFile(filepath.Join(out, "run.sh"), []byte(RunScript(app, port)), 0o755)
+			return os.WriteFile(filepath.Join(out, "run.sh"), []byte(webadapter.RunScript(app, port)), 0o755)
 		},
 	})
 
@@ -283,15 +284,6 @@ func validPython(v string) bool {
 	var major, minor int
 	n, err := fmt.Sscanf(v, "%d.%d", &major, &minor)
 	return err == nil && n == 2 && major == 3 && fmt.Sprintf("%d.%d", major, minor) == v
-}
-
-// RunScript is the run.sh the AWS Lambda Web Adapter starts.
-func RunScript(app string, port int64) string {
-	return fmt.Sprintf(`#!/bin/sh
-# Started by the AWS Lambda Web Adapter; the bundle root is the import root.
-cd "$(dirname "$0")" || exit 1
-exec python -m uvicorn %s --host 0.0.0.0 --port ${PORT:-%d}
-`, app, port)
 }
 
 func sourceRoots(pkg string, dirs []string) []string {
