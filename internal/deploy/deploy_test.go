@@ -19,7 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 
-	"github.com/pipebuild/pipe/internal/deploy/mototest"
+	"github.com/pipebuild/pipe/internal/testenv"
 	"github.com/pipebuild/pipe/internal/ziparchive"
 )
 
@@ -319,7 +319,7 @@ func TestDeployInterrupt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var once sync.Once
-	f.proxy.OnRequest = func(c mototest.Call) {
+	f.proxy.OnRequest = func(c testenv.Call) {
 		if c.Action == "DescribeChangeSet" {
 			once.Do(func() {
 				cancel()
@@ -510,7 +510,7 @@ func TestDiffAgainstDeployed(t *testing.T) {
 // The SDK reads AWS_ENDPOINT_URL and the service-specific variables itself.
 func TestLoadConfigHonoursEndpointEnv(t *testing.T) {
 	f := newFixture(t, "us-east-1", true)
-	for _, kv := range mototest.Env("http://127.0.0.1:1") {
+	for _, kv := range testenv.AWSEnv("http://127.0.0.1:1") {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
