@@ -77,7 +77,7 @@ http {
 	}
 	cmd := exec.Command(bin, "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"))
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	p, err := StartProc(cmd)
+	p, err := startProc(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,26 +9,26 @@ import (
 	"time"
 )
 
-// Proc is a started server process.
-type Proc struct {
+// proc is a started server process.
+type proc struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed when it exited
 	err  error         // its exit status, once done is closed
 }
 
-// StartProc starts cmd and watches for its exit.
-func StartProc(cmd *exec.Cmd) (*Proc, error) {
+// startProc starts cmd and watches for its exit.
+func startProc(cmd *exec.Cmd) (*proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", filepath.Base(cmd.Path), err)
 	}
-	p := &Proc{cmd: cmd, done: make(chan struct{})}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	return p, nil
 }
 
 // WaitReady polls until ok reports the server up, the process exits, or
 // the deadline passes.
-func (p *Proc) WaitReady(ok func() bool, within time.Duration) error {
+func (p *proc) WaitReady(ok func() bool, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		select {
@@ -45,7 +45,7 @@ func (p *Proc) WaitReady(ok func() bool, within time.Duration) error {
 }
 
 // Stop asks the process to exit and kills it if it has not within 5 s.
-func (p *Proc) Stop() {
+func (p *proc) Stop() {
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
@@ -55,8 +55,8 @@ func (p *Proc) Stop() {
 	}
 }
 
-// HTTPOK reports whether GET u answers 200 within half a second.
-func HTTPOK(u string) bool {
+// httpOK reports whether GET u answers 200 within half a second.
+func httpOK(u string) bool {
 	c := http.Client{Timeout: 500 * time.Millisecond}
 	resp, err := c.Get(u)
 	if err != nil {

@@ -54,7 +54,7 @@ func SharedS3(t testing.TB, name string) *S3Server {
 	var bin string
 	switch name {
 	case "minio":
-		bin = RequireBinary(t, "minio", GoBin("minio")...)
+		bin = RequireBinary(t, "minio", goBin("minio")...)
 	case "moto":
 		if err := MotoAvailable(); err != nil {
 			fmt.Fprintf(os.Stderr, "SKIP %s: moto is optional and unavailable: %v\n", t.Name(), err)
@@ -114,7 +114,7 @@ func launchMinio(bin string) (*S3Server, error) {
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	p, err := StartProc(cmd)
+	p, err := startProc(cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +123,7 @@ func launchMinio(bin string) (*S3Server, error) {
 		logf.Close()
 		os.RemoveAll(dir)
 	}
-	if err := p.WaitReady(func() bool { return HTTPOK(s.Endpoint + "/minio/health/ready") }, 60*time.Second); err != nil {
+	if err := p.WaitReady(func() bool { return httpOK(s.Endpoint + "/minio/health/ready") }, 60*time.Second); err != nil {
 		out, _ := os.ReadFile(filepath.Join(dir, "minio.log"))
 		s.stop()
 		return nil, fmt.Errorf("minio: %v\n%s", err, out)

@@ -102,10 +102,10 @@ func RequireBinary(t testing.TB, name string, also ...string) string {
 	return ""
 }
 
-// GoBin lists where `go install` puts the program name: each
+// goBin lists where `go install` puts the program name: each
 // $GOPATH/bin, $GOBIN and ~/go/bin. Tests look there too because a
 // developer's PATH often lacks them.
-func GoBin(name string) []string {
+func goBin(name string) []string {
 	var dirs []string
 	if gp := os.Getenv("GOPATH"); gp != "" {
 		for _, d := range filepath.SplitList(gp) {
