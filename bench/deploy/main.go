@@ -23,7 +23,7 @@ import (
 
 	"github.com/pipebuild/pipe/bench/internal/timing"
 
-	"github.com/pipebuild/pipe/internal/deploy/mototest"
+	"github.com/pipebuild/pipe/internal/testenv"
 )
 
 func main() {
@@ -41,18 +41,18 @@ func run(pipe, cdk string, runs int) error {
 	if pipe == "" {
 		return fmt.Errorf("-pipe is required")
 	}
-	if err := mototest.Available(); err != nil {
+	if err := testenv.MotoAvailable(); err != nil {
 		return err
 	}
-	srv, err := mototest.Start()
+	srv, err := testenv.StartMoto()
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	if err := srv.Bootstrap(mototest.Region); err != nil {
+	if err := srv.Bootstrap(testenv.Region); err != nil {
 		return err
 	}
-	proxy, err := mototest.NewCountingProxy(srv.URL)
+	proxy, err := testenv.NewCountingProxy(srv.URL)
 	if err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func run(pipe, cdk string, runs int) error {
 	if err := writeAssembly(app); err != nil {
 		return err
 	}
-	env := append(os.Environ(), mototest.Env(proxy.URL)...)
+	env := append(os.Environ(), testenv.AWSEnv(proxy.URL)...)
 	// The CDK CLI hands CloudFormation template URLs on this endpoint.
 	env = append(env, "AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION="+strings.Replace(proxy.URL, "127.0.0.1", "localhost", 1),
 		"CDK_DISABLE_VERSION_CHECK=1", "CDK_DISABLE_CLI_TELEMETRY=1")

@@ -35,7 +35,8 @@ import (
 
 	"github.com/pipebuild/pipe/bench/internal/timing"
 
-	"github.com/pipebuild/pipe/internal/deploy/mototest"
+	"github.com/pipebuild/pipe/internal/files"
+	"github.com/pipebuild/pipe/internal/testenv"
 )
 
 func main() {
@@ -170,23 +171,23 @@ func (b *bench) build() (sample, string, error) {
 // deploy compares no-change deploys against moto: pipe (build included,
 // and from the assembly) and the CDK CLI from the same assembly.
 func (b *bench) deploy(cdk string, runs int) error {
-	if err := mototest.Available(); err != nil {
+	if err := testenv.MotoAvailable(); err != nil {
 		return fmt.Errorf("deploy comparison: %v (or -cdk none)", err)
 	}
-	srv, err := mototest.Start()
+	srv, err := testenv.StartMoto()
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	if err := srv.Bootstrap(mototest.Region); err != nil {
+	if err := srv.Bootstrap(testenv.Region); err != nil {
 		return err
 	}
-	proxy, err := mototest.NewCountingProxy(srv.URL)
+	proxy, err := testenv.NewCountingProxy(srv.URL)
 	if err != nil {
 		return err
 	}
 	defer proxy.Close()
-	env := append(append([]string(nil), b.env...), mototest.Env(proxy.URL)...)
+	env := append(append([]string(nil), b.env...), testenv.AWSEnv(proxy.URL)...)
 	env = append(env, "AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION="+strings.Replace(proxy.URL, "127.0.0.1", "localhost", 1),
 		"CDK_DISABLE_VERSION_CHECK=1", "CDK_DISABLE_CLI_TELEMETRY=1")
 	if out, err := timing.Command(b.ws, env, b.pipe, "deploy", "//...", "--require-approval", "never"); err != nil {
@@ -261,7 +262,11 @@ func writeWorkspace(ws, nm string) error {
 		}
 		switch {
 		case rel == "BUILD.star", rel == "cdk.json", rel == "tsconfig.json", rel == "package.json", strings.HasPrefix(rel, "src"+string(filepath.Separator)):
-			return copyFile(p, filepath.Join(ws, "packages", "infra", rel))
+			dst := filepath.Join(ws, "packages", "infra", rel)
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				return err
+			}
+			return files.Copy(p, dst, files.CopyOptions{Perm: 0o644})
 		}
 		return nil
 	})
@@ -317,17 +322,6 @@ const metadataStandIn = `export const OPERATION_DETAILS = {
   'items.list': { path: '/items', method: 'GET' },
 } as const;
 `
-
-func copyFile(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(dst, b, 0o644)
-}
 
 // cleanEnv is the environment without the developer's AWS, CDK and pipe
 // settings.

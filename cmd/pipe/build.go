@@ -204,34 +204,23 @@ func (s *session) cacheMaxAge() (time.Duration, error) {
 	return cache.DefaultMaxAge, nil
 }
 
-// openRemote opens the remote cache named by --remote-cache, else
-// PIPE_REMOTE_CACHE, else workspace(remote_cache = …); nil when none is set.
+// openRemote opens the remote cache the flags, PIPE_REMOTE_CACHE or
+// workspace(remote_cache = …) name; nil when none does.
 func (s *session) openRemote(ctx context.Context, local *cache.Cache) (*cache.Remote, error) {
-	url := s.g.remoteCache
-	if url == "" {
-		url = os.Getenv("PIPE_REMOTE_CACHE")
-	}
-	if url == "" {
-		url, _ = s.ws.Settings.Extra["remote_cache"].(string)
-	}
-	if url == "" {
-		if s.g.remoteUpload {
-			return nil, engine.Usagef("--remote-upload needs a remote cache: --remote-cache URL, PIPE_REMOTE_CACHE or workspace(remote_cache = …)")
-		}
-		return nil, nil
-	}
-	opt := cache.RemoteOptions{
-		Upload:       s.g.remoteUpload,
-		AcceptCached: s.g.remoteAcceptCached,
-		Timeout:      s.g.remoteTimeout,
-		Warn: func(msg string) {
-			fmt.Fprintf(s.stderr, "pipe: warning: remote cache: %s\n", msg)
+	workspaceURL, _ := s.ws.Settings.Extra["remote_cache"].(string)
+	spec := cache.RemoteSpec{
+		URL:          s.g.remoteCache,
+		WorkspaceURL: workspaceURL,
+		Options: cache.RemoteOptions{
+			Upload:       s.g.remoteUpload,
+			AcceptCached: s.g.remoteAcceptCached,
+			Timeout:      s.g.remoteTimeout,
+			Warn: func(msg string) {
+				fmt.Fprintf(s.stderr, "pipe: warning: remote cache: %s\n", msg)
+			},
 		},
 	}
-	if k := os.Getenv("PIPE_REMOTE_CACHE_KEY"); k != "" {
-		opt.SigningKey = []byte(k)
-	}
-	r, err := cache.OpenRemote(ctx, local, url, opt)
+	r, err := spec.Open(ctx, local)
 	if err != nil {
 		return nil, engine.Usagef("%v", err)
 	}

@@ -31,7 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
-	"github.com/pipebuild/pipe/internal/deploy/mototest"
+	"github.com/pipebuild/pipe/internal/testenv"
 )
 
 // cdkAssemblyDir is where `pipe build` leaves //packages/infra:infra's
@@ -45,34 +45,6 @@ var cdkStacks = []string{"MyApiStack", "MyApiMonitoringStack", "SharedStack"}
 // in region.
 func webAdapterLayer(region string) string {
 	return "arn:aws:lambda:" + region + ":753240598075:layer:LambdaAdapterLayerX86:25"
-}
-
-// cdkNodeModules returns the cdk_stack tests' node_modules (aws-cdk-lib,
-// constructs, the aws-cdk CLI), after checking that node and they exist:
-// the test skips loudly without them, and fails under PIPE_REQUIRE_ALL=1.
-func cdkNodeModules(t *testing.T) string {
-	t.Helper()
-	missing := func(what, fix string) {
-		t.Helper()
-		msg := "SKIPPING: " + what + " is missing: " + fix
-		if os.Getenv("PIPE_REQUIRE_ALL") == "1" {
-			t.Fatal(msg + " (PIPE_REQUIRE_ALL=1: every component must be present)")
-		}
-		t.Skip(msg)
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		missing("node", "install Node.js 20 or later")
-	}
-	nm, err := filepath.Abs(filepath.Join("..", "..", "internal", "rules", "cdk", "testdata", "npm", "node_modules"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"aws-cdk-lib/package.json", "constructs/package.json", ".bin/cdk"} {
-		if _, err := os.Stat(filepath.Join(nm, filepath.FromSlash(f))); err != nil {
-			missing("the cdk test fixture's node_modules ("+f+")", "run npm ci --prefix internal/rules/cdk/testdata/npm")
-		}
-	}
-	return nm
 }
 
 // cdkAppFiles is the infra package: a CDK app shaped like
@@ -328,7 +300,7 @@ func (r *awsRegion) lambdaFunction(t *testing.T, name string) lambdaFunction {
 func (r *awsRegion) s3Object(t *testing.T, key string) []byte {
 	t.Helper()
 	c := s3.NewFromConfig(r.aws(), func(o *s3.Options) { o.UsePathStyle = true })
-	out, err := c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(mototest.Bucket(r.region)), Key: aws.String(key)})
+	out, err := c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(testenv.BootstrapBucket(r.region)), Key: aws.String(key)})
 	if err != nil {
 		t.Fatalf("GetObject %s: %v", key, err)
 	}
@@ -449,7 +421,7 @@ func outputsOf(t *testing.T, ws *workspace, rel string) map[string]map[string]st
 // changes nothing (no write call, synth a cache hit); an app-only Python
 // edit deploys MyApiStack alone, uploading one asset.
 func TestCdkStackDeployEndToEnd(t *testing.T) {
-	nm := cdkNodeModules(t)
+	nm := testenv.CDKNodeModules(t)
 	r := newAWSRegion(t, "eu-west-1", true)
 	ws, env := cdkDeployWorkspace(t, nm)
 
@@ -576,7 +548,7 @@ func (r *awsRegion) cdkCLIEnv(t *testing.T) []string {
 // is one the CDK CLI deploys (`cdk deploy --all --app cdk.out`), and pipe
 // then finds the stacks the CLI deployed up to date.
 func TestRealCdkCliDeploysPipeAssembly(t *testing.T) {
-	nm := cdkNodeModules(t)
+	nm := testenv.CDKNodeModules(t)
 	r := newAWSRegion(t, "eu-central-1", true)
 	ws, env := cdkDeployWorkspace(t, nm)
 	ws.buildEnvOK(t, env, "//...")

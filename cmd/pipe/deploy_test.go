@@ -20,25 +20,25 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 
-	"github.com/pipebuild/pipe/internal/deploy/mototest"
+	"github.com/pipebuild/pipe/internal/testenv"
 )
 
 var (
 	motoOnce   sync.Once
-	motoServer *mototest.Server
+	motoServer *testenv.Moto
 	motoErr    error
 )
 
 // awsRegion is one test's moto region behind a counting proxy.
 type awsRegion struct {
 	region string
-	proxy  *mototest.CountingProxy
+	proxy  *testenv.CountingProxy
 }
 
 func newAWSRegion(t *testing.T, region string, bootstrap bool) *awsRegion {
 	t.Helper()
-	mototest.Require(t)
-	motoOnce.Do(func() { motoServer, motoErr = mototest.Start() })
+	testenv.RequireMoto(t)
+	motoOnce.Do(func() { motoServer, motoErr = testenv.StartMoto() })
 	if motoErr != nil {
 		t.Fatalf("start moto: %v", motoErr)
 	}
@@ -47,7 +47,7 @@ func newAWSRegion(t *testing.T, region string, bootstrap bool) *awsRegion {
 			t.Fatal(err)
 		}
 	}
-	p, err := mototest.NewCountingProxy(motoServer.URL)
+	p, err := testenv.NewCountingProxy(motoServer.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func newAWSRegion(t *testing.T, region string, bootstrap bool) *awsRegion {
 }
 
 func (r *awsRegion) env() []string {
-	return append(mototest.Env(r.proxy.URL), "AWS_REGION="+r.region, "AWS_DEFAULT_REGION="+r.region)
+	return append(testenv.AWSEnv(r.proxy.URL), "AWS_REGION="+r.region, "AWS_DEFAULT_REGION="+r.region)
 }
 
 // pipe runs pipe with the region's AWS environment.

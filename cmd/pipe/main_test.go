@@ -20,7 +20,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pipebuild/pipe/internal/cache/cachetest"
+	"github.com/pipebuild/pipe/internal/testenv"
 )
 
 // pipeBin is the pipe binary TestMain builds.
@@ -38,7 +38,7 @@ func testMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	// Servers shared by the tests (MinIO) stop with the test binary.
-	defer cachetest.StopShared()
+	defer testenv.StopShared()
 	pipeBin = filepath.Join(dir, "pipe")
 	cmd := exec.Command("go", "build", "-o", pipeBin, ".")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pipebuild/pipe/internal/testenv"
 )
 
 // genCombination is one set of `pipe new fastapi` options.
@@ -59,44 +61,13 @@ func genCombinations() []genCombination {
 	return out
 }
 
-// genRequire skips the test loudly when a component is missing, and fails
-// it under PIPE_REQUIRE_ALL=1, where .ci/run installed every component.
-func genRequire(t *testing.T, what, fix string) {
-	t.Helper()
-	msg := fmt.Sprintf("SKIPPED: this test needs %s (%s)", what, fix)
-	if os.Getenv("PIPE_REQUIRE_ALL") == "1" {
-		t.Fatalf("%s\n(PIPE_REQUIRE_ALL=1: every component must be present)", msg)
-	}
-	t.Skip(msg)
-}
-
-// genNodeModules is the cdk tests' npm fixture (aws-cdk-lib, constructs,
-// typescript, @types/node, the CDK CLI), the versions the generated
-// package.json pins.
-func genNodeModules(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		genRequire(t, "node", "install Node.js 20 or later")
-	}
-	nm, err := filepath.Abs(filepath.Join("..", "..", "internal", "rules", "cdk", "testdata", "npm", "node_modules"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{"aws-cdk-lib", "constructs", "typescript", "@types/node"} {
-		if _, err := os.Stat(filepath.Join(nm, p, "package.json")); err != nil {
-			genRequire(t, "the cdk test fixture's node_modules", "npm ci --prefix internal/rules/cdk/testdata/npm")
-		}
-	}
-	return nm
-}
-
 // genRequirePytest checks that Debian's interpreter can run the generated
 // tests: pytest and httpx (FastAPI's TestClient) besides FastAPI.
 func genRequirePytest(t *testing.T) {
 	t.Helper()
 	requirePython(t)
 	if out, err := exec.Command(debianPython, "-c", "import pytest, httpx").CombinedOutput(); err != nil {
-		genRequire(t, debianPython+" with pytest and httpx", "apt-get install python3-pytest python3-httpx: "+strings.TrimSpace(string(out)))
+		testenv.Need(t, debianPython+" with pytest and httpx", "apt-get install python3-pytest python3-httpx: "+strings.TrimSpace(string(out)))
 	}
 }
 
@@ -585,7 +556,7 @@ func genKeys[V any](m map[string]V) []string {
 // moto.
 func TestNewFastAPIEveryCombination(t *testing.T) {
 	t.Parallel()
-	nm := genNodeModules(t)
+	nm := testenv.CDKNodeModules(t)
 	requirePython(t)
 	ws := genWorkspace(t, nm)
 

@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pipebuild/pipe/internal/testenv"
 )
 
 // debianPython is the interpreter Debian's python3-fastapi and
@@ -42,19 +44,15 @@ const debianPython = "/usr/bin/python3"
 // debianSitePackages is where apt installs them.
 const debianSitePackages = "/usr/lib/python3/dist-packages"
 
-// requirePython skips the test, loudly, unless /usr/bin/python3 can import
-// fastapi and uvicorn; with PIPE_REQUIRE_ALL=1 (CI) it fails instead.
+// requirePython stops the test, as testenv.Need says, unless
+// /usr/bin/python3 can import fastapi and uvicorn.
 func requirePython(t *testing.T) {
 	t.Helper()
 	out, err := exec.Command(debianPython, "-c", "import fastapi, uvicorn").CombinedOutput()
 	if err == nil {
 		return
 	}
-	msg := fmt.Sprintf("SKIPPED: this test needs %s with FastAPI and uvicorn (apt-get install python3-fastapi python3-uvicorn): %v\n%s", debianPython, err, out)
-	if os.Getenv("PIPE_REQUIRE_ALL") == "1" {
-		t.Fatalf("%s\n(PIPE_REQUIRE_ALL=1: every component must be present)", msg)
-	}
-	t.Skip(msg)
+	testenv.Need(t, debianPython+" with FastAPI and uvicorn", fmt.Sprintf("apt-get install python3-fastapi python3-uvicorn: %v\n%s", err, out))
 }
 
 // testWheel is a wheel file made by a test.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pipebuild/pipe/internal/cache/cachetest"
+	"github.com/pipebuild/pipe/internal/testenv"
 )
 
 // distDigests maps every file under dist/ to its sha256 and mode.
@@ -75,7 +75,7 @@ func sharedRemote(t *testing.T, url string, env []string) {
 
 func TestRemoteCacheHTTPNginx(t *testing.T) {
 	t.Parallel()
-	srv := cachetest.StartNginx(t, "")
+	srv := testenv.StartNginx(t, "")
 	sharedRemote(t, srv.URL+"/pipe", nil)
 	if _, err := os.Stat(filepath.Join(srv.Root, "pipe", "ac")); err != nil {
 		t.Errorf("nothing under ac/ on the server: %v", err)
@@ -84,7 +84,7 @@ func TestRemoteCacheHTTPNginx(t *testing.T) {
 
 func TestRemoteCacheS3MinIO(t *testing.T) {
 	t.Parallel()
-	srv := cachetest.SharedS3(t, "minio")
+	srv := testenv.SharedS3(t, "minio")
 	bucket := srv.NewBucket(t)
 	env := []string{
 		"AWS_ACCESS_KEY_ID=" + srv.User, "AWS_SECRET_ACCESS_KEY=" + srv.Pass,
@@ -97,7 +97,7 @@ func TestRemoteCacheS3MinIO(t *testing.T) {
 func TestRemoteCacheDownBuildsLocally(t *testing.T) {
 	t.Parallel()
 	ws := helloWorkspace(t)
-	port := cachetest.FreePort(t)
+	port := testenv.FreePort(t)
 	b := ws.buildEnvOK(t, nil, "//...", "--remote-cache", fmt.Sprintf("http://127.0.0.1:%d/pipe", port), "--remote-timeout", "500ms")
 	if n := len(b.labels("executed")); n != 4 {
 		t.Errorf("executed %d, want 4", n)

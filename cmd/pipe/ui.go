@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/files"
 )
 
 // ui reports build progress: a live line on a terminal, plain lines
@@ -250,7 +251,7 @@ func (u *ui) writeFiles(phases []engine.Phase, start time.Time) error {
 			rec.Explain = ev.Explain
 			enc.Encode(rec)
 		}
-		if err := engine.WriteFileAtomic(u.g.events, []byte(b.String()), 0o644); err != nil {
+		if err := files.WriteAtomic(u.g.events, []byte(b.String()), 0o644); err != nil {
 			return fmt.Errorf("write --events %s: %w", u.g.events, err)
 		}
 	}
@@ -306,5 +307,5 @@ func writeTrace(path string, evs []*engine.ActionEvent, phases []engine.Phase, s
 	if err != nil {
 		return err
 	}
-	return engine.WriteFileAtomic(path, b, 0o644)
+	return files.WriteAtomic(path, b, 0o644)
 }

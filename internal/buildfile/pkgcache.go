@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/files"
 )
 
 // PackageCache keeps evaluated packages in .pipe/packages so a build whose
@@ -199,7 +200,7 @@ func (pc *PackageCache) Save() error {
 	if err := gob.NewEncoder(&buf).Encode(cacheFile{Fingerprint: pc.fingerprint, Entries: pc.saved}); err != nil {
 		return fmt.Errorf("save package cache: %w", err)
 	}
-	if err := engine.WriteFileAtomic(pc.path, buf.Bytes(), 0o644); err != nil {
+	if err := files.WriteAtomic(pc.path, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("save package cache: %w", err)
 	}
 	pc.dirty = false

@@ -221,7 +221,11 @@ func (c *Cache) tempFile() (*os.File, error) {
 	return f, err
 }
 
-// commit renames a finished temp file into place.
+// commit renames a finished temp file into place. It is not
+// files.WriteAtomic: the temp file lives in the cache's own tmp/ (so a
+// crash leaves debris where `pipe clean --cache` finds it, not beside the
+// blobs), it was hashed while it was written and is named by that hash,
+// and a shard directory removed under a running build is made again.
 func commit(tmp, dst string) error {
 	if err := os.Rename(tmp, dst); err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
@@ -309,6 +313,8 @@ var ErrCorrupt = errors.New("corrupt cache blob")
 // CopyOut writes blob d to dst atomically (temp file beside dst, then
 // rename), verifying the digest as it copies. A blob that fails verification
 // is deleted and ErrCorrupt returned; a missing blob returns ErrMiss.
+// It streams and hashes between the temp file and the rename, which is
+// why it does not go through files.WriteAtomic or files.Copy.
 func (c *Cache) CopyOut(d Digest, dst string, executable bool) error {
 	src, err := os.Open(c.casPath(d))
 	if errors.Is(err, os.ErrNotExist) {

@@ -9,11 +9,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pipebuild/pipe/internal/cache/cachetest"
+	"github.com/pipebuild/pipe/internal/testenv"
 )
 
 func TestHTTPBackendProtocol(t *testing.T) {
-	ng := cachetest.StartNginx(t, "")
+	ng := testenv.StartNginx(t, "")
 	ctx := context.Background()
 	b, err := NewHTTPBackend(ng.URL+"/prefix/", nil)
 	if err != nil {
@@ -83,7 +83,7 @@ func TestHTTPBackendAuth(t *testing.T) {
 
 	t.Run("basic", func(t *testing.T) {
 		noEnv(t)
-		ng := cachetest.StartNginx(t, `auth_basic "pipe cache"; auth_basic_user_file `+htpasswd+`;`)
+		ng := testenv.StartNginx(t, `auth_basic "pipe cache"; auth_basic_user_file `+htpasswd+`;`)
 		host := strings.TrimPrefix(ng.URL, "http://")
 		anon, _ := NewHTTPBackend(ng.URL, nil)
 		err := try(t, anon)
@@ -117,7 +117,7 @@ func TestHTTPBackendAuth(t *testing.T) {
 
 	t.Run("bearer", func(t *testing.T) {
 		noEnv(t)
-		ng := cachetest.StartNginx(t, `if ($http_authorization != "Bearer tok-123") { return 401; }`)
+		ng := testenv.StartNginx(t, `if ($http_authorization != "Bearer tok-123") { return 401; }`)
 		anon, _ := NewHTTPBackend(ng.URL, nil)
 		if err := try(t, anon); err == nil {
 			t.Fatal("no token accepted")
@@ -134,7 +134,7 @@ func TestHTTPBackendAuth(t *testing.T) {
 
 	t.Run("refused credentials warn once and stay misses", func(t *testing.T) {
 		noEnv(t)
-		ng := cachetest.StartNginx(t, `auth_basic "pipe cache"; auth_basic_user_file `+htpasswd+`;`)
+		ng := testenv.StartNginx(t, `auth_basic "pipe cache"; auth_basic_user_file `+htpasswd+`;`)
 		b, _ := NewHTTPBackend(ng.URL, nil)
 		r, _, w := newReader(t, b, RemoteOptions{AcceptCached: true, Upload: true})
 		for i := range 3 {

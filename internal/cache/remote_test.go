@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pipebuild/pipe/internal/cache/cachetest"
+	"github.com/pipebuild/pipe/internal/testenv"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/protobuf/proto"
@@ -309,7 +309,7 @@ type remoteSetup struct {
 }
 
 func setupNginx(t *testing.T) *remoteSetup {
-	ng := cachetest.StartNginx(t, "")
+	ng := testenv.StartNginx(t, "")
 	p := newFaultProxy(t, ng.URL)
 	direct, err := NewHTTPBackend(ng.URL+"/cache", nil)
 	if err != nil {
@@ -323,7 +323,7 @@ func setupNginx(t *testing.T) *remoteSetup {
 }
 
 func setupS3(t *testing.T, server string) *remoteSetup {
-	s := cachetest.SharedS3(t, server)
+	s := testenv.SharedS3(t, server)
 	bucket := s.NewBucket(t)
 	p := newFaultProxy(t, s.Endpoint)
 	return &remoteSetup{s3backend(t, s, bucket, "ci/cache", ""), s3backend(t, s, bucket, "ci/cache", p.URL), p}

@@ -8,20 +8,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pipebuild/pipe/internal/cache/cachetest"
+	"github.com/pipebuild/pipe/internal/testenv"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-func eachS3(t *testing.T, f func(t *testing.T, s *cachetest.S3Server)) {
+func eachS3(t *testing.T, f func(t *testing.T, s *testenv.S3Server)) {
 	for _, name := range []string{"minio", "moto"} {
-		t.Run(name, func(t *testing.T) { f(t, cachetest.SharedS3(t, name)) })
+		t.Run(name, func(t *testing.T) { f(t, testenv.SharedS3(t, name)) })
 	}
 }
 
 func TestS3BackendProtocol(t *testing.T) {
-	eachS3(t, func(t *testing.T, s *cachetest.S3Server) {
+	eachS3(t, func(t *testing.T, s *testenv.S3Server) {
 		ctx := context.Background()
 		bucket := s.NewBucket(t)
 		b := s3backend(t, s, bucket, "/team/cache/", "")
@@ -89,7 +89,7 @@ func TestS3BackendProtocol(t *testing.T) {
 // endpoint, credentials and region come from the standard AWS variables,
 // and path-style addressing is switched on for a custom endpoint.
 func TestS3BackendFromEnvironment(t *testing.T) {
-	s := cachetest.SharedS3(t, "minio")
+	s := testenv.SharedS3(t, "minio")
 	bucket := s.NewBucket(t)
 	for _, endpointVar := range []string{"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"} {
 		t.Run(endpointVar, func(t *testing.T) {

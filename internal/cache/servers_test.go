@@ -1,7 +1,7 @@
 package cache
 
 // faultProxy, a test double that sits between pipe and a real server (from
-// cachetest) to inject failures, and the test's shared servers.
+// testenv) to inject failures, and the test's shared servers.
 
 import (
 	"context"
@@ -19,18 +19,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pipebuild/pipe/internal/cache/cachetest"
+	"github.com/pipebuild/pipe/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	cachetest.StopShared()
+	testenv.StopShared()
 	os.Exit(code)
 }
 
 // s3backend returns an S3 backend for s3://bucket/prefix reaching the
 // server at endpoint (the server itself, or a faultProxy in front of it).
-func s3backend(t testing.TB, s *cachetest.S3Server, bucket, prefix, endpoint string) *s3Backend {
+func s3backend(t testing.TB, s *testenv.S3Server, bucket, prefix, endpoint string) *s3Backend {
 	t.Helper()
 	if endpoint == "" {
 		endpoint = s.Endpoint

@@ -19,11 +19,11 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
-	"github.com/pipebuild/pipe/internal/rules/python/wheel"
+	"github.com/pipebuild/pipe/internal/ziparchive"
 )
 
 // PrebuiltZip is a directory that a build already zipped, byte for byte as
-// WriteZip would (a python_bundle's dist/<pkg>/<name>/ and <name>.zip).
+// ziparchive.Write would (a python_bundle's dist/<pkg>/<name>/ and <name>.zip).
 type PrebuiltZip struct {
 	Dir, Zip string
 }
@@ -200,7 +200,7 @@ func (p *publisher) upload(ctx context.Context, a *resolvedAsset) (int64, error)
 				return 0, err
 			}
 			defer os.Remove(tmp.Name())
-			_, err = wheel.WriteZip(tmp, a.Source)
+			_, err = ziparchive.Write(tmp, a.Source)
 			if cerr := tmp.Close(); err == nil {
 				err = cerr
 			}

@@ -19,8 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 
-	"github.com/pipebuild/pipe/internal/deploy/mototest"
-	"github.com/pipebuild/pipe/internal/rules/python/wheel"
+	"github.com/pipebuild/pipe/internal/testenv"
+	"github.com/pipebuild/pipe/internal/ziparchive"
 )
 
 // The whole life of an app: first deploy creates everything in dependency
@@ -57,7 +57,7 @@ func TestDeployLifecycle(t *testing.T) {
 	key := codeAsset + ".zip"
 	zipBytes := f.getObject(key)
 	var want bytes.Buffer
-	if _, err := wheel.WriteZip(&want, filepath.Join(app, "asset."+codeAsset)); err != nil {
+	if _, err := ziparchive.Write(&want, filepath.Join(app, "asset."+codeAsset)); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(zipBytes, want.Bytes()) {
@@ -319,7 +319,7 @@ func TestDeployInterrupt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var once sync.Once
-	f.proxy.OnRequest = func(c mototest.Call) {
+	f.proxy.OnRequest = func(c testenv.Call) {
 		if c.Action == "DescribeChangeSet" {
 			once.Do(func() {
 				cancel()
@@ -396,7 +396,7 @@ func TestDeployReusesPrebuiltZip(t *testing.T) {
 	}
 	os.Chmod(filepath.Join(bundle, "run.sh"), 0o755)
 	// The marker proves which bytes went up; a real bundle.zip is the
-	// same bytes WriteZip would give.
+	// same bytes ziparchive.Write would give.
 	marker := []byte("PK-prebuilt-bundle-zip")
 	if err := os.WriteFile(bundle+".zip", marker, 0o644); err != nil {
 		t.Fatal(err)
@@ -510,7 +510,7 @@ func TestDiffAgainstDeployed(t *testing.T) {
 // The SDK reads AWS_ENDPOINT_URL and the service-specific variables itself.
 func TestLoadConfigHonoursEndpointEnv(t *testing.T) {
 	f := newFixture(t, "us-east-1", true)
-	for _, kv := range mototest.Env("http://127.0.0.1:1") {
+	for _, kv := range testenv.AWSEnv("http://127.0.0.1:1") {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}

@@ -23,11 +23,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/pipebuild/pipe/internal/deploy/mototest"
+	"github.com/pipebuild/pipe/internal/testenv"
 )
 
 var (
-	moto    *mototest.Server
+	moto    *testenv.Moto
 	motoErr error
 )
 
@@ -36,8 +36,8 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
-	if motoErr = mototest.Available(); motoErr == nil {
-		moto, motoErr = mototest.Start()
+	if motoErr = testenv.MotoAvailable(); motoErr == nil {
+		moto, motoErr = testenv.StartMoto()
 	}
 	if moto != nil {
 		defer moto.Close()
@@ -48,7 +48,7 @@ func testMain(m *testing.M) int {
 // needMoto skips (or under PIPE_REQUIRE_ALL=1 fails) a test that needs moto.
 func needMoto(t *testing.T) {
 	t.Helper()
-	mototest.Require(t)
+	testenv.RequireMoto(t)
 	if motoErr != nil {
 		t.Fatalf("start moto: %v", motoErr)
 	}
@@ -58,7 +58,7 @@ func needMoto(t *testing.T) {
 type fixture struct {
 	t      *testing.T
 	region string
-	proxy  *mototest.CountingProxy
+	proxy  *testenv.CountingProxy
 	cfg    aws.Config
 }
 
@@ -70,7 +70,7 @@ func newFixture(t *testing.T, region string, bootstrap bool) *fixture {
 			t.Fatal(err)
 		}
 	}
-	p, err := mototest.NewCountingProxy(moto.URL)
+	p, err := testenv.NewCountingProxy(moto.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func (f *fixture) stackStatus(stack string) string {
 	return d.status
 }
 
-func wantNoWrites(t *testing.T, p *mototest.CountingProxy) {
+func wantNoWrites(t *testing.T, p *testenv.CountingProxy) {
 	t.Helper()
 	if w := p.Writes(); len(w) > 0 {
 		t.Errorf("want zero write calls, got %d: %v", len(w), w)
@@ -336,7 +336,7 @@ func ssmParamResource(name, value string) map[string]any {
 }
 
 // intervals is the span of each stack's write calls.
-func intervals(calls []mototest.Call) map[string][2]time.Time {
+func intervals(calls []testenv.Call) map[string][2]time.Time {
 	m := map[string][2]time.Time{}
 	for _, c := range calls {
 		if !c.Write || c.Stack == "" {
@@ -361,7 +361,7 @@ func overlap(a, b [2]time.Time) bool {
 // getObject reads an object of the region's bootstrap bucket.
 func (f *fixture) getObject(key string) []byte {
 	f.t.Helper()
-	obj, err := f.s3().GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(mototest.Bucket(f.region)), Key: aws.String(key)})
+	obj, err := f.s3().GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(testenv.BootstrapBucket(f.region)), Key: aws.String(key)})
 	if err != nil {
 		f.t.Fatalf("get s3 object %s: %v", key, err)
 	}

@@ -451,10 +451,6 @@ func (ag *ActionGraph) link() error {
 	return nil
 }
 
-// Graph is the action graph: vertices are action IDs, edges point from an
-// action to the actions producing its inputs.
-func (ag *ActionGraph) Graph() graph.Graph[int, int] { return ag.g }
-
 // Deps returns the actions that produce a's inputs.
 func (a *Action) Deps() []*Action { return a.deps }
 

@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/pipebuild/pipe/internal/cache"
+	"github.com/pipebuild/pipe/internal/files"
 )
 
 // FileDigests caches file content digests by stat, so a no-op build stats
@@ -118,7 +118,7 @@ func (fd *FileDigests) Save() error {
 	}
 	sum := sha256.Sum256(buf[start:])
 	buf = append(buf, sum[:]...)
-	if err := writeFileAtomic(fd.path, buf, 0o644); err != nil {
+	if err := files.WriteAtomic(fd.path, buf, 0o644); err != nil {
 		return fmt.Errorf("save file digests: %w", err)
 	}
 	fd.dirty = false
@@ -205,36 +205,4 @@ func hashFile(path string) (cache.Digest, error) {
 	var d cache.Digest
 	h.Sum(d[:0])
 	return d, nil
-}
-
-// writeFileAtomic writes b to path through a temp file in the same directory.
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, ".pipe-tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), mode)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return nil
-}
-
-// WriteFileAtomic is writeFileAtomic for rules and the CLI.
-func WriteFileAtomic(path string, b []byte, mode os.FileMode) error {
-	return writeFileAtomic(path, b, mode)
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/pipebuild/pipe/internal/cache"
+	"github.com/pipebuild/pipe/internal/files"
 )
 
 // KeyParts is everything an action key covers: rule kind and version,
@@ -103,7 +104,7 @@ func (e *Executor) recordPath(a *Action) string {
 // makes --explain less specific.
 func (e *Executor) recordKey(a *Action, p *KeyParts) {
 	if b, err := json.Marshal(p); err == nil {
-		writeFileAtomic(e.recordPath(a), b, 0o644)
+		files.WriteAtomic(e.recordPath(a), b, 0o644)
 	}
 }
 

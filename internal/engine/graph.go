@@ -477,9 +477,6 @@ func (tg *TargetGraph) DirectDeps(l Label) []Label {
 	return out
 }
 
-// Graph exposes the target graph (edges from a target to its deps).
-func (tg *TargetGraph) Graph() graph.Graph[string, string] { return tg.g }
-
 func sortLabels(ls []Label) {
 	sort.Slice(ls, func(i, j int) bool { return ls[i].Less(ls[j]) })
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/pipebuild/pipe/internal/cache"
+	"github.com/pipebuild/pipe/internal/files"
 )
 
 // The ledger is pipe's record of what it wrote into the workspace, per
@@ -254,7 +255,7 @@ func (l *Ledger) Save() error {
 			fmt.Fprintf(&b, "%s\t%s\t%s\n", o, p, d)
 		}
 	}
-	if err := writeFileAtomic(l.path, b.Bytes(), 0o644); err != nil {
+	if err := files.WriteAtomic(l.path, b.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("save the output ledger: %w", err)
 	}
 	l.dirty = false

@@ -2,16 +2,15 @@ package engine
 
 import (
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/pipebuild/pipe/internal/cache"
+	"github.com/pipebuild/pipe/internal/files"
 )
 
 // materializeCached makes the workspace hold r's outputs, restoring any that
@@ -277,7 +276,9 @@ func removeTree(p string) error {
 // stage copies an input into the scratch directory, read-only, so the
 // action sees exactly its declared inputs and cannot change the originals.
 func stage(src, dst string, dir bool) error {
-	return StageTree(src, dst, dir, func(s, d string) error { return copyFile(s, d, true) })
+	return StageTree(src, dst, dir, func(s, d string) error {
+		return files.Copy(s, d, files.CopyOptions{ReadOnly: true})
+	})
 }
 
 // StageTree recreates the file or directory src at dst: directories are
@@ -308,40 +309,4 @@ func StageTree(src, dst string, dir bool, place func(src, dst string) error) err
 			return place(p, target)
 		}
 	})
-}
-
-func copyFile(src, dst string, readOnly bool) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	mode := os.FileMode(0o644)
-	if fi.Mode()&0o111 != 0 {
-		mode = 0o755
-	}
-	if readOnly {
-		mode &^= 0o222
-	}
-	if mode&0o111 != 0 {
-		// No fork may happen while an executable is open for writing: a
-		// child forked meanwhile holds the descriptor until it execs, and
-		// running the file then fails with "Text file busy" (ETXTBSY).
-		// os/exec forks holding ForkLock for writing.
-		syscall.ForkLock.RLock()
-		defer syscall.ForkLock.RUnlock()
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -50,28 +50,6 @@ type Rule struct {
 	Analyze func(ctx *AnalysisContext) error
 }
 
-// Attr returns the declaration of attribute name.
-func (r *Rule) Attr(name string) (Attr, bool) {
-	if name == "name" {
-		return Attr{Name: "name", Type: AttrString, Required: true}, true
-	}
-	for _, a := range r.Attrs {
-		if a.Name == name {
-			return a, true
-		}
-	}
-	return Attr{}, false
-}
-
-// AttrNames lists the attribute names, "name" first.
-func (r *Rule) AttrNames() []string {
-	names := []string{"name"}
-	for _, a := range r.Attrs {
-		names = append(names, a.Name)
-	}
-	return names
-}
-
 // Macro is a function written in Go that BUILD files call like a rule and
 // that declares several targets, such as fastapi_project. Its attributes are
 // checked against the schema exactly as a rule's are.
@@ -134,19 +112,6 @@ func (r *Registry) MacroNames() []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-// Attr returns the declaration of a macro attribute.
-func (m *Macro) Attr(name string) (Attr, bool) {
-	if name == "name" {
-		return Attr{Name: "name", Type: AttrString, Required: true}, true
-	}
-	for _, a := range m.Attrs {
-		if a.Name == name {
-			return a, true
-		}
-	}
-	return Attr{}, false
 }
 
 // Register adds r; registering a name twice is a programming error.

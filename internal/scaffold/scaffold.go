@@ -26,7 +26,8 @@ import (
 	"strings"
 
 	"github.com/pipebuild/pipe/internal/engine"
-	"github.com/pipebuild/pipe/internal/rules/python"
+	"github.com/pipebuild/pipe/internal/files"
+	"github.com/pipebuild/pipe/internal/webadapter"
 )
 
 // Where the shared CDK packages live, as the Nx generator lays them out.
@@ -288,7 +289,7 @@ func writeFile(root, rel string, content []byte, mode fs.FileMode) error {
 		mode = 0o644
 	}
 	// Atomic, so an interrupted run leaves each file whole, old or new.
-	return engine.WriteFileAtomic(filepath.Join(root, filepath.FromSlash(rel)), content, mode)
+	return files.WriteAtomic(filepath.Join(root, filepath.FromSlash(rel)), content, mode)
 }
 
 // checkServiceDir refuses a service directory that holds anything but an
@@ -377,7 +378,7 @@ func plan(root string, svc service) ([]planned, error) {
 	// the service starts locally exactly as the Web Adapter starts it.
 	files = append(files, planned{
 		path: path.Join(svc.Dir, "run.sh"), mode: 0o755,
-		want: []byte(python.RunScript(svc.Module+".main:app", 8000)),
+		want: []byte(webadapter.RunScript(svc.Module+".main:app", 8000)),
 	})
 
 	files = append(files, planned{path: ".gitignore", merge: mergeGitignore})

@@ -148,25 +148,9 @@ func (r *Repo) tree(c *object.Commit) (*object.Tree, error) {
 	return t, nil
 }
 
-// MergeBase returns the commit `git diff a...b` compares b with: the best
+// mergeBase returns the commit `git diff a...b` compares b with: the best
 // common ancestor of a and b. With several (criss-cross merges) it takes
 // the newest, as git takes one and warns.
-func (r *Repo) MergeBase(a, b string) (string, error) {
-	ca, err := r.commit(a)
-	if err != nil {
-		return "", err
-	}
-	cb, err := r.commit(b)
-	if err != nil {
-		return "", err
-	}
-	mb, err := r.mergeBase(ca, cb, a, b)
-	if err != nil {
-		return "", err
-	}
-	return mb.Hash.String(), nil
-}
-
 func (r *Repo) mergeBase(a, b *object.Commit, aName, bName string) (*object.Commit, error) {
 	bases, err := a.MergeBase(b)
 	if err != nil {
@@ -450,30 +434,4 @@ func (r *Repo) ReadFileAt(rev, p string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s at %s: %w", p, rev, err)
 	}
 	return b, nil
-}
-
-// ChangedFiles opens the repository holding repoDir and returns the files
-// that differ between base and head, as Repo.Diff does: relative to the
-// merge base of the two (`git diff base...head`), with head == "" meaning
-// the working tree. Paths are relative to the repository root.
-func ChangedFiles(repoDir, base, head string) ([]Change, error) {
-	r, err := Open(repoDir)
-	if err != nil {
-		return nil, err
-	}
-	d, err := r.Diff(base, head)
-	if err != nil {
-		return nil, err
-	}
-	return d.Changes, nil
-}
-
-// ReadFileAt opens the repository holding repoDir and returns the content
-// of the repository-relative file p at revision rev.
-func ReadFileAt(repoDir, rev, p string) ([]byte, error) {
-	r, err := Open(repoDir)
-	if err != nil {
-		return nil, err
-	}
-	return r.ReadFileAt(rev, p)
 }

@@ -21,35 +21,8 @@ import (
 	"github.com/pipebuild/pipe/internal/rules/cdk"
 	"github.com/pipebuild/pipe/internal/rules/core"
 	"github.com/pipebuild/pipe/internal/rules/python"
+	"github.com/pipebuild/pipe/internal/testenv"
 )
-
-// need skips a test whose component is missing, loudly; under
-// PIPE_REQUIRE_ALL=1 (CI, after .ci/run installed everything) it fails.
-func need(t *testing.T, what, fix string) {
-	t.Helper()
-	msg := "SKIPPING: " + what + " is missing: " + fix
-	if os.Getenv("PIPE_REQUIRE_ALL") == "1" {
-		t.Fatal(msg + " (PIPE_REQUIRE_ALL=1)")
-	}
-	t.Skip(msg)
-}
-
-// nodeModules returns the test fixture's node_modules (aws-cdk-lib,
-// constructs, aws-cdk, typescript), after checking node and it exist.
-func nodeModules(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		need(t, "node", "install Node.js 20+")
-	}
-	abs, err := filepath.Abs("testdata/npm/node_modules")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(abs, "aws-cdk-lib", "package.json")); err != nil {
-		need(t, "the cdk test fixture's node_modules", "run npm ci --prefix internal/rules/cdk/testdata/npm")
-	}
-	return abs
-}
 
 type testWS struct {
 	root  string
@@ -286,7 +259,7 @@ func stacksOf(t *testing.T, w *testWS, dir string) map[string][]string {
 // a TypeScript edit. The real CDK CLI reads the assembly.
 func TestSynthExample(t *testing.T) {
 	t.Parallel()
-	nm := nodeModules(t)
+	nm := testenv.CDKNodeModules(t)
 	files := exampleInfra(t, map[string]string{})
 	files["packages/infra/BUILD.star"] = `
 cdk_stack(
@@ -452,7 +425,7 @@ export class Topic extends Construct {
 // context overrides it, and the CLI's own keys are set.
 func TestSynthContext(t *testing.T) {
 	t.Parallel()
-	nm := nodeModules(t)
+	nm := testenv.CDKNodeModules(t)
 	w := newWS(t, nm, minimal(`cdk_stack(name = "app", app = "src/main.ts", srcs = glob(["src/**/*.ts"]))`+"\n", map[string]string{
 		"p/cdk.json": `{"app": "ignored", "context": {"topic": "from-cdk-json"}}`,
 	}))
@@ -482,7 +455,7 @@ func TestSynthContext(t *testing.T) {
 // TypeScript position, through the bundle's source map.
 func TestSynthErrorShowsTypeScript(t *testing.T) {
 	t.Parallel()
-	nm := nodeModules(t)
+	nm := testenv.CDKNodeModules(t)
 	w := newWS(t, nm, minimal(`cdk_stack(name = "app", app = "src/main.ts", srcs = glob(["src/**/*.ts"]))`+"\n", map[string]string{
 		"p/src/topic.ts": `import { Construct } from 'constructs';
 
@@ -520,7 +493,7 @@ export class Topic extends Construct {
 // deps fails the synth instead of being read behind the cache's back.
 func TestSynthNeedsDeclaredAssets(t *testing.T) {
 	t.Parallel()
-	nm := nodeModules(t)
+	nm := testenv.CDKNodeModules(t)
 	files := minimal(`cdk_stack(name = "app", app = "src/main.ts", srcs = glob(["src/**/*.ts"]))`+"\n", map[string]string{
 		"p/src/main.ts": `import { App, Stack } from 'aws-cdk-lib';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
@@ -544,7 +517,7 @@ new s3assets.Asset(stack, 'Code', { path: 'dist/q/code' });
 // TestSynthStacksMustExist: a stacks entry naming no stack is an error.
 func TestSynthStacksMustExist(t *testing.T) {
 	t.Parallel()
-	nm := nodeModules(t)
+	nm := testenv.CDKNodeModules(t)
 	w := newWS(t, nm, minimal(`cdk_stack(name = "app", app = "src/main.ts", srcs = glob(["src/**/*.ts"]), stacks = ["Onl"])`+"\n", map[string]string{}))
 	msg, _ := w.build(t).failure(t)
 	if want := `stacks: "Onl" matches no stack of the assembly (it has Only)`; msg != want {
@@ -555,7 +528,7 @@ func TestSynthStacksMustExist(t *testing.T) {
 // TestTypecheck runs tsc over the declared sources.
 func TestTypecheck(t *testing.T) {
 	t.Parallel()
-	nm := nodeModules(t)
+	nm := testenv.CDKNodeModules(t)
 	tsconfig := `{
   // comments are allowed, as tsc allows them
   "compilerOptions": {"strict": true, "noEmit": true, "module": "commonjs", "target": "ES2022", "skipLibCheck": true, "types": []},
@@ -580,7 +553,7 @@ func TestTypecheck(t *testing.T) {
 // constructs are part of the synth's key, and of nothing else's.
 func TestToolsInKey(t *testing.T) {
 	t.Parallel()
-	nm := nodeModules(t)
+	nm := testenv.CDKNodeModules(t)
 	w := newWS(t, nm, minimal(`cdk_stack(name = "app", app = "src/main.ts", srcs = glob(["src/**/*.ts"]))`+"\n", map[string]string{}))
 	_, p, err := w.plan()
 	if err != nil {
@@ -657,7 +630,7 @@ func TestExampleBuildFile(t *testing.T) {
 	p, err := engine.PlanBuild(context.Background(), ws, ev, []engine.Pattern{pat})
 	if err != nil {
 		if strings.Contains(err.Error(), "python") {
-			need(t, "a Python interpreter for the example's openapi_schema", err.Error())
+			testenv.Need(t, "a Python interpreter for the example's openapi_schema", err.Error())
 		}
 		t.Fatal(err)
 	}
@@ -690,7 +663,7 @@ func TestExampleBuildFile(t *testing.T) {
 // fail the synth.
 func TestSynthAnnotations(t *testing.T) {
 	t.Parallel()
-	nm := nodeModules(t)
+	nm := testenv.CDKNodeModules(t)
 	main := `import { App, Stack, Annotations } from 'aws-cdk-lib';
 
 const app = new App();

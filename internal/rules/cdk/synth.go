@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/files"
 )
 
 // Context keys the CDK CLI adds to every synth (toolkit-lib's
@@ -525,29 +525,5 @@ func (s *synthSpec) checkAssembly(ec *engine.ExecContext, outDir string) error {
 // them cost more than the synth itself. Copies where linking fails (another
 // file system).
 func mirror(src, dst string, dir bool) error {
-	return engine.StageTree(src, dst, dir, linkOrCopy)
-}
-
-func linkOrCopy(src, dst string) error {
-	if err := os.Link(src, dst); err == nil {
-		return nil
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return engine.StageTree(src, dst, dir, files.LinkOrCopy)
 }

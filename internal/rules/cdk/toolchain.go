@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/files"
 )
 
 // toolchain is the host's node and the workspace's node_modules: what a
@@ -201,8 +202,7 @@ func probeToolchain(ctx context.Context, ws *engine.Workspace) (*toolchain, erro
 	}
 	c := toolchainCache{Tools: *t, Stats: read, Recorded: start}
 	if b, err := json.Marshal(c); err == nil {
-		os.MkdirAll(filepath.Dir(cacheFile), 0o755)
-		engine.WriteFileAtomic(cacheFile, b, 0o644)
+		files.WriteAtomic(cacheFile, b, 0o644)
 	}
 	return t, nil
 }

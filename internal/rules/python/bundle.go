@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -17,7 +16,10 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/files"
 	"github.com/pipebuild/pipe/internal/rules/python/wheel"
+	"github.com/pipebuild/pipe/internal/webadapter"
+	"github.com/pipebuild/pipe/internal/ziparchive"
 )
 
 // Lambda's limits on function code.
@@ -190,9 +192,9 @@ func analyzeBundle(ctx *engine.AnalysisContext) error {
 				}
 			}
 			if len(runSh) == 1 {
-				return copyFileMode(ec.Input(runSh[0]), filepath.Join(out, "run.sh"), 0o755)
+				return files.Copy(ec.Input(runSh[0]), filepath.Join(out, "run.sh"), files.CopyOptions{Perm: 0o755, Exclusive: true})
 			}
-			return os.WriteFile(filepath.Join(out, "run.sh"), []byte(RunScript(app, port)), 0o755)
+			return os.WriteFile(filepath.Join(out, "run.sh"), []byte(webadapter.RunScript(app, port)), 0o755)
 		},
 	})
 
@@ -285,15 +287,6 @@ func validPython(v string) bool {
 	return err == nil && n == 2 && major == 3 && fmt.Sprintf("%d.%d", major, minor) == v
 }
 
-// RunScript is the run.sh the AWS Lambda Web Adapter starts.
-func RunScript(app string, port int64) string {
-	return fmt.Sprintf(`#!/bin/sh
-# Started by the AWS Lambda Web Adapter; the bundle root is the import root.
-cd "$(dirname "$0")" || exit 1
-exec python -m uvicorn %s --host 0.0.0.0 --port ${PORT:-%d}
-`, app, port)
-}
-
 func sourceRoots(pkg string, dirs []string) []string {
 	if len(dirs) == 0 {
 		return []string{pkg}
@@ -327,36 +320,13 @@ func copySource(ec *engine.ExecContext, f *engine.File, roots, exclude []string,
 			return nil
 		}
 	}
-	return copyFileMode(ec.Input(f), filepath.Join(out, filepath.FromSlash(rel)), 0)
-}
-
-// copyFileMode copies src to dst; mode 0 means 0755 when src is
-// executable, else 0644.
-func copyFileMode(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	if mode == 0 {
-		mode = 0o644
-		if fi, err := in.Stat(); err == nil && fi.Mode()&0o111 != 0 {
-			mode = 0o755
-		}
-	}
+	dst := filepath.Join(out, filepath.FromSlash(rel))
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("two sources land at %s in the bundle", dst)
-		}
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
+	err := files.Copy(ec.Input(f), dst, files.CopyOptions{Exclusive: true})
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("two sources land at %s in the bundle", dst)
 	}
 	return err
 }
@@ -394,7 +364,7 @@ func installDeps(ctx context.Context, ec *engine.ExecContext, reqs []wheel.Reque
 	if err != nil {
 		return err
 	}
-	_, err = wheel.WriteZip(zf, dir)
+	_, err = ziparchive.Write(zf, dir)
 	if cerr := zf.Close(); err == nil {
 		err = cerr
 	}
@@ -427,10 +397,7 @@ func assemble(ec *engine.ExecContext, depsDir, depsZip, appDir, outDir, outZip s
 			if _, err := os.Lstat(dst); err == nil {
 				return fmt.Errorf("two layers hold %s", dst[len(outDir)+1:])
 			}
-			if err := os.Link(p, dst); err == nil {
-				return nil
-			}
-			return copyFileMode(p, dst, 0)
+			return files.LinkOrCopy(p, dst)
 		})
 	}
 	if err := copyTree(depsDir); err != nil {
@@ -446,7 +413,7 @@ func assemble(ec *engine.ExecContext, depsDir, depsZip, appDir, outDir, outZip s
 	if err != nil {
 		return err
 	}
-	_, err = wheel.WriteZipLayers(f, wheel.Layer{Zip: depsZip}, wheel.Layer{Dir: appDir})
+	_, err = ziparchive.WriteLayers(f, ziparchive.Layer{Zip: depsZip}, ziparchive.Layer{Dir: appDir})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/files"
 )
 
 // Interpreter is a host Python that openapi_schema and :serve run.
@@ -114,7 +115,7 @@ func LoadInterpreter(ctx context.Context, ws *engine.Workspace, path string) (*I
 		}
 	}
 	if b, err := json.Marshal(c); err == nil {
-		engine.WriteFileAtomic(cacheFile, b, 0o644)
+		files.WriteAtomic(cacheFile, b, 0o644)
 	}
 	return newInterpreter(path, p), nil
 }

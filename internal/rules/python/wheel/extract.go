@@ -1,7 +1,7 @@
-// Package wheel fetches, unpacks and re-zips Python wheels for python_bundle:
-// Fetcher brings wheels into the CAS with the lock's sha256 checked, Extract
-// lays one out as pip would in a --target directory, and WriteZip packs the
-// finished bundle reproducibly.
+// Package wheel fetches and unpacks Python wheels for python_bundle:
+// Fetcher brings wheels into the CAS with the lock's sha256 checked, and
+// Extract lays one out as pip would in a --target directory. The finished
+// bundle is zipped by ziparchive.
 package wheel
 
 import (
@@ -20,7 +20,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"unicode/utf8"
+
+	"github.com/pipebuild/pipe/internal/ziparchive"
 )
 
 // DefaultMaxTotal is Lambda's limit on a function's unzipped size (250 MiB =
@@ -175,7 +176,7 @@ func plan(name string, zr *zip.Reader, opt ExtractOptions) ([]entry, []dirEntry,
 		n := f.Name
 		isDir := strings.HasSuffix(n, "/")
 		clean := strings.TrimSuffix(n, "/")
-		if reason := badName(clean); reason != "" {
+		if reason := ziparchive.BadName(clean); reason != "" {
 			return nil, nil, unsafe(n, "%s", reason)
 		}
 		if seen[n] {
@@ -261,36 +262,6 @@ func plan(name string, zr *zip.Reader, opt ExtractOptions) ([]entry, []dirEntry,
 	}
 	sort.Slice(dirs, func(i, j int) bool { return dirs[i].dst < dirs[j].dst })
 	return entries, dirs, nil
-}
-
-// badName says why a zip entry name (without its trailing slash) is unsafe,
-// or returns "".
-func badName(n string) string {
-	switch {
-	case n == "":
-		return "empty name"
-	case strings.ContainsRune(n, 0):
-		return "NUL byte in name"
-	case !utf8.ValidString(n):
-		return "name is not valid UTF-8"
-	case strings.Contains(n, `\`):
-		return `backslash in name (a path separator on Windows; refused so no unzip tool can read it as one)`
-	case strings.HasPrefix(n, "/"):
-		return "absolute path"
-	case len(n) >= 2 && n[1] == ':' && (n[0]|0x20 >= 'a' && n[0]|0x20 <= 'z'):
-		return "drive-letter path"
-	}
-	for _, c := range strings.Split(n, "/") {
-		switch c {
-		case "..":
-			return `".." component: the path leaves the target directory`
-		case ".":
-			return `"." component`
-		case "":
-			return "empty path component (//)"
-		}
-	}
-	return ""
 }
 
 // checkDistInfo requires what pip requires of a wheel's metadata: exactly

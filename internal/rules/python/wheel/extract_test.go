@@ -17,6 +17,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/pipebuild/pipe/internal/testenv"
+	"github.com/pipebuild/pipe/internal/ziparchive"
 )
 
 func umask(m int) int { return syscall.Umask(m) }
@@ -454,10 +457,7 @@ func TestExtractMatchesPip(t *testing.T) {
 		err = exec.Command(py, "-m", "pip", "--version").Run()
 	}
 	if err != nil {
-		if os.Getenv("PIPE_REQUIRE_ALL") == "1" {
-			t.Fatalf("python3 -m pip is required (PIPE_REQUIRE_ALL=1): %v", err)
-		}
-		t.Skipf("SKIPPED: cross-check with pip needs python3 -m pip: %v", err)
+		testenv.Need(t, "python3 -m pip (the cross-check with pip)", err.Error())
 	}
 	tmp := t.TempDir()
 	links := filepath.Join(tmp, "links")
@@ -597,7 +597,7 @@ func benchWheel(b *testing.B) (string, int64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := WriteZip(out, src); err != nil {
+	if _, err := ziparchive.Write(out, src); err != nil {
 		b.Fatal(err)
 	}
 	out.Close()

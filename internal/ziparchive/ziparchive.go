@@ -1,4 +1,8 @@
-package wheel
+// Package ziparchive writes byte-reproducible zip archives: the same tree
+// gives the same bytes on any machine. python_bundle zips its bundles with
+// it and deploy zips a directory asset with it, and the two must agree
+// byte for byte, so the writer lives here rather than in either.
+package ziparchive
 
 import (
 	"archive/zip"
@@ -17,10 +21,10 @@ import (
 	"unicode/utf8"
 )
 
-// ZipLevel is WriteZip's deflate level. It is fixed because the level is
+// Level is Write's deflate level. It is fixed because the level is
 // part of the bytes: changing it changes every bundle.zip, so it may only
 // change with pipe's version (which is in every action key).
-const ZipLevel = flate.BestSpeed
+const Level = flate.BestSpeed
 
 // zipBig is the size above which a file is compressed twice (once to learn
 // its compressed size and CRC, once into the archive) instead of being held
@@ -32,12 +36,16 @@ const zipBig = 8 << 20
 // (00:00:00).
 const dosDate1980 = 0<<9 | 1<<5 | 1
 
+// sIFREG is the Unix type bits of a regular file, as they sit in the top
+// half of an entry's external attributes.
+const sIFREG = 0o100000
+
 const (
 	creatorUnix = 3
 	zipVersion  = 20 // 2.0: deflate, no zip64 (files over 4 GiB are refused)
 )
 
-// WriteZip writes a byte-reproducible zip of the regular files under dir to
+// Write writes a byte-reproducible zip of the regular files under dir to
 // w and returns the sum of their sizes.
 //
 // The same tree gives the same bytes on any machine, whatever the files'
@@ -50,7 +58,7 @@ const (
 //     no extra fields at all (no extended timestamps, no uid/gid);
 //   - modes are 0755 if the file has any execute bit, else 0644, recorded as
 //     Unix modes (creator 3) so unzip and Python's zipfile restore them;
-//   - content is deflated at ZipLevel, or stored when deflate does not make
+//   - content is deflated at Level, or stored when deflate does not make
 //     it smaller (already-compressed data); both are decided by the bytes
 //     alone. The deflate stream is Go's compress/flate's, so the bytes are
 //     fixed for a given pipe build;
@@ -60,30 +68,30 @@ const (
 // Symbolic links, sockets, devices, names with a backslash or invalid UTF-8,
 // and files of 4 GiB or more are refused with an error naming the file.
 // Entries are compressed in parallel; the archive is written in order.
-func WriteZip(w io.Writer, dir string) (uncompressed int64, err error) {
-	return WriteZipLayers(w, Layer{Dir: dir})
+func Write(w io.Writer, dir string) (uncompressed int64, err error) {
+	return WriteLayers(w, Layer{Dir: dir})
 }
 
-// Layer is one part of a bundle for WriteZipLayers: a directory, or a zip
-// that WriteZip or WriteZipLayers wrote. Set exactly one field.
+// Layer is one part of a bundle for WriteLayers: a directory, or a zip
+// that Write or WriteLayers wrote. Set exactly one field.
 type Layer struct {
 	Dir string
 	Zip string
 }
 
-// WriteZipLayers writes the zip of the union of the layers' files. Its
-// bytes are those WriteZip writes for one directory holding all of them:
+// WriteLayers writes the zip of the union of the layers' files. Its
+// bytes are those Write writes for one directory holding all of them:
 // every entry is compressed on its own, so an entry's bytes depend on its
 // path, mode and content only. A zip layer's entries are therefore copied
 // as they are, compressed bytes and all, and re-zipping a bundle whose
 // dependencies did not change costs compressing what did plus a copy.
 //
-// A zip layer must come from WriteZip of the same pipe build (ZipLevel is
+// A zip layer must come from Write of the same pipe build (Level is
 // fixed per build; an action key that includes pipe's version guarantees
-// it). Entries whose headers differ from what WriteZip writes are refused,
+// it). Entries whose headers differ from what Write writes are refused,
 // so a foreign zip cannot silently break reproducibility. A path present
 // in two layers is an error naming both.
-func WriteZipLayers(w io.Writer, layers ...Layer) (uncompressed int64, err error) {
+func WriteLayers(w io.Writer, layers ...Layer) (uncompressed int64, err error) {
 	var files []zipFile
 	for _, l := range layers {
 		var lf []zipFile
@@ -133,15 +141,15 @@ type zipFile struct {
 	exec  bool
 }
 
-// listZip lists a zip layer, checking that WriteZip wrote it.
+// listZip lists a zip layer, checking that Write wrote it.
 func listZip(name string, zr *zip.Reader) ([]zipFile, error) {
 	files := make([]zipFile, 0, len(zr.File))
 	for _, f := range zr.File {
 		var why string
 		mode := f.ExternalAttrs >> 16
 		switch {
-		case badName(f.Name) != "":
-			why = badName(f.Name)
+		case BadName(f.Name) != "":
+			why = BadName(f.Name)
 		case f.Flags&^0x800 != 0 || (f.Flags&0x800 != 0) != !isASCII(f.Name):
 			why = fmt.Sprintf("flags %#x", f.Flags)
 		case f.Method != zip.Store && f.Method != zip.Deflate:
@@ -160,7 +168,7 @@ func listZip(name string, zr *zip.Reader) ([]zipFile, error) {
 			why = "4 GiB or more"
 		}
 		if why != "" {
-			return nil, fmt.Errorf("zip layer %s: entry %q was not written by WriteZip (%s); rebuild the layer", name, f.Name, why)
+			return nil, fmt.Errorf("zip layer %s: entry %q was not written by pipe's zip writer (%s); rebuild the layer", name, f.Name, why)
 		}
 		files = append(files, zipFile{rel: f.Name, layer: name, raw: f, size: int64(f.UncompressedSize64), exec: mode&0o111 != 0})
 	}
@@ -240,7 +248,7 @@ type compressed struct {
 
 var (
 	flatePool = sync.Pool{New: func() any {
-		fw, _ := flate.NewWriter(nil, ZipLevel)
+		fw, _ := flate.NewWriter(nil, Level)
 		return fw
 	}}
 	bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -457,4 +465,35 @@ func writeEntry(zw *zip.Writer, f zipFile, c compressed) error {
 		return fmt.Errorf("zip: %s changed while it was being zipped", f.abs)
 	}
 	return nil
+}
+
+// BadName says why a zip entry name (without its trailing slash) is unsafe
+// to write or to extract, or returns "". Extraction refuses such entries
+// and Write refuses to read a zip layer holding one.
+func BadName(n string) string {
+	switch {
+	case n == "":
+		return "empty name"
+	case strings.ContainsRune(n, 0):
+		return "NUL byte in name"
+	case !utf8.ValidString(n):
+		return "name is not valid UTF-8"
+	case strings.Contains(n, `\`):
+		return `backslash in name (a path separator on Windows; refused so no unzip tool can read it as one)`
+	case strings.HasPrefix(n, "/"):
+		return "absolute path"
+	case len(n) >= 2 && n[1] == ':' && (n[0]|0x20 >= 'a' && n[0]|0x20 <= 'z'):
+		return "drive-letter path"
+	}
+	for _, c := range strings.Split(n, "/") {
+		switch c {
+		case "..":
+			return `".." component: the path leaves the target directory`
+		case ".":
+			return `"." component`
+		case "":
+			return "empty path component (//)"
+		}
+	}
+	return ""
 }
