@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -28,7 +27,7 @@ import (
 //     bytes pipe wrote: a file the user has since written is theirs.
 //
 // The ledger lives in .pipe/outputs, one line per output:
-// "<label>\t<path>\t<digest or ->".
+// "<package>\t<name>\t<path>\t<digest or ->".
 
 // Ledger records the outputs pipe wrote, by owning target.
 type Ledger struct {
@@ -39,7 +38,7 @@ type Ledger struct {
 	dirty bool
 }
 
-const ledgerMagic = "pipe-outputs-1\n"
+const ledgerMagic = "pipe-outputs-2\n"
 
 // LoadLedger reads the ledger at file; a missing or unreadable ledger is
 // empty (pipe then knows of no earlier outputs, as after pipe clean).
@@ -49,25 +48,24 @@ func LoadLedger(file string) *Ledger {
 	if err != nil || !bytes.HasPrefix(b, []byte(ledgerMagic)) {
 		return l
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b[len(ledgerMagic):]))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), "\t")
-		if len(f) != 3 {
-			continue
-		}
-		lbl, err := ParseLabel(f[0], "")
-		if err != nil {
+	// One line per output: package, name, path, digest or "-". Lines are
+	// taken as written (pipe wrote them); a damaged line is skipped.
+	for _, line := range strings.Split(string(b[len(ledgerMagic):]), "\n") {
+		pkg, rest, ok1 := strings.Cut(line, "\t")
+		name, rest, ok2 := strings.Cut(rest, "\t")
+		p, dg, ok3 := strings.Cut(rest, "\t")
+		if !ok1 || !ok2 || !ok3 || name == "" || p == "" {
 			continue
 		}
 		var d cache.Digest
-		if f[2] != "-" {
-			if d, err = cache.ParseDigest(f[2]); err != nil {
+		if dg != "-" {
+			if d, err = cache.ParseDigest(dg); err != nil {
 				continue
 			}
 		}
-		l.set(lbl, f[1], d)
+		l.set(Label{Pkg: pkg, Name: name}, p, d)
 	}
+	l.dirty = false
 	return l
 }
 
@@ -137,24 +135,13 @@ func (l *Ledger) Reconcile(ws *Workspace, tg *TargetGraph, ag *ActionGraph, dige
 	}
 	var removed []string
 	var errs []string
-	owners := make([]Label, 0, len(l.m))
-	for o := range l.m {
-		owners = append(owners, o)
-	}
-	sort.Slice(owners, func(i, j int) bool { return owners[i].String() < owners[j].String() })
-	for _, owner := range owners {
-		outs := l.m[owner]
+	for owner, outs := range l.m {
 		alive := exists(owner)
 		now, analysed := declared[owner]
 		if alive && !analysed {
 			continue // declared but not part of this build: leave it be
 		}
-		paths := make([]string, 0, len(outs))
 		for p := range outs {
-			paths = append(paths, p)
-		}
-		sort.Strings(paths)
-		for _, p := range paths {
 			if alive && now[p] {
 				continue
 			}
@@ -181,6 +168,8 @@ func (l *Ledger) Reconcile(ws *Workspace, tg *TargetGraph, ag *ActionGraph, dige
 			l.dirty = true
 		}
 	}
+	sort.Strings(removed)
+	sort.Strings(errs)
 	if len(errs) > 0 {
 		return removed, fmt.Errorf("removing outputs no target declares any more:\n  %s\nremove them by hand", strings.Join(errs, "\n  "))
 	}
@@ -240,7 +229,12 @@ func (l *Ledger) Save() error {
 	for o := range l.m {
 		owners = append(owners, o)
 	}
-	sort.Slice(owners, func(i, j int) bool { return owners[i].String() < owners[j].String() })
+	sort.Slice(owners, func(i, j int) bool {
+		if owners[i].Pkg != owners[j].Pkg {
+			return owners[i].Pkg < owners[j].Pkg
+		}
+		return owners[i].Name < owners[j].Name
+	})
 	for _, o := range owners {
 		paths := make([]string, 0, len(l.m[o]))
 		for p := range l.m[o] {
@@ -252,7 +246,7 @@ func (l *Ledger) Save() error {
 			if dg := l.m[o][p]; !dg.IsZero() {
 				d = dg.String()
 			}
-			fmt.Fprintf(&b, "%s\t%s\t%s\n", o, p, d)
+			fmt.Fprintf(&b, "%s\t%s\t%s\t%s\n", o.Pkg, o.Name, p, d)
 		}
 	}
 	if err := files.WriteAtomic(l.path, b.Bytes(), 0o644); err != nil {

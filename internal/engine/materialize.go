@@ -141,7 +141,8 @@ func (e *Executor) pruneOwn(a *Action, force bool) {
 func ownDirs(a *Action) []string {
 	base := path.Join("dist", a.Owner.Pkg, a.Owner.Name)
 	mine := func(d string) bool {
-		return d == base || strings.HasPrefix(d, base+"/") || strings.HasPrefix(d, base+".")
+		rest, ok := strings.CutPrefix(d, base)
+		return ok && (rest == "" || rest[0] == '/' || rest[0] == '.')
 	}
 	seen := map[string]bool{}
 	var dirs []string
