@@ -87,6 +87,9 @@ type Executor struct {
 	// Ledger, when set, records every output the executor puts in place,
 	// so later builds can remove what no target declares any more.
 	Ledger *Ledger
+	// safeDirs holds workspace directories found not to be symbolic links
+	// on the way to an output (see safeParents).
+	safeDirs sync.Map
 	// Verify re-executes every cache hit and fails the action when its
 	// outputs differ from the cached ones (see verify.go).
 	Verify bool
@@ -256,7 +259,17 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 		ev.Status, ev.Restored, ev.End = StatusCached, restored, time.Now()
 		return ev
 	}
-	if r, err := e.Cache.GetAC(key); err == nil {
+	// rejected: a cached result failed checkResult; replacing it is the
+	// point, not a sign of non-determinism.
+	rejected := false
+	r, err := e.Cache.GetAC(key)
+	if err == nil {
+		if cerr := checkResult(a, r); cerr != nil {
+			ev.Warning = fmt.Sprintf("ignored the local cache's result for this action: %v; the action runs again", cerr)
+			err, rejected = cerr, true
+		}
+	}
+	if err == nil {
 		restored, err := e.materializeCached(r)
 		if err == nil {
 			<-checkSem
@@ -274,7 +287,9 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 	<-checkSem
 	if e.Remote != nil {
 		if r, ok := e.Remote.Fetch(ctx, key); ok {
-			if restored, err := e.materializeCached(r); err == nil {
+			if cerr := checkResult(a, r); cerr != nil {
+				ev.Warning = fmt.Sprintf("ignored the remote cache's result for this action: %v; the action runs here", cerr)
+			} else if restored, err := e.materializeCached(r); err == nil {
 				err := e.Cache.PutAC(key, r)
 				if w := nondeterminism(a, err, "the remote cache's result differs from the one this machine cached"); w != "" {
 					ev.Warning, err = w, nil
@@ -321,7 +336,9 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 		if w == "" {
 			return fail(err)
 		}
-		ev.Warning = w
+		if !rejected {
+			ev.Warning = w
+		}
 	}
 	e.Ledger.Record(a, r)
 	e.recordKey(a, parts)

@@ -31,6 +31,9 @@ func (e *Executor) materializeCached(r *cache.ActionResult) (int, error) {
 				}
 			}
 		}
+		if err := e.safeParents(o.Path); err != nil {
+			return restored, err
+		}
 		if err == nil && fi.IsDir() {
 			os.RemoveAll(abs)
 		}
@@ -46,6 +49,9 @@ func (e *Executor) materializeCached(r *cache.ActionResult) (int, error) {
 		abs := e.WS.Abs(p)
 		if cur, err := os.Readlink(abs); err == nil && cur == target {
 			continue
+		}
+		if err := e.safeParents(p); err != nil {
+			return restored, err
 		}
 		os.RemoveAll(abs)
 		os.MkdirAll(filepath.Dir(abs), 0o755)
@@ -231,6 +237,9 @@ func (e *Executor) collectDir(r *cache.ActionResult, scratch, dir string) error 
 // place in the workspace, replacing what was there.
 func (e *Executor) moveIntoPlace(src string, o *File) error {
 	dst := e.WS.Abs(o.Path)
+	if err := e.safeParents(o.Path); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
