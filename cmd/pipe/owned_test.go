@@ -117,3 +117,19 @@ func TestExecBitInKey(t *testing.T) {
 		t.Errorf("after chmod +x executed %q, want the earlier result from cache", got)
 	}
 }
+
+// A build killed while restoring leaves temp files beside the outputs; the
+// next build removes them.
+func TestLeftoverTempFilesRemoved(t *testing.T) {
+	ws := copyWorkspace(t, filepath.Join("..", "..", "examples", "hello"))
+	ws.buildOK(t)
+	ws.buildOK(t)
+	ws.write(t, "dist/greeting/greeting/.pipe-tmp-123456", "half a file")
+	ws.write(t, "dist/greeting/greeting/greeting.txt.pipe-old/x", "set aside")
+	ws.buildOK(t)
+	for _, p := range []string{"dist/greeting/greeting/.pipe-tmp-123456", "dist/greeting/greeting/greeting.txt.pipe-old"} {
+		if ws.exists(p) {
+			t.Errorf("%s survived a build", p)
+		}
+	}
+}

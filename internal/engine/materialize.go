@@ -176,9 +176,10 @@ func (e *Executor) pruneDir(dir string) {
 	holdsPackage := err == nil
 	for _, de := range ents {
 		rel := dir + "/" + de.Name()
-		if strings.HasPrefix(de.Name(), ".pipe-tmp-") || strings.HasSuffix(de.Name(), ".pipe-old") {
-			continue // another action's write in progress
-		}
+		// A temp file or set-aside directory here is not a write in
+		// progress: the directory is the target's own, its actions are done,
+		// and the workspace lock keeps other builds out. It is what a killed
+		// build left behind, and goes with the other strays.
 		output, ancestor := e.Graph.declaredKind(rel)
 		if output || ancestor || (holdsPackage && de.IsDir()) {
 			continue
