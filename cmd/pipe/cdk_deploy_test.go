@@ -642,3 +642,51 @@ func TestRealCdkCliDeploysPipeAssembly(t *testing.T) {
 	}
 	t.Logf("nothing changed: cdk deploy --all --app cdk.out %v; pipe deploy //... see the summary line above", took.Round(time.Millisecond))
 }
+
+// TestCdkStackStacksRestrictsDeploy: cdk_stack(stacks = …) chooses the stacks
+// pipe deploy and pipe diff work on for that target, with the stacks they
+// depend on; --stacks narrows the choice further.
+func TestCdkStackStacksRestrictsDeploy(t *testing.T) {
+	nm := cdkNodeModules(t)
+	r := newAWSRegion(t, "ca-central-1", true)
+	ws, env := cdkDeployWorkspace(t, nm)
+	ws.write(t, "packages/infra/BUILD.star", `cdk_stack(
+    name = "infra",
+    app = "src/main.ts",
+    srcs = glob(["src/**/*.ts"]),
+    deps = ["//packages/my-api:bundle"],
+    stacks = ["MyApiMonitoring*"],
+)
+`)
+	// MyApiMonitoringStack and MyApiStack, which it depends on; never
+	// SharedStack.
+	b := r.deploy(t, ws, env, "diff", "//...")
+	if b.code != 0 {
+		t.Fatalf("pipe diff: exit %d", b.code)
+	}
+	for _, s := range []string{"MyApiStack", "MyApiMonitoringStack"} {
+		if !strings.Contains(b.stdout, "Stack "+s+" (not deployed)\n") {
+			t.Errorf("pipe diff does not show %s", s)
+		}
+	}
+	if strings.Contains(b.stdout, "SharedStack") {
+		t.Errorf("pipe diff shows SharedStack, which stacks = [\"MyApiMonitoring*\"] leaves out")
+	}
+
+	b = r.deploy(t, ws, env, "deploy", "//...", "--dry-run")
+	if b.code != 0 || !strings.Contains(b.stderr, "2 stacks: 2 would deploy") || strings.Contains(b.stderr, "SharedStack") {
+		t.Errorf("pipe deploy --dry-run: exit %d, want MyApiStack and MyApiMonitoringStack only", b.code)
+	}
+	// --stacks narrows the target's choice.
+	b = r.deploy(t, ws, env, "deploy", "//...", "--dry-run", "--stacks", "MyApiStack")
+	if b.code != 0 || !strings.Contains(b.stderr, "1 stack: 1 would deploy") || !strings.Contains(b.stderr, "• MyApiStack would be deployed") {
+		t.Errorf("--stacks MyApiStack: exit %d, want MyApiStack alone", b.code)
+	}
+	b = r.deploy(t, ws, env, "deploy", "//...", "--dry-run", "--stacks", "SharedStack")
+	if b.code == 0 || !strings.Contains(b.stderr, `--stacks "SharedStack" matches no stack`) {
+		t.Errorf("--stacks outside the target's stacks: exit %d, want an error", b.code)
+	}
+	if w := r.proxy.Writes(); len(w) > 0 {
+		t.Errorf("diff and --dry-run made write calls: %v", w)
+	}
+}
