@@ -14,14 +14,19 @@ import (
 	"github.com/pipebuild/pipe/internal/engine"
 )
 
-// Provider keys other parts of pipe read from a cdk_stack target.
-const (
-	// InfoAssembly is the workspace path of the cloud assembly directory.
-	InfoAssembly = "cdk.assembly"
-	// InfoStacks lists the stack names or globs the target selects for
-	// deployment; empty means every stack of the assembly.
-	InfoStacks = "cdk.stacks"
-)
+// AssemblyInfo is what a cdk_stack target provides to pipe deploy and
+// pipe diff: where its cloud assembly is and which of its stacks to deploy.
+type AssemblyInfo struct {
+	// Dir is the cloud assembly directory (cdk.out), workspace-relative
+	// and slash-separated.
+	Dir string
+	// Stacks are the stack names or globs of the stacks attribute; empty
+	// means every stack of the assembly.
+	Stacks []string
+}
+
+// AssemblyKey is the key of a cdk_stack target's AssemblyInfo.
+var AssemblyKey = engine.NewInfoKey[AssemblyInfo]("cdk.assembly")
 
 // Register adds cdk_stack to reg.
 func Register(reg *engine.Registry) {
@@ -193,8 +198,7 @@ func analyze(ctx *engine.AnalysisContext) error {
 	}
 
 	ctx.Provide(provided...)
-	ctx.SetInfo(InfoAssembly, cdkOut.Path)
-	ctx.SetInfo(InfoStacks, append([]string(nil), ctx.Strings("stacks")...))
+	engine.SetInfo(ctx, AssemblyKey, AssemblyInfo{Dir: cdkOut.Path, Stacks: append([]string(nil), ctx.Strings("stacks")...)})
 	return nil
 }
 
