@@ -259,6 +259,7 @@ func (r *awsRegion) deploy(t *testing.T, ws *workspace, env []string, args ...st
 	t.Logf("pipe %s → %d in %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), b.code, time.Since(start).Round(time.Millisecond), b.stdout, b.stderr)
 	if _, err := os.Stat(evFile); err == nil {
 		b.events = readEvents(t, evFile)
+		b.stackEvents = readStackEvents(t, evFile)
 	}
 	return b
 }
@@ -470,6 +471,22 @@ func TestCdkStackDeployEndToEnd(t *testing.T) {
 			t.Errorf("stack %s: status %q, want CREATE_COMPLETE", s, st)
 		}
 	}
+	// --events holds the build's actions and then each stack's events.
+	if done := doneEvents(b.stackEvents); len(done) != 3 || done["MyApiStack"] != "deployed" || done["MyApiMonitoringStack"] != "deployed" || done["SharedStack"] != "deployed" {
+		t.Errorf("first deploy: done events %v, want the three stacks deployed", done)
+	}
+	resources := 0
+	for _, ev := range b.stackEvents {
+		if ev.Event == "resource" && ev.Stack == "MyApiStack" && ev.Resource != "" && ev.Status != "" {
+			resources++
+		}
+		if ev.Event == "deploying" && strings.Join(ev.Reasons, ",") != "new stack" {
+			t.Errorf("first deploy: %s deploying for %q, want new stack", ev.Stack, ev.Reasons)
+		}
+	}
+	if resources == 0 {
+		t.Errorf("first deploy: no resource events for MyApiStack")
+	}
 	outs := outputsOf(t, ws, "outputs.json")
 	fn, apiURL := outs["MyApiStack"]["FunctionName"], outs["MyApiStack"]["ApiUrl"]
 	if fn == "" || !strings.HasPrefix(apiURL, "https://") || !strings.HasSuffix(apiURL, ".execute-api."+r.region+".amazonaws.com/dev/") {
@@ -505,6 +522,9 @@ func TestCdkStackDeployEndToEnd(t *testing.T) {
 	if st := b.status("CdkSynth"); st != "cached" {
 		t.Errorf("second deploy: CdkSynth %q, want cached", st)
 	}
+	if done := doneEvents(b.stackEvents); len(done) != 3 || len(b.stackEvents) != 3 || done["MyApiStack"] != "unchanged" {
+		t.Errorf("second deploy: stack events %+v, want three unchanged", b.stackEvents)
+	}
 	if ex := b.mnemonics("executed"); len(ex) > 0 {
 		t.Errorf("second deploy executed %v, want nothing", ex)
 	}
@@ -530,6 +550,15 @@ func TestCdkStackDeployEndToEnd(t *testing.T) {
 	}
 	if got := b.status("CdkSynth"); got != "executed" {
 		t.Errorf("deploy after the edit: CdkSynth %q, want executed (the asset changed)", got)
+	}
+	published := 0
+	for _, ev := range b.stackEvents {
+		if ev.Event == "published" && ev.Stack == "MyApiStack" {
+			published += ev.Uploaded
+		}
+	}
+	if done := doneEvents(b.stackEvents); published != 1 || done["MyApiStack"] != "deployed" || done["SharedStack"] != "unchanged" {
+		t.Errorf("deploy after the edit: %d uploads, done %v; want one upload and MyApiStack alone deployed", published, done)
 	}
 	var uploads []string
 	for _, c := range r.proxy.Writes() {
@@ -689,4 +718,55 @@ func TestCdkStackStacksRestrictsDeploy(t *testing.T) {
 	if w := r.proxy.Writes(); len(w) > 0 {
 		t.Errorf("diff and --dry-run made write calls: %v", w)
 	}
+}
+
+// stackEvent is one of pipe deploy's lines in the --events file.
+type stackEvent struct {
+	Kind       string   `json:"kind"`
+	Stack      string   `json:"stack"`
+	StackName  string   `json:"stack_name"`
+	Event      string   `json:"event"`
+	Status     string   `json:"status"`
+	TimeMs     float64  `json:"time_ms"`
+	DurationMs float64  `json:"duration_ms"`
+	Reasons    []string `json:"reasons"`
+	Uploaded   int      `json:"uploaded"`
+	Changes    int      `json:"changes"`
+	Resource   string   `json:"resource"`
+	Dependency string   `json:"dependency"`
+	Error      string   `json:"error"`
+}
+
+// readStackEvents returns the deploy lines of an --events file.
+func readStackEvents(t *testing.T, file string) []stackEvent {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("read events: %v", err)
+	}
+	var out []stackEvent
+	for _, line := range strings.Split(string(b), "\n") {
+		var ev stackEvent
+		if line == "" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("events line %q: %v", line, err)
+		}
+		if ev.Kind == "stack" {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// doneEvents maps each stack to the status of its "done" event.
+func doneEvents(evs []stackEvent) map[string]string {
+	m := map[string]string{}
+	for _, ev := range evs {
+		if ev.Event == "done" {
+			m[ev.Stack] = ev.Status
+		}
+	}
+	return m
 }
