@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +32,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"golang.org/x/sys/unix"
 
 	"github.com/pipebuild/pipe/internal/deploy/mototest"
 )
@@ -769,4 +772,135 @@ func doneEvents(evs []stackEvent) map[string]string {
 		}
 	}
 	return m
+}
+
+// TestDeployHoldsWorkspaceLock: pipe deploy takes the workspace lock once,
+// before building, and holds it until the deployment ends, so no other pipe
+// rewrites dist/ between the build and the deployment reading it: a pipe
+// build started while the stacks are being read waits for the deploy.
+func TestDeployHoldsWorkspaceLock(t *testing.T) {
+	nm := cdkNodeModules(t)
+	r := newAWSRegion(t, "sa-east-1", true)
+	ws, env := cdkDeployWorkspace(t, nm)
+	ws.buildEnvOK(t, env, "//...")
+
+	// Every acquisition opens .pipe/lock and every release closes it: count
+	// the opens from the deploy's start to its first CloudFormation call,
+	// when it has built and is deploying. Closes are watched too because
+	// the kernel merges identical events in a row.
+	lockFile := ws.path(".pipe/lock")
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.InotifyAddWatch(fd, lockFile, unix.IN_OPEN|unix.IN_CLOSE); err != nil {
+		t.Fatal(err)
+	}
+
+	// While the deploy reads the stacks, a build must wait for the lock.
+	var (
+		once     sync.Once
+		other    *exec.Cmd
+		otherErr lockedBuffer
+		waited   bool
+		otherRun = make(chan error, 1)
+		opens    int
+		countErr error
+	)
+	r.proxy.OnRequest = func(c mototest.Call) {
+		if c.Service != "cloudformation" {
+			return
+		}
+		once.Do(func() {
+			opens, countErr = countInotify(fd)
+			other = pipeCmdEnv(ws, env, "build", "//packages/my-api:bundle")
+			other.Stderr = &otherErr
+			if err := other.Start(); err != nil {
+				otherRun <- err
+				return
+			}
+			go func() { otherRun <- other.Wait() }()
+			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if waited = strings.Contains(otherErr.String(), "waiting for the workspace lock"); waited {
+					return
+				}
+				select {
+				case err := <-otherRun:
+					otherRun <- err
+					return // it finished without waiting
+				default:
+				}
+			}
+		})
+	}
+	b := r.deploy(t, ws, env, "deploy", "//...", "--dry-run")
+	r.proxy.OnRequest = nil
+	if b.code != 0 {
+		t.Fatalf("pipe deploy --dry-run: exit %d", b.code)
+	}
+	if countErr != nil {
+		t.Fatal(countErr)
+	}
+	if opens != 1 {
+		t.Errorf("pipe deploy opened the workspace lock %d times, want once: it must keep the lock from the build to the end", opens)
+	}
+	if other == nil {
+		t.Fatal("the deploy made no CloudFormation call")
+	}
+	select {
+	case err := <-otherRun:
+		if err != nil {
+			t.Errorf("the concurrent pipe build: %v\n%s", err, otherErr.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the concurrent pipe build did not finish after the deploy")
+	}
+	if !waited {
+		t.Errorf("a pipe build started during the deploy did not wait for the lock:\n%s", otherErr.String())
+	}
+}
+
+// lockedBuffer is a buffer a running command writes to while the test
+// reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// countInotify counts the queued IN_OPEN events of a non-blocking inotify
+// descriptor.
+func countInotify(fd int) (int, error) {
+	n := 0
+	buf := make([]byte, 64<<10)
+	for {
+		got, err := unix.Read(fd, buf)
+		if err == unix.EAGAIN {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("read inotify events: %w", err)
+		}
+		// struct inotify_event: wd int32, mask uint32, cookie uint32,
+		// len uint32, then len bytes of name.
+		for off := 0; off+unix.SizeofInotifyEvent <= got; {
+			mask := binary.NativeEndian.Uint32(buf[off+4:])
+			if mask&unix.IN_OPEN != 0 {
+				n++
+			}
+			off += unix.SizeofInotifyEvent + int(binary.NativeEndian.Uint32(buf[off+12:]))
+		}
+	}
 }
