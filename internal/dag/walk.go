@@ -60,39 +60,67 @@ func (e *DependencyError[K]) Error() string {
 // ended, otherwise the visits' errors joined (nil when every visit
 // succeeded). A cycle is an error before anything is visited.
 func Walk[K comparable, T any](ctx context.Context, g graph.Graph[K, T], opt Options[K], visit func(ctx context.Context, v K) error) error {
-	deps, err := g.AdjacencyMap()
+	adj, err := g.AdjacencyMap()
 	if err != nil {
 		return fmt.Errorf("walk: %w", err)
 	}
-	dependents, err := g.PredecessorMap()
-	if err != nil {
-		return fmt.Errorf("walk: %w", err)
+	vertices := make([]K, 0, len(adj))
+	for v := range adj {
+		vertices = append(vertices, v)
+	}
+	sortBy(vertices, opt.Less)
+	deps := func(v K) []K {
+		out := make([]K, 0, len(adj[v]))
+		for d := range adj[v] {
+			out = append(out, d)
+		}
+		sortBy(out, opt.Less)
+		return out
+	}
+	return WalkVertices(ctx, vertices, deps, opt, visit)
+}
+
+// WalkVertices is Walk for a caller that keeps its own adjacency, such as
+// the executor, whose actions hold their dependencies already: deps(v)
+// lists what v depends on, each among vertices. Vertices that are ready
+// together start in the order of vertices (or Options.Less).
+func WalkVertices[K comparable](ctx context.Context, vertices []K, deps func(K) []K, opt Options[K], visit func(ctx context.Context, v K) error) error {
+	n := len(vertices)
+	index := make(map[K]int, n)
+	for i, v := range vertices {
+		if _, dup := index[v]; dup {
+			return fmt.Errorf("walk: vertex %v listed twice", v)
+		}
+		index[v] = i
 	}
 	w := &walker[K]{
 		ctx:        ctx,
 		opt:        opt,
 		visit:      visit,
-		dependents: make(map[K][]K, len(deps)),
-		pending:    make(map[K]int, len(deps)),
-		blocked:    map[K]K{},
+		vertices:   vertices,
+		dependents: make([][]int, n),
+		pending:    make([]int, n),
+		blocked:    make([]int, n),
 	}
-	var roots []K
-	for v, ds := range deps {
-		w.pending[v] = len(ds)
+	var roots []int
+	for i, v := range vertices {
+		w.blocked[i] = -1
+		ds := deps(v)
+		for _, d := range ds {
+			j, ok := index[d]
+			if !ok {
+				return fmt.Errorf("walk: %v depends on %v, which is not a vertex", v, d)
+			}
+			w.dependents[j] = append(w.dependents[j], i)
+		}
+		w.pending[i] = len(ds)
 		if len(ds) == 0 {
-			roots = append(roots, v)
-		}
-		for d := range dependents[v] {
-			w.dependents[v] = append(w.dependents[v], d)
-		}
-		if opt.Less != nil {
-			sort.Slice(w.dependents[v], func(i, j int) bool { return opt.Less(w.dependents[v][i], w.dependents[v][j]) })
+			roots = append(roots, i)
 		}
 	}
-	if err := checkAcyclic(deps, w.dependents, roots); err != nil {
+	if err := checkAcyclic(vertices, w.pending, w.dependents, roots); err != nil {
 		return err
 	}
-	w.sortReady(roots)
 
 	watcherDone := make(chan struct{})
 	stopWatcher := context.AfterFunc(ctx, func() {
@@ -100,16 +128,16 @@ func Walk[K comparable, T any](ctx context.Context, g graph.Graph[K, T], opt Opt
 		w.mu.Lock()
 		queued := w.queue
 		w.queue = nil
-		for _, v := range queued {
-			w.skip(v, ctx.Err())
+		for _, i := range queued {
+			w.skip(i, ctx.Err())
 		}
 		w.mu.Unlock()
 		w.report()
 	})
 
 	w.mu.Lock()
-	for _, v := range roots {
-		w.ready(v)
+	for _, i := range roots {
+		w.ready(i)
 	}
 	w.mu.Unlock()
 	w.report()
@@ -123,61 +151,74 @@ func Walk[K comparable, T any](ctx context.Context, g graph.Graph[K, T], opt Opt
 	return errors.Join(w.errs...)
 }
 
+func sortBy[K any](vs []K, less func(a, b K) bool) {
+	if less != nil {
+		sort.SliceStable(vs, func(i, j int) bool { return less(vs[i], vs[j]) })
+	}
+}
+
+// walker holds a walk's state; vertices are numbered by their position in
+// vertices, so the bookkeeping is slices, cheap for thousands of actions.
 type walker[K comparable] struct {
 	ctx        context.Context
 	opt        Options[K]
 	visit      func(context.Context, K) error
-	dependents map[K][]K
+	vertices   []K
+	dependents [][]int
 
 	mu      sync.Mutex
-	pending map[K]int // dependencies not ended yet
-	blocked map[K]K   // a vertex → a dependency that did not succeed
-	queue   []K       // ready, waiting for a slot
+	pending []int // dependencies not ended yet
+	blocked []int // a dependency that did not succeed, or -1
+	queue   []int // ready, waiting for a slot
 	running int
 	stopped bool
 	errs    []error
 	// skips are decided under mu and told to Options.Skipped after it is
 	// released, so the callback may take its own locks freely.
-	skips []skipped[K]
+	skips []skipped
 	// reportMu keeps Skipped calls from running concurrently.
 	reportMu sync.Mutex
 	wg       sync.WaitGroup
 }
 
-type skipped[K comparable] struct {
-	v      K
+type skipped struct {
+	i      int
 	reason error
 }
 
-func (w *walker[K]) sortReady(vs []K) {
-	if w.opt.Less != nil {
-		sort.SliceStable(vs, func(i, j int) bool { return w.opt.Less(vs[i], vs[j]) })
+// ready queues i when every slot is taken or others wait already (they go
+// first), and launches it otherwise. Called with mu held.
+func (w *walker[K]) ready(i int) {
+	if w.opt.Concurrency > 0 && (w.running >= w.opt.Concurrency || len(w.queue) > 0) {
+		w.queue = append(w.queue, i)
+		if w.opt.Less != nil {
+			sort.SliceStable(w.queue, func(a, b int) bool { return w.opt.Less(w.vertices[w.queue[a]], w.vertices[w.queue[b]]) })
+		}
+		return
 	}
+	w.launch(i)
 }
 
-// ready starts v, queues it for a slot, or skips it when the walk is over
-// for new work. Called with mu held.
-func (w *walker[K]) ready(v K) {
+// launch starts i, or skips it when the walk is over for new work. Called
+// with mu held.
+func (w *walker[K]) launch(i int) {
 	switch {
 	case w.ctx.Err() != nil:
-		w.skip(v, w.ctx.Err())
+		w.skip(i, w.ctx.Err())
 	case w.stopped:
-		w.skip(v, ErrStopped)
-	case w.opt.Concurrency > 0 && w.running >= w.opt.Concurrency:
-		w.queue = append(w.queue, v)
-		w.sortReady(w.queue)
+		w.skip(i, ErrStopped)
 	default:
-		w.start(v)
+		w.start(i)
 	}
 }
 
-// start runs v's visit on its own goroutine. Called with mu held.
-func (w *walker[K]) start(v K) {
+// start runs i's visit on its own goroutine. Called with mu held.
+func (w *walker[K]) start(i int) {
 	w.running++
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		err := w.visit(w.ctx, v)
+		err := w.visit(w.ctx, w.vertices[i])
 		w.mu.Lock()
 		w.running--
 		if err != nil {
@@ -186,40 +227,39 @@ func (w *walker[K]) start(v K) {
 				w.stopped = true
 			}
 		}
-		w.ended(v, err == nil)
+		w.ended(i, err == nil)
 		for len(w.queue) > 0 && (w.opt.Concurrency <= 0 || w.running < w.opt.Concurrency) {
 			next := w.queue[0]
 			w.queue = w.queue[1:]
-			w.ready(next)
+			w.launch(next)
 		}
 		w.mu.Unlock()
 		w.report()
 	}()
 }
 
-// skip records that v is not visited and ends it. Called with mu held.
-func (w *walker[K]) skip(v K, reason error) {
-	w.skips = append(w.skips, skipped[K]{v, reason})
-	w.ended(v, false)
+// skip records that i is not visited and ends it. Called with mu held.
+func (w *walker[K]) skip(i int, reason error) {
+	w.skips = append(w.skips, skipped{i, reason})
+	w.ended(i, false)
 }
 
-// ended releases v's dependents: the last dependency to end decides
+// ended releases i's dependents: the last dependency to end decides
 // whether a dependent runs or is skipped. Called with mu held.
-func (w *walker[K]) ended(v K, ok bool) {
-	for _, d := range w.dependents[v] {
-		if _, bad := w.blocked[d]; !ok && !bad {
-			w.blocked[d] = v
+func (w *walker[K]) ended(i int, ok bool) {
+	for _, d := range w.dependents[i] {
+		if !ok && w.blocked[d] < 0 {
+			w.blocked[d] = i
 		}
 		w.pending[d]--
 		if w.pending[d] > 0 {
 			continue
 		}
-		dep, bad := w.blocked[d]
-		switch {
-		case bad && w.ctx.Err() != nil:
+		switch dep := w.blocked[d]; {
+		case dep >= 0 && w.ctx.Err() != nil:
 			w.skip(d, w.ctx.Err())
-		case bad:
-			w.skip(d, &DependencyError[K]{Dep: dep})
+		case dep >= 0:
+			w.skip(d, &DependencyError[K]{Dep: w.vertices[dep]})
 		default:
 			w.ready(d)
 		}
@@ -238,36 +278,33 @@ func (w *walker[K]) report() {
 		return
 	}
 	for _, s := range skips {
-		w.opt.Skipped(s.v, s.reason)
+		w.opt.Skipped(w.vertices[s.i], s.reason)
 	}
 }
 
 // checkAcyclic fails on a cycle, which would leave its vertices waiting
 // forever, naming the vertices that could never start.
-func checkAcyclic[K comparable](deps map[K]map[K]graph.Edge[K], dependents map[K][]K, roots []K) error {
-	pending := make(map[K]int, len(deps))
-	for v, ds := range deps {
-		pending[v] = len(ds)
-	}
-	stack := append([]K(nil), roots...)
+func checkAcyclic[K comparable](vertices []K, pending0 []int, dependents [][]int, roots []int) error {
+	pending := append([]int(nil), pending0...)
+	stack := append([]int(nil), roots...)
 	seen := 0
 	for len(stack) > 0 {
-		v := stack[len(stack)-1]
+		i := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		seen++
-		for _, d := range dependents[v] {
+		for _, d := range dependents[i] {
 			if pending[d]--; pending[d] == 0 {
 				stack = append(stack, d)
 			}
 		}
 	}
-	if seen == len(deps) {
+	if seen == len(vertices) {
 		return nil
 	}
 	var stuck []string
-	for v, n := range pending {
+	for i, n := range pending {
 		if n > 0 {
-			stuck = append(stuck, fmt.Sprint(v))
+			stuck = append(stuck, fmt.Sprint(vertices[i]))
 		}
 	}
 	sort.Strings(stuck)

@@ -244,3 +244,22 @@ func TestWalkEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// WalkVertices takes the caller's adjacency; one slot shows the order:
+// ready vertices start in the order given.
+func TestWalkVertices(t *testing.T) {
+	deps := map[string][]string{"app": {"lib", "gen"}, "lib": {"gen"}, "doc": nil, "gen": nil}
+	var order []string
+	visit := func(ctx context.Context, v string) error { order = append(order, v); return nil }
+	err := WalkVertices(context.Background(), []string{"gen", "doc", "lib", "app"}, func(v string) []string { return deps[v] }, Options[string]{Concurrency: 1}, visit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(order, []string{"gen", "doc", "lib", "app"}) {
+		t.Errorf("order %v", order)
+	}
+	err = WalkVertices(context.Background(), []string{"app"}, func(v string) []string { return deps[v] }, Options[string]{}, visit)
+	if err == nil || !strings.Contains(err.Error(), "app depends on lib, which is not a vertex") {
+		t.Errorf("unknown dependency: %v", err)
+	}
+}
