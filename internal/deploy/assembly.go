@@ -1,5 +1,8 @@
 // Package deploy reads CDK cloud assemblies and deploys their stacks to
-// CloudFormation: asset publishing, change sets, approval, progress.
+// CloudFormation in two steps: Plan finds, with read calls only, what
+// deploying each stack would do; Apply carries the plans out (asset
+// publishing, change sets, approval, execution) and reports each step as a
+// StackEvent. It prints nothing: showing plans and events is the caller's.
 package deploy
 
 import (
