@@ -60,7 +60,7 @@ func TestDeployUIPlans(t *testing.T) {
 				{Key: "Stage", Kind: deploy.Added, New: "prod"},
 			},
 			Broadening: []string{"AWS::IAM::Role Role: Allow s3:* on *"},
-			Assets:     []*deploy.AssetPlan{{Present: true}, {}, {}},
+			Assets:     []*deploy.AssetPlan{{Present: true, Checked: true}, {Checked: true}, {Checked: true}, {CheckErr: errors.New("timeout")}},
 		},
 		{Stack: ind, State: deploy.StateUpToDate, Exists: true},
 		{Stack: bad, State: deploy.StateUnknown, Err: errors.New("stack Bad: describe: AccessDenied")},

@@ -135,12 +135,13 @@ func (p *StackPlan) Differs() bool {
 	return len(p.Template) > 0 || len(p.Tags) > 0 || len(p.Parameters) > 0
 }
 
-// Uploads counts the assets S3 does not have (or that could not be
-// checked), which deploying uploads.
+// Uploads counts the assets S3 was found not to have, which deploying
+// uploads. Assets that could not be checked are not counted: Apply checks
+// them again.
 func (p *StackPlan) Uploads() int {
 	n := 0
 	for _, a := range p.Assets {
-		if !a.Present {
+		if a.Checked && !a.Present {
 			n++
 		}
 	}

@@ -43,7 +43,7 @@ var Stack = &engine.Rule{
 		{Name: "app", Type: engine.AttrLabel, Required: true, Doc: "the app's entry point, e.g. src/main.ts"},
 		{Name: "srcs", Type: engine.AttrLabelList, Doc: "the app's TypeScript sources, e.g. glob([\"src/**/*.ts\"]); every file the app imports must be here or in deps"},
 		{Name: "deps", Type: engine.AttrLabelList, Doc: "targets whose files the app imports or reads at synth (generated TypeScript, asset directories such as a python_bundle)"},
-		{Name: "stacks", Type: engine.AttrStringList, Doc: "stack names or globs that pipe deploy deploys from this target (default: all); each must match a stack of the assembly"},
+		{Name: "stacks", Type: engine.AttrStringList, Doc: "stack names or globs that pipe deploy and pipe diff take from this target, with the stacks they depend on (default: all; --stacks narrows further); each must match a stack of the assembly"},
 		{Name: "context", Type: engine.AttrStringDict, Doc: "context values, as `cdk -c key=value` gives them; they override cdk.json's"},
 		{Name: "account", Type: engine.AttrString, Doc: "CDK_DEFAULT_ACCOUNT for the app; unset, stacks that read it are environment-agnostic"},
 		{Name: "region", Type: engine.AttrString, Doc: "CDK_DEFAULT_REGION for the app; unset, stacks that read it are environment-agnostic"},
