@@ -92,12 +92,19 @@ func runBuild(ctx context.Context, g *globalFlags, aff *affectedFlags, args []st
 // build plans and executes the patterns under the workspace lock and prints
 // the summary line. It returns the plan so callers (pipe run) can use it.
 func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Plan, error) {
-	g, stderr := s.g, s.stderr
 	lock, err := s.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Release()
+	return s.buildLocked(ctx, pats)
+}
+
+// buildLocked is build for a caller that holds the workspace lock and goes
+// on holding it: pipe deploy reads dist/ after building, and another pipe
+// must not rebuild it in between.
+func (s *session) buildLocked(ctx context.Context, pats []engine.Pattern) (*engine.Plan, error) {
+	g, stderr := s.g, s.stderr
 	plan, err := engine.PlanBuild(ctx, s.ws, s.loader, pats)
 	s.saveState()
 	if err != nil {
@@ -122,6 +129,7 @@ func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Pla
 	if err != nil {
 		return nil, err
 	}
+	s.ui = ui
 	remote, err := s.openRemote(ctx, c)
 	if err != nil {
 		return nil, err

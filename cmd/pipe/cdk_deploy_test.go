@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +32,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"golang.org/x/sys/unix"
 
 	"github.com/pipebuild/pipe/internal/testenv"
 )
@@ -231,6 +234,7 @@ func (r *awsRegion) deploy(t *testing.T, ws *workspace, env []string, args ...st
 	t.Logf("pipe %s → %d in %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), b.code, time.Since(start).Round(time.Millisecond), b.stdout, b.stderr)
 	if _, err := os.Stat(evFile); err == nil {
 		b.events = readEvents(t, evFile)
+		b.stackEvents = readStackEvents(t, evFile)
 	}
 	return b
 }
@@ -442,6 +446,22 @@ func TestCdkStackDeployEndToEnd(t *testing.T) {
 			t.Errorf("stack %s: status %q, want CREATE_COMPLETE", s, st)
 		}
 	}
+	// --events holds the build's actions and then each stack's events.
+	if done := doneEvents(b.stackEvents); len(done) != 3 || done["MyApiStack"] != "deployed" || done["MyApiMonitoringStack"] != "deployed" || done["SharedStack"] != "deployed" {
+		t.Errorf("first deploy: done events %v, want the three stacks deployed", done)
+	}
+	resources := 0
+	for _, ev := range b.stackEvents {
+		if ev.Event == "resource" && ev.Stack == "MyApiStack" && ev.Resource != "" && ev.Status != "" {
+			resources++
+		}
+		if ev.Event == "deploying" && strings.Join(ev.Reasons, ",") != "new stack" {
+			t.Errorf("first deploy: %s deploying for %q, want new stack", ev.Stack, ev.Reasons)
+		}
+	}
+	if resources == 0 {
+		t.Errorf("first deploy: no resource events for MyApiStack")
+	}
 	outs := outputsOf(t, ws, "outputs.json")
 	fn, apiURL := outs["MyApiStack"]["FunctionName"], outs["MyApiStack"]["ApiUrl"]
 	if fn == "" || !strings.HasPrefix(apiURL, "https://") || !strings.HasSuffix(apiURL, ".execute-api."+r.region+".amazonaws.com/dev/") {
@@ -477,6 +497,9 @@ func TestCdkStackDeployEndToEnd(t *testing.T) {
 	if st := b.status("CdkSynth"); st != "cached" {
 		t.Errorf("second deploy: CdkSynth %q, want cached", st)
 	}
+	if done := doneEvents(b.stackEvents); len(done) != 3 || len(b.stackEvents) != 3 || done["MyApiStack"] != "unchanged" {
+		t.Errorf("second deploy: stack events %+v, want three unchanged", b.stackEvents)
+	}
 	if ex := b.mnemonics("executed"); len(ex) > 0 {
 		t.Errorf("second deploy executed %v, want nothing", ex)
 	}
@@ -502,6 +525,15 @@ func TestCdkStackDeployEndToEnd(t *testing.T) {
 	}
 	if got := b.status("CdkSynth"); got != "executed" {
 		t.Errorf("deploy after the edit: CdkSynth %q, want executed (the asset changed)", got)
+	}
+	published := 0
+	for _, ev := range b.stackEvents {
+		if ev.Event == "published" && ev.Stack == "MyApiStack" {
+			published += ev.Uploaded
+		}
+	}
+	if done := doneEvents(b.stackEvents); published != 1 || done["MyApiStack"] != "deployed" || done["SharedStack"] != "unchanged" {
+		t.Errorf("deploy after the edit: %d uploads, done %v; want one upload and MyApiStack alone deployed", published, done)
 	}
 	var uploads []string
 	for _, c := range r.proxy.Writes() {
@@ -613,4 +645,234 @@ func TestRealCdkCliDeploysPipeAssembly(t *testing.T) {
 		t.Errorf("pipe deploy after cdk deploy made write calls: %v", w)
 	}
 	t.Logf("nothing changed: cdk deploy --all --app cdk.out %v; pipe deploy //... see the summary line above", took.Round(time.Millisecond))
+}
+
+// TestCdkStackStacksRestrictsDeploy: cdk_stack(stacks = …) chooses the stacks
+// pipe deploy and pipe diff work on for that target, with the stacks they
+// depend on; --stacks narrows the choice further.
+func TestCdkStackStacksRestrictsDeploy(t *testing.T) {
+	nm := testenv.CDKNodeModules(t)
+	r := newAWSRegion(t, "ca-central-1", true)
+	ws, env := cdkDeployWorkspace(t, nm)
+	ws.write(t, "packages/infra/BUILD.star", `cdk_stack(
+    name = "infra",
+    app = "src/main.ts",
+    srcs = glob(["src/**/*.ts"]),
+    deps = ["//packages/my-api:bundle"],
+    stacks = ["MyApiMonitoring*"],
+)
+`)
+	// MyApiMonitoringStack and MyApiStack, which it depends on; never
+	// SharedStack.
+	b := r.deploy(t, ws, env, "diff", "//...")
+	if b.code != 0 {
+		t.Fatalf("pipe diff: exit %d", b.code)
+	}
+	for _, s := range []string{"MyApiStack", "MyApiMonitoringStack"} {
+		if !strings.Contains(b.stdout, "Stack "+s+" (not deployed)\n") {
+			t.Errorf("pipe diff does not show %s", s)
+		}
+	}
+	if strings.Contains(b.stdout, "SharedStack") {
+		t.Errorf("pipe diff shows SharedStack, which stacks = [\"MyApiMonitoring*\"] leaves out")
+	}
+
+	b = r.deploy(t, ws, env, "deploy", "//...", "--dry-run")
+	if b.code != 0 || !strings.Contains(b.stderr, "2 stacks: 2 would deploy") || strings.Contains(b.stderr, "SharedStack") {
+		t.Errorf("pipe deploy --dry-run: exit %d, want MyApiStack and MyApiMonitoringStack only", b.code)
+	}
+	// --stacks narrows the target's choice.
+	b = r.deploy(t, ws, env, "deploy", "//...", "--dry-run", "--stacks", "MyApiStack")
+	if b.code != 0 || !strings.Contains(b.stderr, "1 stack: 1 would deploy") || !strings.Contains(b.stderr, "• MyApiStack would be deployed") {
+		t.Errorf("--stacks MyApiStack: exit %d, want MyApiStack alone", b.code)
+	}
+	b = r.deploy(t, ws, env, "deploy", "//...", "--dry-run", "--stacks", "SharedStack")
+	if b.code == 0 || !strings.Contains(b.stderr, `--stacks "SharedStack" matches no stack`) {
+		t.Errorf("--stacks outside the target's stacks: exit %d, want an error", b.code)
+	}
+	if w := r.proxy.Writes(); len(w) > 0 {
+		t.Errorf("diff and --dry-run made write calls: %v", w)
+	}
+}
+
+// stackEvent is one of pipe deploy's lines in the --events file.
+type stackEvent struct {
+	Kind       string   `json:"kind"`
+	Stack      string   `json:"stack"`
+	StackName  string   `json:"stack_name"`
+	Event      string   `json:"event"`
+	Status     string   `json:"status"`
+	TimeMs     float64  `json:"time_ms"`
+	DurationMs float64  `json:"duration_ms"`
+	Reasons    []string `json:"reasons"`
+	Uploaded   int      `json:"uploaded"`
+	Changes    int      `json:"changes"`
+	Resource   string   `json:"resource"`
+	Dependency string   `json:"dependency"`
+	Error      string   `json:"error"`
+}
+
+// readStackEvents returns the deploy lines of an --events file.
+func readStackEvents(t *testing.T, file string) []stackEvent {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("read events: %v", err)
+	}
+	var out []stackEvent
+	for _, line := range strings.Split(string(b), "\n") {
+		var ev stackEvent
+		if line == "" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("events line %q: %v", line, err)
+		}
+		if ev.Kind == "stack" {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// doneEvents maps each stack to the status of its "done" event.
+func doneEvents(evs []stackEvent) map[string]string {
+	m := map[string]string{}
+	for _, ev := range evs {
+		if ev.Event == "done" {
+			m[ev.Stack] = ev.Status
+		}
+	}
+	return m
+}
+
+// TestDeployHoldsWorkspaceLock: pipe deploy takes the workspace lock once,
+// before building, and holds it until the deployment ends, so no other pipe
+// rewrites dist/ between the build and the deployment reading it: a pipe
+// build started while the stacks are being read waits for the deploy.
+func TestDeployHoldsWorkspaceLock(t *testing.T) {
+	nm := testenv.CDKNodeModules(t)
+	r := newAWSRegion(t, "sa-east-1", true)
+	ws, env := cdkDeployWorkspace(t, nm)
+	ws.buildEnvOK(t, env, "//...")
+
+	// Every acquisition opens .pipe/lock and every release closes it: count
+	// the opens from the deploy's start to its first CloudFormation call,
+	// when it has built and is deploying. Closes are watched too because
+	// the kernel merges identical events in a row.
+	lockFile := ws.path(".pipe/lock")
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.InotifyAddWatch(fd, lockFile, unix.IN_OPEN|unix.IN_CLOSE); err != nil {
+		t.Fatal(err)
+	}
+
+	// While the deploy reads the stacks, a build must wait for the lock.
+	var (
+		once     sync.Once
+		other    *exec.Cmd
+		otherErr lockedBuffer
+		waited   bool
+		otherRun = make(chan error, 1)
+		opens    int
+		countErr error
+	)
+	r.proxy.OnRequest = func(c testenv.Call) {
+		if c.Service != "cloudformation" {
+			return
+		}
+		once.Do(func() {
+			opens, countErr = countInotify(fd)
+			other = pipeCmdEnv(ws, env, "build", "//packages/my-api:bundle")
+			other.Stderr = &otherErr
+			if err := other.Start(); err != nil {
+				otherRun <- err
+				return
+			}
+			go func() { otherRun <- other.Wait() }()
+			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if waited = strings.Contains(otherErr.String(), "waiting for the workspace lock"); waited {
+					return
+				}
+				select {
+				case err := <-otherRun:
+					otherRun <- err
+					return // it finished without waiting
+				default:
+				}
+			}
+		})
+	}
+	b := r.deploy(t, ws, env, "deploy", "//...", "--dry-run")
+	r.proxy.OnRequest = nil
+	if b.code != 0 {
+		t.Fatalf("pipe deploy --dry-run: exit %d", b.code)
+	}
+	if countErr != nil {
+		t.Fatal(countErr)
+	}
+	if opens != 1 {
+		t.Errorf("pipe deploy opened the workspace lock %d times, want once: it must keep the lock from the build to the end", opens)
+	}
+	if other == nil {
+		t.Fatal("the deploy made no CloudFormation call")
+	}
+	select {
+	case err := <-otherRun:
+		if err != nil {
+			t.Errorf("the concurrent pipe build: %v\n%s", err, otherErr.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the concurrent pipe build did not finish after the deploy")
+	}
+	if !waited {
+		t.Errorf("a pipe build started during the deploy did not wait for the lock:\n%s", otherErr.String())
+	}
+}
+
+// lockedBuffer is a buffer a running command writes to while the test
+// reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// countInotify counts the queued IN_OPEN events of a non-blocking inotify
+// descriptor.
+func countInotify(fd int) (int, error) {
+	n := 0
+	buf := make([]byte, 64<<10)
+	for {
+		got, err := unix.Read(fd, buf)
+		if err == unix.EAGAIN {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("read inotify events: %w", err)
+		}
+		// struct inotify_event: wd int32, mask uint32, cookie uint32,
+		// len uint32, then len bytes of name.
+		for off := 0; off+unix.SizeofInotifyEvent <= got; {
+			mask := binary.NativeEndian.Uint32(buf[off+4:])
+			if mask&unix.IN_OPEN != 0 {
+				n++
+			}
+			off += unix.SizeofInotifyEvent + int(binary.NativeEndian.Uint32(buf[off+12:]))
+		}
+	}
 }

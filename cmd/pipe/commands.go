@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/rules/python"
 )
 
 func queryCmd(ctx context.Context, g *globalFlags) *cobra.Command {
@@ -53,7 +54,7 @@ func queryCmd(ctx context.Context, g *globalFlags) *cobra.Command {
 func printWheelPlans(ctx context.Context, s *session, w io.Writer, tg *engine.TargetGraph, labels []engine.Label) error {
 	var pats []engine.Pattern
 	for _, l := range labels {
-		if tg.Targets[l].Rule.Name == "python_bundle" {
+		if tg.Targets[l].Rule.Name == python.Bundle.Name {
 			pats = append(pats, engine.Pattern{Pkg: l.Pkg, Name: l.Name})
 		}
 	}
@@ -66,12 +67,11 @@ func printWheelPlans(ctx context.Context, s *session, w io.Writer, tg *engine.Ta
 	}
 	for _, p := range pats {
 		l := engine.Label{Pkg: p.Pkg, Name: p.Name}
-		v, _ := plan.Actions.TargetInfo(l, "python.bundle")
-		d, ok := v.(interface{ Describe() string })
-		if !ok {
+		info, ok := engine.TargetInfo(plan.Actions, l, python.BundleKey)
+		if !ok || info.Plan == nil {
 			continue
 		}
-		fmt.Fprintf(w, "%s\n%s", l, d.Describe())
+		fmt.Fprintf(w, "%s\n%s", l, info.Plan.Describe())
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -18,11 +17,8 @@ import (
 
 	"github.com/pipebuild/pipe/internal/deploy"
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/rules"
 )
-
-// assemblyInfo is the provider key under which cdk_stack targets give the
-// workspace-relative path of their cloud assembly.
-const assemblyInfo = "cdk.assembly"
 
 type deployFlags struct {
 	apps        []string
@@ -92,19 +88,31 @@ func addAssemblyFlags(cmd *cobra.Command, f *deployFlags) {
 	fl.StringArrayVar(&f.stacks, "stacks", nil, "only stacks whose construct path or name matches `GLOB`, with the stacks they depend on; repeatable")
 }
 
-// loaded is what deploy and diff work on: the stacks, and the lock that
-// keeps another pipe from rewriting dist/ while they are read.
-type loaded struct {
+// deployInput is what deploy and diff work on: the stacks, the zips the
+// build made, and the workspace lock, held from before the build until
+// the deployment ends so that no other pipe rewrites dist/ (templates,
+// asset directories) in between.
+type deployInput struct {
 	stacks []*deploy.Stack
 	zips   []deploy.PrebuiltZip
-	unlock func()
+	// ui holds the build's events, to which --events adds the deploy's;
+	// a fresh one with --app.
+	ui      *ui
+	start   time.Time
+	release func()
 }
 
-// loadStacks builds the patterns and reads the cloud assemblies of the
-// selected targets that provide one, or reads --app directories.
-func loadStacks(ctx context.Context, g *globalFlags, f *deployFlags, args []string, stderr io.Writer) (*loaded, error) {
-	l := &loaded{unlock: func() {}}
-	var dirs []string
+// loadDeployInput builds the patterns under the workspace lock, which it
+// keeps, and reads the stacks of the cdk_stack targets among them (their
+// AssemblyInfo), or reads --app directories. --stacks narrows the stacks.
+func loadDeployInput(ctx context.Context, g *globalFlags, f *deployFlags, args []string, stderr io.Writer) (_ *deployInput, err error) {
+	in := &deployInput{release: func() {}, start: time.Now()}
+	defer func() {
+		if err != nil {
+			in.release()
+		}
+	}()
+	var stacks []*deploy.Stack
 	if len(f.apps) > 0 {
 		if len(args) > 0 {
 			return nil, engine.Usagef("give patterns or --app, not both")
@@ -113,58 +121,67 @@ func loadStacks(ctx context.Context, g *globalFlags, f *deployFlags, args []stri
 		if base == "" {
 			base = "."
 		}
+		var dirs []string
 		for _, a := range f.apps {
 			if !filepath.IsAbs(a) {
 				a = filepath.Join(base, a)
 			}
 			dirs = append(dirs, a)
 		}
+		if in.ui, err = newUI(g, stderr, 0); err != nil {
+			return nil, err
+		}
+		if stacks, err = deploy.LoadAssemblies(dirs); err != nil {
+			return nil, err
+		}
 	} else {
 		s, err := openWorkspace(g, stderr)
 		if err != nil {
 			return nil, err
 		}
+		in.start = s.start
 		pats, err := s.patterns(args)
 		if err != nil {
 			return nil, err
 		}
-		plan, err := s.build(ctx, pats)
-		if err != nil {
-			return nil, err
-		}
-		for _, t := range plan.Targets.Roots {
-			if v, ok := plan.Actions.TargetInfo(t, assemblyInfo); ok {
-				if p, ok := v.(string); ok {
-					dirs = append(dirs, filepath.Join(s.ws.Root, filepath.FromSlash(p)))
-				}
-			}
-		}
-		if len(dirs) == 0 {
-			return nil, engine.Usagef("no cdk_stack target among %s: nothing to deploy (or give a synthesized cloud assembly with --app DIR)", strings.Join(patternArgs(args), " "))
-		}
-		l.zips = prebuiltZips(s.ws.Root, plan)
-		// The build released the lock; deploying reads dist/ (templates,
-		// asset directories) for a while, so hold it again.
 		lock, err := s.lock(ctx)
 		if err != nil {
 			return nil, err
 		}
-		l.unlock = lock.Release
+		in.release = lock.Release
+		plan, err := s.buildLocked(ctx, pats)
+		if err != nil {
+			return nil, err
+		}
+		in.ui = s.ui
+		d, err := rules.DeploymentOf(s.ws.Root, plan, plan.Targets.Roots)
+		if err != nil {
+			return nil, err
+		}
+		if len(d.Targets) == 0 {
+			return nil, engine.Usagef("no cdk_stack target among %s: nothing to deploy (or give a synthesized cloud assembly with --app DIR)", strings.Join(patternArgs(args), " "))
+		}
+		stacks, in.zips = d.Stacks, d.Zips
 	}
-	stacks, err := deploy.LoadAssemblies(dirs)
-	if err == nil {
-		stacks, err = deploy.Select(stacks, f.stacks)
-	}
-	if err != nil {
-		l.unlock()
-		return nil, err
+	if stacks, err = deploy.Select(stacks, f.stacks); err != nil {
+		return nil, fmt.Errorf("--stacks %w", err)
 	}
 	if len(stacks) == 0 {
-		l.unlock()
 		return nil, engine.Usagef("the cloud assemblies hold no stacks")
 	}
-	l.stacks = stacks
-	return l, nil
+	in.stacks = stacks
+	return in, nil
+}
+
+// writeEvents writes --events with the build's and the deployment's
+// events; a failure is a warning, as it is for a build.
+func (in *deployInput) writeEvents(stderr io.Writer) {
+	if in.ui == nil {
+		return
+	}
+	if err := in.ui.writeEvents(in.start); err != nil {
+		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
+	}
 }
 
 func patternArgs(args []string) []string {
@@ -172,36 +189,6 @@ func patternArgs(args []string) []string {
 		return []string{"//..."}
 	}
 	return args
-}
-
-// prebuiltZips finds the directory outputs the build also zipped next to
-// themselves (python_bundle's <name>/ and <name>.zip), so publishing a
-// staged copy of such a directory reuses the zip instead of zipping again.
-func prebuiltZips(root string, plan *engine.Plan) []deploy.PrebuiltZip {
-	var out []deploy.PrebuiltZip
-	labels := make([]engine.Label, 0, len(plan.Targets.Targets))
-	for l := range plan.Targets.Targets {
-		labels = append(labels, l)
-	}
-	sort.Slice(labels, func(i, j int) bool { return labels[i].String() < labels[j].String() })
-	for _, l := range labels {
-		files := plan.Actions.TargetFiles(l)
-		paths := map[string]bool{}
-		for _, f := range files {
-			if !f.Dir {
-				paths[f.Path] = true
-			}
-		}
-		for _, f := range files {
-			if f.Dir && paths[f.Path+".zip"] {
-				out = append(out, deploy.PrebuiltZip{
-					Dir: filepath.Join(root, filepath.FromSlash(f.Path)),
-					Zip: filepath.Join(root, filepath.FromSlash(f.Path+".zip")),
-				})
-			}
-		}
-	}
-	return out
 }
 
 func runDeploy(ctx context.Context, g *globalFlags, f *deployFlags, args []string, cmd *cobra.Command) error {
@@ -214,27 +201,36 @@ func runDeploy(ctx context.Context, g *globalFlags, f *deployFlags, args []strin
 		return engine.Usagef("--concurrency %d: want 1 or more", f.concurrency)
 	}
 	start := time.Now()
-	l, err := loadStacks(ctx, g, f, args, stderr)
+	in, err := loadDeployInput(ctx, g, f, args, stderr)
 	if err != nil {
 		return err
 	}
-	defer l.unlock()
+	defer in.release()
+	defer in.writeEvents(stderr)
 	cfg, err := deploy.LoadConfig(ctx)
 	if err != nil {
 		return err
 	}
-	opt := deploy.Options{
-		Out:         stderr,
-		Concurrency: f.concurrency,
-		Approval:    approval,
-		DryRun:      f.dryRun,
-		Force:       f.force,
-		Zips:        l.zips,
+	plans, err := deploy.Plan(ctx, cfg, in.stacks, deploy.PlanOptions{Force: f.force, Approval: approval})
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintln(stderr, "pipe: interrupted; no stack was started")
+			return &exitError{code: 130}
+		}
+		return err
 	}
-	if term.IsTerminal(int(os.Stdin.Fd())) {
-		opt.Prompt = terminalPrompt(stderr)
+	rep := newDeployUI(stderr, in.ui, in.start)
+	var results []*deploy.Result
+	var derr error
+	if f.dryRun {
+		results, derr = rep.dryRun(plans)
+	} else {
+		opt := deploy.ApplyOptions{Concurrency: f.concurrency, Zips: in.zips}
+		if term.IsTerminal(int(os.Stdin.Fd())) {
+			opt.Prompt = terminalPrompt(stderr)
+		}
+		results, derr = deploy.Apply(ctx, cfg, plans, opt, rep)
 	}
-	results, derr := deploy.Deploy(ctx, cfg, l.stacks, opt)
 
 	counts := map[deploy.Status]int{}
 	for _, r := range results {
@@ -330,16 +326,21 @@ func terminalPrompt(w io.Writer) func(string) (bool, error) {
 }
 
 func runDiff(ctx context.Context, g *globalFlags, f *deployFlags, args []string, cmd *cobra.Command) error {
-	l, err := loadStacks(ctx, g, f, args, cmd.ErrOrStderr())
+	stderr := cmd.ErrOrStderr()
+	in, err := loadDeployInput(ctx, g, f, args, stderr)
 	if err != nil {
 		return err
 	}
-	defer l.unlock()
+	defer in.release()
 	cfg, err := deploy.LoadConfig(ctx)
 	if err != nil {
 		return err
 	}
-	differs, err := deploy.Diff(ctx, cfg, l.stacks, cmd.OutOrStdout())
+	plans, err := deploy.Plan(ctx, cfg, in.stacks, deploy.PlanOptions{DiffOnly: true})
+	if err != nil {
+		return err
+	}
+	differs, err := renderDiff(cmd.OutOrStdout(), plans)
 	if err != nil {
 		return err
 	}

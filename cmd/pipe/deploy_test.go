@@ -146,17 +146,24 @@ func TestDeployCommand(t *testing.T) {
 	}
 
 	r.proxy.Reset()
-	_, stderr, code = r.pipe(t, ws, "deploy", "--app", "cdk.out")
-	if code != 0 {
-		t.Fatalf("second deploy exit %d", code)
+	b := r.deploy(t, ws, nil, "deploy", "--app", "cdk.out")
+	if b.code != 0 {
+		t.Fatalf("second deploy exit %d", b.code)
 	}
 	if w := r.proxy.Writes(); len(w) > 0 {
 		t.Errorf("an unchanged deploy made write calls: %v", w)
 	}
+	done := doneEvents(b.stackEvents)
 	for _, s := range []string{"ApiStack", "DepStack", "IndStack", "Prod/Inner"} {
-		if !strings.Contains(stderr, "✓ "+s+" (no changes)\n") {
+		if !strings.Contains(b.stderr, "✓ "+s+" (no changes)\n") {
 			t.Errorf("missing `✓ %s (no changes)`", s)
 		}
+		if done[s] != "unchanged" {
+			t.Errorf("--events: %s done %q, want unchanged", s, done[s])
+		}
+	}
+	if len(b.events) > 0 {
+		t.Errorf("--events of a deploy --app holds actions: %+v", b.events)
 	}
 
 	newCode(t, ws, "print('v2')\n")

@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pf.BoolVarP(&g.keepGoing, "keep-going", "k", false, "build as much as possible after a failure")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "print every action, cached ones too")
 	pf.StringVar(&g.color, "color", "auto", "colour and live progress: auto, always or never")
-	pf.StringVar(&g.events, "events", "", "write one JSON object per action to `FILE`")
+	pf.StringVar(&g.events, "events", "", "write one JSON object per action (and per pipe deploy event) to `FILE`")
 	pf.StringVar(&g.profile, "profile", "", "write a Chrome trace (open it in Perfetto) to `FILE`")
 	pf.StringVar(&g.remoteCache, "remote-cache", "", "share results through `URL`: s3://bucket/prefix or http(s)://host/prefix (also PIPE_REMOTE_CACHE, workspace(remote_cache = …))")
 	pf.BoolVar(&g.remoteUpload, "remote-upload", false, "write results to the remote cache (trusted CI only); by default it is read-only")

@@ -202,7 +202,9 @@ type event struct {
 	Error      string   `json:"error"`
 }
 
-// readEvents parses an --events file: one JSON object per line.
+// readEvents parses an --events file: one JSON object per line. Lines of
+// pipe deploy's stack events ("kind": "stack") are left to
+// readStackEvents.
 func readEvents(t *testing.T, file string) []event {
 	t.Helper()
 	b, err := os.ReadFile(file)
@@ -213,7 +215,8 @@ func readEvents(t *testing.T, file string) []event {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
-		if line == "" {
+		var kind struct{ Kind string }
+		if line == "" || json.Unmarshal([]byte(line), &kind) == nil && kind.Kind == "stack" {
 			continue
 		}
 		var ev event
@@ -238,6 +241,8 @@ type build struct {
 	stdout, stderr string
 	code           int
 	events         []event
+	// stackEvents are pipe deploy's lines of the events file.
+	stackEvents []stackEvent
 }
 
 // build runs `pipe build --events FILE args...` and reads the events (none

@@ -25,6 +25,8 @@ type session struct {
 	relPkg string
 	stderr io.Writer
 	phases []engine.Phase
+	// ui is the last build's, which holds its events for --events.
+	ui *ui
 }
 
 // openWorkspace finds the workspace and evaluates WORKSPACE.star.

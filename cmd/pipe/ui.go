@@ -34,6 +34,8 @@ type ui struct {
 	last    time.Time
 	events  []*engine.ActionEvent
 	starts  map[*engine.Action]int
+	// stackEvents are pipe deploy's, recorded after the build's actions.
+	stackEvents []stackEventRecord
 	// remote is appended to the summary line when a remote cache is used.
 	remote string
 }
@@ -221,10 +223,41 @@ type eventRecord struct {
 
 // writeFiles writes --events and --profile, each atomically.
 func (u *ui) writeFiles(phases []engine.Phase, start time.Time) error {
+	if err := u.writeEvents(start); err != nil {
+		return err
+	}
+	if u.g.profile != "" {
+		if err := writeTrace(u.g.profile, u.sortedEvents(), phases, start); err != nil {
+			return fmt.Errorf("write --profile %s: %w", u.g.profile, err)
+		}
+	}
+	return nil
+}
+
+// sortedEvents are the actions' events by start time.
+func (u *ui) sortedEvents() []*engine.ActionEvent {
 	u.mu.Lock()
 	evs := append([]*engine.ActionEvent(nil), u.events...)
 	u.mu.Unlock()
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Start.Before(evs[j].Start) })
+	return evs
+}
+
+// addStackEvent records one of pipe deploy's events for --events.
+func (u *ui) addStackEvent(rec stackEventRecord) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.stackEvents = append(u.stackEvents, rec)
+}
+
+// writeEvents writes --events atomically: one line per action, then one
+// per deploy event. pipe deploy writes it again when the deployment ends,
+// so the file holds both.
+func (u *ui) writeEvents(start time.Time) error {
+	evs := u.sortedEvents()
+	u.mu.Lock()
+	stackEvs := append([]stackEventRecord(nil), u.stackEvents...)
+	u.mu.Unlock()
 	if u.g.events != "" {
 		var b strings.Builder
 		enc := json.NewEncoder(&b)
@@ -251,13 +284,11 @@ func (u *ui) writeFiles(phases []engine.Phase, start time.Time) error {
 			rec.Explain = ev.Explain
 			enc.Encode(rec)
 		}
+		for _, rec := range stackEvs {
+			enc.Encode(rec)
+		}
 		if err := files.WriteAtomic(u.g.events, []byte(b.String()), 0o644); err != nil {
 			return fmt.Errorf("write --events %s: %w", u.g.events, err)
-		}
-	}
-	if u.g.profile != "" {
-		if err := writeTrace(u.g.profile, evs, phases, start); err != nil {
-			return fmt.Errorf("write --profile %s: %w", u.g.profile, err)
 		}
 	}
 	return nil

@@ -1,5 +1,8 @@
 // Package deploy reads CDK cloud assemblies and deploys their stacks to
-// CloudFormation: asset publishing, change sets, approval, progress.
+// CloudFormation in two steps: Plan finds, with read calls only, what
+// deploying each stack would do; Apply carries the plans out (asset
+// publishing, change sets, approval, execution) and reports each step as a
+// StackEvent. It prints nothing: showing plans and events is the caller's.
 package deploy
 
 import (
@@ -445,7 +448,9 @@ func order(stacks []*Stack) ([]*Stack, error) {
 
 // Select returns the stacks whose display name or stack name matches one of
 // the globs, with the stacks they depend on (a stack cannot deploy before
-// its dependencies exist), in deployment order. No globs selects all.
+// its dependencies exist), in deployment order. No globs selects all. A
+// glob matching nothing is an error naming the glob and the stacks;
+// callers prefix where the glob came from (--stacks, a target).
 func Select(stacks []*Stack, globs []string) ([]*Stack, error) {
 	if len(globs) == 0 {
 		return stacks, nil
@@ -463,7 +468,7 @@ func Select(stacks []*Stack, globs []string) ([]*Stack, error) {
 	}
 	for _, g := range globs {
 		if _, err := path.Match(g, ""); err != nil {
-			return nil, fmt.Errorf("--stacks %q: %w", g, err)
+			return nil, fmt.Errorf("%q: %w", g, err)
 		}
 		n := 0
 		for _, s := range stacks {
@@ -479,7 +484,7 @@ func Select(stacks []*Stack, globs []string) ([]*Stack, error) {
 			for _, s := range stacks {
 				names = append(names, s.DisplayName)
 			}
-			return nil, fmt.Errorf("--stacks %q matches no stack; the stacks are: %s", g, strings.Join(names, ", "))
+			return nil, fmt.Errorf("%q matches no stack; the stacks are: %s", g, strings.Join(names, ", "))
 		}
 	}
 	var out []*Stack

@@ -57,37 +57,31 @@ func newPublisher(env *awsEnv, parallel int, zips []PrebuiltZip) *publisher {
 	return &publisher{env: env, sem: make(chan struct{}, parallel), zips: zips, calls: map[string]*publishCall{}}
 }
 
-// resolvedAsset is an asset with its destination filled in.
+// resolvedAsset is an asset to publish with the clients of its region.
 type resolvedAsset struct {
-	*FileAsset
-	rc          *regionClients
-	bucket, key string
+	*AssetPlan
+	rc *regionClients
 }
 
-func (p *publisher) resolve(se *stackEnv, a *FileAsset) (*resolvedAsset, error) {
-	rc := se.regionClients
-	if a.Region != "" && se.resolve(a.Region) != rc.region {
-		var err error
-		if rc, err = p.env.clients(se.resolve(a.Region)); err != nil {
-			return nil, err
-		}
-	}
-	return &resolvedAsset{FileAsset: a, rc: rc, bucket: se.resolve(a.Bucket), key: se.resolve(a.Key)}, nil
-}
-
-// publish uploads the assets in parallel, bounded, and returns the number
-// of objects it uploaded.
-func (p *publisher) publish(ctx context.Context, s *Stack, assets []*resolvedAsset) (int, error) {
+// publish uploads the assets S3 lacks, in parallel, bounded, and returns
+// the number of objects it uploaded.
+func (p *publisher) publish(ctx context.Context, s *Stack, assets []*AssetPlan) (int, error) {
 	var wg sync.WaitGroup
 	errs := make([]error, len(assets))
 	up := make([]bool, len(assets))
 	for i, a := range assets {
+		if a.Present {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			up[i], errs[i] = p.publishOne(ctx, a)
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("stack %s: asset %s: %w", s.Name(), a.label(), errs[i])
+			rc, err := p.env.clients(a.Region)
+			if err == nil {
+				up[i], err = p.publishOne(ctx, &resolvedAsset{AssetPlan: a, rc: rc})
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("stack %s: asset %s: %w", s.Name(), a.label(), err)
 			}
 		}()
 	}
@@ -101,17 +95,19 @@ func (p *publisher) publish(ctx context.Context, s *Stack, assets []*resolvedAss
 	return n, errors.Join(errs...)
 }
 
-func (a *resolvedAsset) label() string {
-	if a.DisplayName != "" {
-		return a.DisplayName
+func (a *AssetPlan) label() string {
+	if a.Asset.DisplayName != "" {
+		return a.Asset.DisplayName
 	}
-	return a.ID
+	return a.Asset.ID
 }
 
 // publishOne uploads one asset unless this run or an earlier one already
-// did; concurrent requests for the same object wait for the first.
+// did; concurrent requests for the same object wait for the first. The
+// plan said S3 lacks the object, unless it could not tell: then S3 is
+// asked again.
 func (p *publisher) publishOne(ctx context.Context, a *resolvedAsset) (bool, error) {
-	k := a.rc.region + "/" + a.bucket + "/" + a.key
+	k := a.Region + "/" + a.Bucket + "/" + a.Key
 	p.mu.Lock()
 	c := p.calls[k]
 	if c != nil {
@@ -135,13 +131,15 @@ func (p *publisher) publishOne(ctx context.Context, a *resolvedAsset) (bool, err
 		return false, c.err
 	}
 	defer func() { <-p.sem }()
-	exists, err := p.exists(ctx, a)
-	if err != nil {
-		c.err = err
-		return false, err
-	}
-	if exists {
-		return false, nil
+	if !a.Checked {
+		exists, err := objectExists(ctx, a.rc, a.Bucket, a.Key)
+		if err != nil {
+			c.err = err
+			return false, err
+		}
+		if exists {
+			return false, nil
+		}
 	}
 	n, err := p.upload(ctx, a)
 	if err != nil {
@@ -156,9 +154,9 @@ func (p *publisher) publishOne(ctx context.Context, a *resolvedAsset) (bool, err
 	return true, nil
 }
 
-// exists asks S3 whether the object is there (HeadObject: a read).
-func (p *publisher) exists(ctx context.Context, a *resolvedAsset) (bool, error) {
-	_, err := a.rc.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(a.bucket), Key: aws.String(a.key)})
+// objectExists asks S3 whether an object is there (HeadObject: a read).
+func objectExists(ctx context.Context, rc *regionClients, bucket, key string) (bool, error) {
+	_, err := rc.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if err == nil {
 		return true, nil
 	}
@@ -166,16 +164,17 @@ func (p *publisher) exists(ctx context.Context, a *resolvedAsset) (bool, error) 
 	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
 		var ae smithy.APIError
 		if errors.As(err, &ae) && ae.ErrorCode() == "NoSuchBucket" {
-			return false, fmt.Errorf("bucket %s does not exist: run `cdk bootstrap` for this account and region", a.bucket)
+			return false, fmt.Errorf("bucket %s does not exist: run `cdk bootstrap` for this account and region", bucket)
 		}
 		return false, nil
 	}
-	return false, fmt.Errorf("check s3://%s/%s: %w", a.bucket, a.key, brief(err))
+	return false, fmt.Errorf("check s3://%s/%s: %w", bucket, key, brief(err))
 }
 
 // upload puts the asset's bytes: a file as it is, a directory as a
 // deterministic zip (a prebuilt one when the build made it already).
-func (p *publisher) upload(ctx context.Context, a *resolvedAsset) (int64, error) {
+func (p *publisher) upload(ctx context.Context, ra *resolvedAsset) (int64, error) {
+	a := ra.Asset
 	if a.Executable {
 		return 0, fmt.Errorf("assets built by a command (executable sources) are not supported by pipe deploy; deploy this stack with the CDK CLI")
 	}
@@ -221,16 +220,16 @@ func (p *publisher) upload(ctx context.Context, a *resolvedAsset) (int64, error)
 		return 0, err
 	}
 	in := &s3.PutObjectInput{
-		Bucket:        aws.String(a.bucket),
-		Key:           aws.String(a.key),
+		Bucket:        aws.String(ra.Bucket),
+		Key:           aws.String(ra.Key),
 		Body:          f,
 		ContentLength: aws.Int64(st.Size()),
 	}
 	if contentType != "" {
 		in.ContentType = aws.String(contentType)
 	}
-	if _, err := a.rc.s3.PutObject(ctx, in); err != nil {
-		return 0, fmt.Errorf("upload to s3://%s/%s: %w", a.bucket, a.key, brief(err))
+	if _, err := ra.rc.s3.PutObject(ctx, in); err != nil {
+		return 0, fmt.Errorf("upload to s3://%s/%s: %w", ra.Bucket, ra.Key, brief(err))
 	}
 	return st.Size(), nil
 }

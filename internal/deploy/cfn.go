@@ -193,7 +193,9 @@ func parseTemplateParams(tpl []byte) (map[string]templateParam, error) {
 const ssmNoInvalidate = "[cdk:skip]"
 
 // changes says why a stack must be deployed; empty means it is up to date.
-func changes(ctx context.Context, rc *regionClients, s *Stack, d *deployed) ([]string, error) {
+// Without readSSM the values behind SSM-typed parameters are not read, and
+// such parameters count as unchanged.
+func changes(ctx context.Context, rc *regionClients, s *Stack, d *deployed, readSSM bool) ([]string, error) {
 	if !d.exists {
 		return []string{"new stack"}, nil
 	}
@@ -206,7 +208,7 @@ func changes(ctx context.Context, rc *regionClients, s *Stack, d *deployed) ([]s
 	if !ok1 || !ok2 || !bytes.Equal(want, got) {
 		why = append(why, "template differs")
 	}
-	pdiff, err := paramsDiffer(ctx, rc, s, d)
+	pdiff, err := paramsDiffer(ctx, rc, s, d, readSSM)
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +229,7 @@ func changes(ctx context.Context, rc *regionClients, s *Stack, d *deployed) ([]s
 
 // paramsDiffer compares the parameter values a deployment would pass with
 // the deployed ones; it returns a reason, or "" when they match.
-func paramsDiffer(ctx context.Context, rc *regionClients, s *Stack, d *deployed) (string, error) {
+func paramsDiffer(ctx context.Context, rc *regionClients, s *Stack, d *deployed, readSSM bool) (string, error) {
 	defs, err := parseTemplateParams(s.Template)
 	if err != nil {
 		return "", fmt.Errorf("stack %s: template: %w", s.Name(), err)
@@ -248,6 +250,9 @@ func paramsDiffer(ctx context.Context, rc *regionClients, s *Stack, d *deployed)
 			return "parameter " + name + " is new", nil
 		}
 		ssmTyped := strings.HasPrefix(def.Type, "AWS::SSM::Parameter::Value")
+		if ssmTyped && !readSSM {
+			continue // what counts is the value behind it, not read
+		}
 		if aws.ToString(cur.ParameterValue) == want {
 			// The value of an SSM-typed parameter is the parameter's name;
 			// what counts is the value behind it, which may have moved.
@@ -502,41 +507,6 @@ func deleteChangeSet(ctx context.Context, se *stackEnv, s *Stack, cs *changeSet)
 	return nil
 }
 
-// writeChangeSummary prints what a change set does, one resource a line.
-func writeChangeSummary(o *printer, s *Stack, cs *changeSet) {
-	o.linef("%s: %d change%s:", s.DisplayName, len(cs.changes), plural(len(cs.changes)))
-	w := 0
-	for _, c := range cs.changes {
-		w = max(w, len(aws.ToString(c.ResourceType)))
-	}
-	for _, c := range cs.changes {
-		sym := "~"
-		switch c.Action {
-		case cfntypes.ChangeActionAdd:
-			sym = "+"
-		case cfntypes.ChangeActionRemove:
-			sym = "-"
-		case cfntypes.ChangeActionImport:
-			sym = "←"
-		}
-		note := ""
-		switch c.Replacement {
-		case cfntypes.ReplacementTrue:
-			note = "  (replacement)"
-		case cfntypes.ReplacementConditional:
-			note = "  (may be replaced)"
-		}
-		o.linef("  %s %-*s %s%s", sym, w, aws.ToString(c.ResourceType), aws.ToString(c.LogicalResourceId), note)
-	}
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
-}
-
 // poller spaces out polls: quick at first (emulators and small updates
 // finish in milliseconds), then backing off to spare the API's rate limit
 // on long deployments.
@@ -577,7 +547,7 @@ type execution struct {
 
 // execute runs the change set and streams the stack's events until it
 // reaches a final state.
-func execute(ctx context.Context, se *stackEnv, s *Stack, cs *changeSet, o *printer) (*execution, error) {
+func execute(ctx context.Context, se *stackEnv, s *Stack, cs *changeSet, emit func(*StackEvent)) (*execution, error) {
 	// Events already there belong to earlier operations; the slack on the
 	// start time allows for the server's clock differing from ours.
 	start := time.Now().Add(-5 * time.Minute)
@@ -612,13 +582,14 @@ func execute(ctx context.Context, se *stackEnv, s *Stack, cs *changeSet, o *prin
 			return ex, err
 		}
 		for _, e := range evs {
-			st := string(e.ResourceStatus)
-			line := fmt.Sprintf("%s | %s | %s | %s", s.DisplayName, st, aws.ToString(e.ResourceType), aws.ToString(e.LogicalResourceId))
-			if r := aws.ToString(e.ResourceStatusReason); r != "" && strings.HasSuffix(st, "FAILED") {
-				line += " | " + r
+			re := &ResourceEvent{
+				Status:    string(e.ResourceStatus),
+				Type:      aws.ToString(e.ResourceType),
+				LogicalID: aws.ToString(e.LogicalResourceId),
+				Reason:    aws.ToString(e.ResourceStatusReason),
 			}
-			o.linef("%s", line)
-			if strings.HasSuffix(st, "_FAILED") && aws.ToString(e.ResourceStatusReason) != "" {
+			emit(&StackEvent{Kind: EventResource, Resource: re})
+			if re.Failed() && re.Reason != "" {
 				ex.failures = append(ex.failures, e)
 			}
 		}
@@ -680,7 +651,7 @@ func seedEvents(ctx context.Context, se *stackEnv, stack string, seen map[string
 }
 
 // waitStable waits for a stack busy with another operation to settle.
-func waitStable(ctx context.Context, rc *regionClients, s *Stack, o *printer) (*deployed, error) {
+func waitStable(ctx context.Context, rc *regionClients, s *Stack, emit func(*StackEvent)) (*deployed, error) {
 	poll := newPoller()
 	said := false
 	for {
@@ -692,7 +663,7 @@ func waitStable(ctx context.Context, rc *regionClients, s *Stack, o *printer) (*
 			return d, nil
 		}
 		if !said {
-			o.linef("%s: waiting for the stack's current operation (%s) to finish", s.DisplayName, d.status)
+			emit(&StackEvent{Kind: EventWaiting, StackStatus: d.status})
 			said = true
 		}
 		if err := poll.wait(ctx); err != nil {
@@ -703,8 +674,8 @@ func waitStable(ctx context.Context, rc *regionClients, s *Stack, o *printer) (*
 
 // deleteFailedCreation removes a stack whose creation failed
 // (ROLLBACK_COMPLETE): CloudFormation cannot update it, only replace it.
-func deleteFailedCreation(ctx context.Context, rc *regionClients, s *Stack, o *printer) error {
-	o.linef("%s: deleting the stack left by a failed creation (ROLLBACK_COMPLETE) before creating it again", s.DisplayName)
+func deleteFailedCreation(ctx context.Context, rc *regionClients, s *Stack, status string, emit func(*StackEvent)) error {
+	emit(&StackEvent{Kind: EventRecreating, StackStatus: status})
 	if _, err := rc.cfn.DeleteStack(ctx, &cloudformation.DeleteStackInput{StackName: aws.String(s.StackName)}); err != nil {
 		return fmt.Errorf("stack %s: delete failed stack: %w", s.Name(), brief(err))
 	}

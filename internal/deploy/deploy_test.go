@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -31,7 +32,7 @@ func TestDeployLifecycle(t *testing.T) {
 	app := copyApp(t)
 	stacks := load(t, app)
 
-	res, out, err := f.deploy(stacks, Options{Approval: ApproveNever})
+	res, evs, err := f.deploy(stacks, options{Approval: ApproveNever})
 	if err != nil {
 		t.Fatalf("first deploy: %v", err)
 	}
@@ -41,9 +42,15 @@ func TestDeployLifecycle(t *testing.T) {
 		}
 	}
 	for _, s := range []string{"ApiStack", "DepStack", "IndStack", "Prod/Inner"} {
-		if !strings.Contains(out, "✓ "+s+" (deployed") {
-			t.Errorf("first deploy output lacks ✓ %s (deployed…)", s)
+		if st := evs.done(s); st != StatusDeployed {
+			t.Errorf("first deploy: %s reported %q, want deployed", s, st)
 		}
+		if len(evs.of(EventDeploying, s)) != 1 || len(evs.of(EventChangeSet, s)) != 1 || len(evs.of(EventResource, s)) == 0 {
+			t.Errorf("first deploy: %s lacks the deploying, change set or resource events", s)
+		}
+	}
+	if ev := evs.of(EventPublished, "ApiStack"); len(ev) != 1 || ev[0].Uploaded != 2 {
+		t.Errorf("first deploy: ApiStack's published events %+v, want one of 2 uploads", ev)
 	}
 	// DepStack imports an output of ApiStack: it must start after ApiStack
 	// finished.
@@ -113,14 +120,14 @@ func TestDeployLifecycle(t *testing.T) {
 	// Nothing changed: no write call, every stack reported unchanged, the
 	// outputs still there.
 	f.proxy.Reset()
-	res, out, err = f.deploy(load(t, app), Options{})
+	res, evs, err = f.deploy(load(t, app), options{})
 	if err != nil {
 		t.Fatalf("second deploy: %v", err)
 	}
 	wantNoWrites(t, f.proxy)
 	for _, s := range []string{"ApiStack", "DepStack", "IndStack", "Prod/Inner"} {
-		if !strings.Contains(out, "✓ "+s+" (no changes)\n") {
-			t.Errorf("second deploy output lacks `✓ %s (no changes)`", s)
+		if st := evs.done(s); st != StatusUnchanged || len(evs.of(EventDeploying, s)) > 0 {
+			t.Errorf("second deploy: %s reported %q (or deploying), want unchanged alone", s, st)
 		}
 	}
 	if got := SortedOutputs(res); len(got) == 0 || !strings.Contains(strings.Join(got, "\n"), "ApiStack.FnName = ") {
@@ -130,7 +137,7 @@ func TestDeployLifecycle(t *testing.T) {
 	// New code: only ApiStack deploys, its asset is uploaded once.
 	newHash := changeCode(t, app, codeAsset, "print('v2')\n")
 	f.proxy.Reset()
-	res, _, err = f.deploy(load(t, app), Options{})
+	res, _, err = f.deploy(load(t, app), options{})
 	if err != nil {
 		t.Fatalf("third deploy: %v", err)
 	}
@@ -160,7 +167,7 @@ func TestDeployLifecycle(t *testing.T) {
 func TestDeployConcurrency(t *testing.T) {
 	f := newFixture(t, "us-west-2", true)
 	f.proxy.Delay = 150 * time.Millisecond
-	_, _, err := f.deploy(load(t, copyApp(t)), Options{Approval: ApproveNever, Concurrency: 2})
+	_, _, err := f.deploy(load(t, copyApp(t)), options{Approval: ApproveNever, Concurrency: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,15 +222,16 @@ func TestDeployFailingResource(t *testing.T) {
 	dir := t.TempDir()
 	bucket := map[string]any{"Type": "AWS::S3::Bucket", "Properties": map[string]any{"BucketName": "pipe-test-taken-name"}}
 	writeStack(t, dir, testStack{id: "Failing", resources: map[string]any{"First": bucket, "Second": bucket}})
-	res, out, err := f.deploy(load(t, dir), Options{Approval: ApproveNever})
+	res, evs, err := f.deploy(load(t, dir), options{Approval: ApproveNever})
 	if err == nil {
 		t.Fatal("deploy succeeded; want a failure")
 	}
 	if res[0].Status != StatusFailed {
 		t.Errorf("status %s, want failed", res[0].Status)
 	}
-	if !strings.Contains(err.Error(), "bucket name is not available") || !strings.Contains(out, "✗ Failing: ") {
-		t.Errorf("the reason is not shown:\nerr: %v\nout: %s", err, out)
+	done := evs.of(EventDone, "Failing")
+	if !strings.Contains(err.Error(), "bucket name is not available") || len(done) != 1 || done[0].Status != StatusFailed || done[0].Err == nil || !strings.Contains(done[0].Err.Error(), "bucket name is not available") {
+		t.Errorf("the reason is not reported:\nerr: %v\nevents:\n%s", err, evs)
 	}
 	if !strings.Contains(err.Error(), "stack status: ") {
 		t.Errorf("the stack's state is not shown: %v", err)
@@ -238,7 +246,7 @@ func TestDeployNotBootstrapped(t *testing.T) {
 	f := newFixture(t, "eu-west-1", false)
 	dir := t.TempDir()
 	writeStack(t, dir, testStack{id: "Lonely", resources: map[string]any{"P": ssmParamResource("/pipe/lonely", "v")}})
-	_, _, err := f.deploy(load(t, dir), Options{Approval: ApproveNever})
+	_, _, err := f.deploy(load(t, dir), options{Approval: ApproveNever})
 	if err == nil || !strings.Contains(err.Error(), "cdk bootstrap aws://123456789012/eu-west-1") || !strings.Contains(err.Error(), "/cdk-bootstrap/hnb659fds/version") {
 		t.Fatalf("want an error naming the parameter and `cdk bootstrap`, got %v", err)
 	}
@@ -253,7 +261,7 @@ func TestDeployNotBootstrapped(t *testing.T) {
 	if err := moto.BootstrapVersion("eu-west-1", "5"); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = f.deploy(load(t, dir), Options{Approval: ApproveNever})
+	_, _, err = f.deploy(load(t, dir), options{Approval: ApproveNever})
 	if err == nil || !strings.Contains(err.Error(), "needs bootstrap version 6 or later") || !strings.Contains(err.Error(), "has version 5") {
 		t.Fatalf("want a version error, got %v", err)
 	}
@@ -266,7 +274,7 @@ func TestDeployBroadeningNeedsApproval(t *testing.T) {
 	f := newFixture(t, "eu-west-2", true)
 	dir := t.TempDir()
 	writeStack(t, dir, testStack{id: "Perms", resources: map[string]any{"P": ssmParamResource("/pipe/perms", "v")}})
-	if _, _, err := f.deploy(load(t, dir), Options{}); err != nil {
+	if _, _, err := f.deploy(load(t, dir), options{}); err != nil {
 		t.Fatalf("a stack without IAM needs no approval: %v", err)
 	}
 	role := map[string]any{"Type": "AWS::IAM::Role", "Properties": map[string]any{
@@ -277,12 +285,13 @@ func TestDeployBroadeningNeedsApproval(t *testing.T) {
 	}}
 	writeStack(t, dir, testStack{id: "Perms", resources: map[string]any{"P": ssmParamResource("/pipe/perms", "v"), "Role": role}})
 	f.proxy.Reset()
-	_, out, err := f.deploy(load(t, dir), Options{})
+	_, evs, err := f.deploy(load(t, dir), options{})
 	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "--require-approval") {
 		t.Fatalf("want a refusal naming --require-approval, got %v", err)
 	}
-	if !strings.Contains(out, "Allow s3:* on *") {
-		t.Errorf("the broadening statement is not shown:\n%s", out)
+	cs := evs.of(EventChangeSet, "Perms")
+	if len(cs) != 1 || !strings.Contains(strings.Join(cs[0].Broadening, "\n"), "Allow s3:* on *") {
+		t.Errorf("the broadening statement is not reported with the change set:\n%s", evs)
 	}
 	if cs := f.changeSets("Perms"); len(cs) > 0 {
 		t.Errorf("change sets left behind: %v", cs)
@@ -295,18 +304,18 @@ func TestDeployBroadeningNeedsApproval(t *testing.T) {
 
 	var asked []string
 	yes := func(q string) (bool, error) { asked = append(asked, q); return true, nil }
-	res, _, err := f.deploy(load(t, dir), Options{Prompt: yes})
+	res, _, err := f.deploy(load(t, dir), options{Prompt: yes})
 	if err != nil || res[0].Status != StatusDeployed || len(asked) != 1 {
 		t.Fatalf("approved deploy: %v, status %s, asked %q", err, res[0].Status, asked)
 	}
 
 	// any-change asks even for a change that grants nothing.
 	writeStack(t, dir, testStack{id: "Perms", resources: map[string]any{"P": ssmParamResource("/pipe/perms", "v2"), "Role": role}})
-	_, _, err = f.deploy(load(t, dir), Options{Approval: ApproveAnyChange})
+	_, _, err = f.deploy(load(t, dir), options{Approval: ApproveAnyChange})
 	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "--require-approval any-change") {
 		t.Fatalf("any-change: want a refusal, got %v", err)
 	}
-	_, _, err = f.deploy(load(t, dir), Options{})
+	_, _, err = f.deploy(load(t, dir), options{})
 	if err != nil {
 		t.Fatalf("a change that broadens nothing needs no approval by default: %v", err)
 	}
@@ -327,12 +336,18 @@ func TestDeployInterrupt(t *testing.T) {
 			})
 		}
 	}
-	res, out, err := f.deployCtx(ctx, load(t, copyApp(t)), Options{Approval: ApproveNever, Concurrency: 1})
+	res, evs, err := f.deployCtx(ctx, load(t, copyApp(t)), options{Approval: ApproveNever, Concurrency: 1})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want context.Canceled, got %v", err)
 	}
-	if !strings.Contains(out, "interrupted before executing; change set deleted, the stack is unchanged") {
-		t.Errorf("no report of the interrupted stack:\n%s", out)
+	var interrupted []*StackEvent
+	for _, ev := range evs.all {
+		if ev.Kind == EventInterrupted {
+			interrupted = append(interrupted, ev)
+		}
+	}
+	if len(interrupted) != 1 || interrupted[0].Phase != PhaseChangeSet || interrupted[0].ChangeSet == "" || interrupted[0].Err != nil {
+		t.Errorf("want one stack interrupted before executing, its change set deleted:\n%s", evs)
 	}
 	started := 0
 	for _, r := range res {
@@ -366,7 +381,7 @@ func TestDeployLargeTemplate(t *testing.T) {
 	if len(stacks[0].Template) <= maxTemplateBody {
 		t.Fatalf("template is only %d bytes", len(stacks[0].Template))
 	}
-	if _, _, err := f.deploy(stacks, Options{Approval: ApproveNever}); err != nil {
+	if _, _, err := f.deploy(stacks, options{Approval: ApproveNever}); err != nil {
 		t.Fatal(err)
 	}
 	var puts []string
@@ -379,8 +394,8 @@ func TestDeployLargeTemplate(t *testing.T) {
 		t.Errorf("uploads %v: want the template", puts)
 	}
 	f.proxy.Reset()
-	if _, out, err := f.deploy(load(t, dir), Options{}); err != nil || !strings.Contains(out, "✓ Big (no changes)") {
-		t.Fatalf("redeploy: %v\n%s", err, out)
+	if _, evs, err := f.deploy(load(t, dir), options{}); err != nil || evs.done("Big") != StatusUnchanged {
+		t.Fatalf("redeploy: %v\n%s", err, evs)
 	}
 	wantNoWrites(t, f.proxy)
 }
@@ -407,7 +422,7 @@ func TestDeployReusesPrebuiltZip(t *testing.T) {
 	os.WriteFile(other+".zip", []byte("wrong"), 0o644)
 
 	stacks, _ := Select(load(t, app), []string{"ApiStack"})
-	_, _, err := f.deploy(stacks, Options{Approval: ApproveNever, Zips: []PrebuiltZip{{Dir: other, Zip: other + ".zip"}, {Dir: bundle, Zip: bundle + ".zip"}}})
+	_, _, err := f.deploy(stacks, options{Approval: ApproveNever, Zips: []PrebuiltZip{{Dir: other, Zip: other + ".zip"}, {Dir: bundle, Zip: bundle + ".zip"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +443,7 @@ func TestDeployReusesPrebuiltZip(t *testing.T) {
 func TestDeployDryRun(t *testing.T) {
 	f := newFixture(t, "sa-east-1", true)
 	app := copyApp(t)
-	res, out, err := f.deploy(load(t, app), Options{DryRun: true})
+	res, _, err := f.deploy(load(t, app), options{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,8 +453,22 @@ func TestDeployDryRun(t *testing.T) {
 			t.Errorf("%s: %s, want %q", r.Stack.DisplayName, r.Status, StatusWould)
 		}
 	}
-	if !strings.Contains(out, "• ApiStack would be deployed (new stack)") || !strings.Contains(out, "[+] AWS::Lambda::Function Fn9270CBC0") || !strings.Contains(out, "would upload 2 assets") {
-		t.Errorf("dry-run output:\n%s", out)
+	api := planOf(t, f.lastPlans(), "ApiStack")
+	if api.State != StateNew || strings.Join(api.Reasons, ",") != "new stack" || api.Blocker != nil {
+		t.Errorf("ApiStack plan: %s (%q), blocker %v; want new stack", api.State, api.Reasons, api.Blocker)
+	}
+	fn := false
+	for _, c := range api.Template {
+		fn = fn || c.Section == "Resources" && c.Kind == Added && c.Type == "AWS::Lambda::Function" && c.Name == "Fn9270CBC0"
+	}
+	if !fn {
+		t.Errorf("ApiStack plan's template changes lack the new function: %+v", api.Template)
+	}
+	if api.Uploads() != 2 || api.Account != "123456789012" || api.Region != f.region {
+		t.Errorf("ApiStack plan: %d uploads to %s/%s, want 2 to 123456789012/%s", api.Uploads(), api.Account, api.Region, f.region)
+	}
+	if len(api.Broadening) == 0 || api.ApprovalNeeded != ApproveBroadening {
+		t.Errorf("ApiStack plan: broadening %q, approval %q; a new role needs approval", api.Broadening, api.ApprovalNeeded)
 	}
 }
 
@@ -449,13 +478,16 @@ func TestDeployForce(t *testing.T) {
 	f := newFixture(t, "eu-central-1", true)
 	dir := t.TempDir()
 	writeStack(t, dir, testStack{id: "Forced", resources: map[string]any{"P": ssmParamResource("/pipe/forced", "v")}, tags: map[string]string{"team": "a"}})
-	if _, _, err := f.deploy(load(t, dir), Options{}); err != nil {
+	if _, _, err := f.deploy(load(t, dir), options{}); err != nil {
 		t.Fatal(err)
 	}
 	f.proxy.Reset()
-	res, out, err := f.deploy(load(t, dir), Options{Force: true})
-	if err != nil || res[0].Status != StatusUnchanged || !strings.Contains(out, "✓ Forced (no changes)") {
-		t.Fatalf("forced deploy: %v %s\n%s", err, res[0].Status, out)
+	res, evs, err := f.deploy(load(t, dir), options{Force: true})
+	if err != nil || res[0].Status != StatusUnchanged || evs.done("Forced") != StatusUnchanged {
+		t.Fatalf("forced deploy: %v %s\n%s", err, res[0].Status, evs)
+	}
+	if dep := evs.of(EventDeploying, "Forced"); len(dep) != 1 || strings.Join(dep[0].Reasons, ",") != "--force" {
+		t.Errorf("forced deploy: deploying events %+v, want one for --force", dep)
 	}
 	var acts []string
 	for _, c := range f.proxy.Writes() {
@@ -470,9 +502,9 @@ func TestDeployForce(t *testing.T) {
 
 	// A tag change alone is a change.
 	writeStack(t, dir, testStack{id: "Forced", resources: map[string]any{"P": ssmParamResource("/pipe/forced", "v")}, tags: map[string]string{"team": "b"}})
-	res, out, _ = f.deploy(load(t, dir), Options{DryRun: true})
-	if !strings.Contains(out, "(tags differ)") {
-		t.Errorf("a tag change is not seen:\n%s", out)
+	f.deploy(load(t, dir), options{DryRun: true})
+	if p := planOf(t, f.lastPlans(), "Forced"); strings.Join(p.Reasons, ",") != "tags differ" || len(p.Tags) != 1 || p.Tags[0] != (MapChange{Key: "team", Kind: Modified, Old: "a", New: "b"}) {
+		t.Errorf("a tag change is not seen: reasons %q, tags %+v", p.Reasons, p.Tags)
 	}
 }
 
@@ -480,30 +512,35 @@ func TestDeployForce(t *testing.T) {
 func TestDiffAgainstDeployed(t *testing.T) {
 	f := newFixture(t, "eu-north-1", true)
 	app := copyApp(t)
-	if _, _, err := f.deploy(load(t, app), Options{Approval: ApproveNever}); err != nil {
+	if _, _, err := f.deploy(load(t, app), options{Approval: ApproveNever}); err != nil {
 		t.Fatal(err)
 	}
 	newHash := changeCode(t, app, codeAsset, "print('diff')\n")
 	f.proxy.Reset()
-	var out bytes.Buffer
-	differs, err := Diff(context.Background(), f.cfg, load(t, app), &out)
+	plans, err := Plan(context.Background(), f.cfg, load(t, app), PlanOptions{DiffOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantNoWrites(t, f.proxy)
-	s := out.String()
-	t.Logf("diff:\n%s", s)
-	if !differs {
-		t.Error("Diff reports no differences")
-	}
-	for _, want := range []string{
-		"Stack ApiStack\n  Resources\n  [~] AWS::Lambda::Function Fn9270CBC0\n",
-		`Code.S3Key: "` + codeAsset + `.zip" → "` + newHash + `.zip"`,
-		"Stack DepStack\n  There were no differences\n",
-	} {
-		if !strings.Contains(s, want) {
-			t.Errorf("diff lacks %q", want)
+	for _, c := range f.proxy.Calls() {
+		if c.Service != "cloudformation" {
+			t.Errorf("pipe diff's plan called %s %s; it needs CloudFormation only", c.Service, c.Action)
 		}
+	}
+	api := planOf(t, plans, "ApiStack")
+	if !api.Differs() || api.State != StateUpdate || len(api.Template) != 1 {
+		t.Fatalf("ApiStack: differs %t, state %s, template changes %+v; want the function alone", api.Differs(), api.State, api.Template)
+	}
+	want := TemplateChange{Section: "Resources", Name: "Fn9270CBC0", Type: "AWS::Lambda::Function", Kind: Modified,
+		Values: []ValueChange{{Path: "Properties.Code.S3Key", Kind: Modified, Old: `"` + codeAsset + `.zip"`, New: `"` + newHash + `.zip"`}}}
+	if got := api.Template[0]; !reflect.DeepEqual(got, want) {
+		t.Errorf("ApiStack's change:\n got %+v\nwant %+v", got, want)
+	}
+	if dep := planOf(t, plans, "DepStack"); dep.Differs() || !dep.UpToDate() {
+		t.Errorf("DepStack: differs %t, state %s; want no differences", dep.Differs(), dep.State)
+	}
+	if _, err := Apply(context.Background(), f.cfg, plans, ApplyOptions{}, nil); err == nil || !strings.Contains(err.Error(), "cannot be applied") {
+		t.Errorf("applying a pipe diff plan: %v, want a refusal", err)
 	}
 }
 
@@ -521,12 +558,12 @@ func TestLoadConfigHonoursEndpointEnv(t *testing.T) {
 	}
 	dir := t.TempDir()
 	writeStack(t, dir, testStack{id: "NotThere", resources: map[string]any{"P": ssmParamResource("/pipe/x", "v")}})
-	var out bytes.Buffer
-	if _, err := Diff(context.Background(), cfg, load(t, dir), &out); err != nil {
+	plans, err := Plan(context.Background(), cfg, load(t, dir), PlanOptions{DiffOnly: true})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(f.proxy.Calls()) == 0 || !strings.Contains(out.String(), "Stack NotThere (not deployed)") {
-		t.Errorf("AWS_ENDPOINT_URL_CLOUDFORMATION was not used: %d calls, output %s", len(f.proxy.Calls()), out.String())
+	if len(f.proxy.Calls()) == 0 || plans[0].Err != nil || plans[0].Exists || plans[0].State != StateNew {
+		t.Errorf("AWS_ENDPOINT_URL_CLOUDFORMATION was not used: %d calls, plan %s, err %v", len(f.proxy.Calls()), plans[0].State, plans[0].Err)
 	}
 }
 
@@ -536,13 +573,13 @@ func TestDeployAfterFailedCreation(t *testing.T) {
 	dir := t.TempDir()
 	bucket := map[string]any{"Type": "AWS::S3::Bucket", "Properties": map[string]any{"BucketName": "pipe-test-retry-name"}}
 	writeStack(t, dir, testStack{id: "Retry", resources: map[string]any{"First": bucket, "Second": bucket}})
-	if _, _, err := f.deploy(load(t, dir), Options{Approval: ApproveNever}); err == nil {
+	if _, _, err := f.deploy(load(t, dir), options{Approval: ApproveNever}); err == nil {
 		t.Fatal("deploy succeeded; want a failure")
 	}
 	writeStack(t, dir, testStack{id: "Retry", resources: map[string]any{"P": ssmParamResource("/pipe/retry", "v")}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res, _, err := f.deployCtx(ctx, load(t, dir), Options{Approval: ApproveNever})
+	res, _, err := f.deployCtx(ctx, load(t, dir), options{Approval: ApproveNever})
 	if err != nil || res[0].Status != StatusDeployed {
 		t.Fatalf("redeploy after a failed creation: %v (%s)", err, f.stackStatus("Retry"))
 	}

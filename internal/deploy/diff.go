@@ -1,10 +1,8 @@
 package deploy
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 )
@@ -13,25 +11,68 @@ import (
 // entry; other top-level keys are diffed as values.
 var namedSections = []string{"Parameters", "Mappings", "Conditions", "Rules", "Resources", "Outputs"}
 
-// TemplateDiff writes the differences between the deployed template old
-// (nil: not deployed) and new, section by section and resource by resource,
-// with the changed properties' paths, and reports whether there were any.
-func TemplateDiff(w io.Writer, old, new []byte) (bool, error) {
+// ChangeKind is how an entry or a value differs.
+type ChangeKind string
+
+const (
+	Added    ChangeKind = "add"
+	Removed  ChangeKind = "remove"
+	Modified ChangeKind = "modify"
+)
+
+// TemplateChange is one difference between a deployed template and the
+// local one: an entry of a named section (a resource, an output…) added,
+// removed or modified, or a top-level value (Description…) that changed.
+type TemplateChange struct {
+	// Section is the template section ("Resources", "Outputs"…); "" for
+	// a top-level value, whose Values then hold the change.
+	Section string
+	// Name is the entry's name (a resource's logical ID) or the
+	// top-level key.
+	Name string
+	// Type is a resource's type; OldType is set when the type changed,
+	// which replaces the resource.
+	Type, OldType string
+	Kind          ChangeKind
+	// Values are the changed leaves of a modified entry.
+	Values []ValueChange
+}
+
+// ValueChange is one changed leaf of a template value, at a dotted path
+// ("Properties.Code.S3Key", "Layers[1]"). Old and New are brief JSON.
+type ValueChange struct {
+	Path     string
+	Kind     ChangeKind
+	Old, New string
+}
+
+// MapChange is one changed entry of a string map (tags, parameter
+// values).
+type MapChange struct {
+	Key      string
+	Kind     ChangeKind
+	Old, New string
+}
+
+// DiffTemplates compares the deployed template old (nil: not deployed)
+// with new, section by section and entry by entry, in a stable order:
+// the named sections first, then other top-level keys sorted.
+func DiffTemplates(old, new []byte) ([]TemplateChange, error) {
 	o, err := decodeTemplate(old)
 	if err != nil {
-		return false, fmt.Errorf("deployed template: %w", err)
+		return nil, fmt.Errorf("deployed template: %w", err)
 	}
 	n, err := decodeTemplate(new)
 	if err != nil {
-		return false, fmt.Errorf("template: %w", err)
+		return nil, fmt.Errorf("template: %w", err)
 	}
-	var b bytes.Buffer
+	var out []TemplateChange
 	named := map[string]bool{}
 	for _, sec := range namedSections {
 		named[sec] = true
 		om, _ := o[sec].(map[string]any)
 		nm, _ := n[sec].(map[string]any)
-		diffSection(&b, sec, om, nm)
+		out = append(out, diffSection(sec, om, nm)...)
 	}
 	var other []string
 	for k := range o {
@@ -46,14 +87,13 @@ func TemplateDiff(w io.Writer, old, new []byte) (bool, error) {
 	}
 	sort.Strings(other)
 	for _, k := range other {
-		var lines []string
-		diffValue(&lines, k, o[k], n[k])
-		for _, l := range lines {
-			fmt.Fprintf(&b, "  %s\n", l)
+		var values []ValueChange
+		diffValue(&values, k, o[k], n[k])
+		if len(values) > 0 {
+			out = append(out, TemplateChange{Name: k, Kind: Modified, Values: values})
 		}
 	}
-	_, err = w.Write(b.Bytes())
-	return b.Len() > 0, err
+	return out, nil
 }
 
 func decodeTemplate(b []byte) (map[string]any, error) {
@@ -67,7 +107,7 @@ func decodeTemplate(b []byte) (map[string]any, error) {
 	return m, nil
 }
 
-func diffSection(b *bytes.Buffer, sec string, o, n map[string]any) {
+func diffSection(sec string, o, n map[string]any) []TemplateChange {
 	names := map[string]bool{}
 	for k := range o {
 		names[k] = true
@@ -80,45 +120,34 @@ func diffSection(b *bytes.Buffer, sec string, o, n map[string]any) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	header := false
-	head := func() {
-		if !header {
-			fmt.Fprintf(b, "  %s\n", sec)
-			header = true
-		}
-	}
+	var out []TemplateChange
 	for _, k := range keys {
 		ov, inOld := o[k]
 		nv, inNew := n[k]
-		kind := ""
+		c := TemplateChange{Section: sec, Name: k}
 		if sec == "Resources" {
-			kind = resourceType(nv)
-			if kind == "" {
-				kind = resourceType(ov)
+			c.Type = resourceType(nv)
+			if c.Type == "" {
+				c.Type = resourceType(ov)
 			}
-			kind += " "
 		}
 		switch {
 		case !inOld:
-			head()
-			fmt.Fprintf(b, "  [+] %s%s\n", kind, k)
+			c.Kind = Added
 		case !inNew:
-			head()
-			fmt.Fprintf(b, "  [-] %s%s\n", kind, k)
+			c.Kind = Removed
 		case canon(ov) != canon(nv):
-			head()
-			note := ""
+			c.Kind = Modified
 			if sec == "Resources" && resourceType(ov) != resourceType(nv) {
-				note = fmt.Sprintf(" (type %s → %s: replaced)", resourceType(ov), resourceType(nv))
+				c.OldType = resourceType(ov)
 			}
-			fmt.Fprintf(b, "  [~] %s%s%s\n", kind, k, note)
-			var lines []string
-			diffValue(&lines, "", ov, nv)
-			for _, l := range lines {
-				fmt.Fprintf(b, "       %s\n", l)
-			}
+			diffValue(&c.Values, "", ov, nv)
+		default:
+			continue
 		}
+		out = append(out, c)
 	}
+	return out
 }
 
 func resourceType(v any) string {
@@ -127,9 +156,9 @@ func resourceType(v any) string {
 	return t
 }
 
-// diffValue appends one line per changed leaf: "path: old → new", or
-// "+ path: v" / "- path: v" for added and removed keys and list items.
-func diffValue(lines *[]string, path string, a, b any) {
+// diffValue appends one change per changed leaf: a modified value, or a
+// key or list item added or removed.
+func diffValue(out *[]ValueChange, path string, a, b any) {
 	if canon(a) == canon(b) {
 		return
 	}
@@ -162,11 +191,11 @@ func diffValue(lines *[]string, path string, a, b any) {
 			y, inB := bv[k]
 			switch {
 			case !inA:
-				*lines = append(*lines, fmt.Sprintf("+ %s: %s", join(path, k), short(y)))
+				*out = append(*out, ValueChange{Path: join(path, k), Kind: Added, New: short(y)})
 			case !inB:
-				*lines = append(*lines, fmt.Sprintf("- %s: %s", join(path, k), short(x)))
+				*out = append(*out, ValueChange{Path: join(path, k), Kind: Removed, Old: short(x)})
 			default:
-				diffValue(lines, join(path, k), x, y)
+				diffValue(out, join(path, k), x, y)
 			}
 		}
 		return
@@ -179,11 +208,11 @@ func diffValue(lines *[]string, path string, a, b any) {
 			p := fmt.Sprintf("%s[%d]", path, i)
 			switch {
 			case i >= len(av):
-				*lines = append(*lines, fmt.Sprintf("+ %s: %s", p, short(bv[i])))
+				*out = append(*out, ValueChange{Path: p, Kind: Added, New: short(bv[i])})
 			case i >= len(bv):
-				*lines = append(*lines, fmt.Sprintf("- %s: %s", p, short(av[i])))
+				*out = append(*out, ValueChange{Path: p, Kind: Removed, Old: short(av[i])})
 			default:
-				diffValue(lines, p, av[i], bv[i])
+				diffValue(out, p, av[i], bv[i])
 			}
 		}
 		return
@@ -191,7 +220,7 @@ func diffValue(lines *[]string, path string, a, b any) {
 	if path == "" {
 		path = "value"
 	}
-	*lines = append(*lines, fmt.Sprintf("%s: %s → %s", path, short(a), short(b)))
+	*out = append(*out, ValueChange{Path: path, Kind: Modified, Old: short(a), New: short(b)})
 }
 
 // isIntrinsic reports a one-key {"Fn::…"} or {"Ref"} object, shown whole:
@@ -215,8 +244,8 @@ func short(v any) string {
 	return s
 }
 
-// mapDiff writes the differences of two string maps (parameters, tags).
-func mapDiff(b io.Writer, what string, o, n map[string]string) bool {
+// diffMaps compares two string maps (tags, parameter values), by key.
+func diffMaps(o, n map[string]string) []MapChange {
 	keys := map[string]bool{}
 	for k := range o {
 		keys[k] = true
@@ -229,25 +258,19 @@ func mapDiff(b io.Writer, what string, o, n map[string]string) bool {
 		sorted = append(sorted, k)
 	}
 	sort.Strings(sorted)
-	found := false
+	var out []MapChange
 	for _, k := range sorted {
 		ov, inO := o[k]
 		nv, inN := n[k]
-		if inO && inN && ov == nv {
-			continue
-		}
-		if !found {
-			fmt.Fprintf(b, "  %s\n", what)
-			found = true
-		}
 		switch {
+		case inO && inN && ov == nv:
 		case !inO:
-			fmt.Fprintf(b, "  [+] %s = %s\n", k, nv)
+			out = append(out, MapChange{Key: k, Kind: Added, New: nv})
 		case !inN:
-			fmt.Fprintf(b, "  [-] %s = %s\n", k, ov)
+			out = append(out, MapChange{Key: k, Kind: Removed, Old: ov})
 		default:
-			fmt.Fprintf(b, "  [~] %s: %s → %s\n", k, ov, nv)
+			out = append(out, MapChange{Key: k, Kind: Modified, Old: ov, New: nv})
 		}
 	}
-	return found
+	return out
 }

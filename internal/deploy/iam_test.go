@@ -1,8 +1,8 @@
 package deploy
 
 import (
-	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -115,25 +115,32 @@ func TestTemplateDiff(t *testing.T) {
   "New": {"Type": "AWS::SNS::Topic"}},
  "Outputs": {"Url": {"Value": "x"}},
  "Description": "v2"}`)
-	var b bytes.Buffer
-	differs, err := TemplateDiff(&b, old, new)
-	if err != nil || !differs {
-		t.Fatalf("TemplateDiff: %v %v", differs, err)
+	got, err := DiffTemplates(old, new)
+	if err != nil {
+		t.Fatal(err)
 	}
-	want := `  Resources
-  [~] AWS::Lambda::Function Fn
-       Properties.Code.S3Key: "a.zip" → "b.zip"
-       + Properties.Environment.Variables.B: "2"
-       + Properties.Layers[1]: {"Ref":"L2"}
-  [-] AWS::SQS::Queue Gone
-  [+] AWS::SNS::Topic New
-  Description: "v1" → "v2"
-`
-	if b.String() != want {
-		t.Errorf("diff:\n%s\nwant:\n%s", b.String(), want)
+	want := []TemplateChange{
+		{Section: "Resources", Name: "Fn", Type: "AWS::Lambda::Function", Kind: Modified, Values: []ValueChange{
+			{Path: "Properties.Code.S3Key", Kind: Modified, Old: `"a.zip"`, New: `"b.zip"`},
+			{Path: "Properties.Environment.Variables.B", Kind: Added, New: `"2"`},
+			{Path: "Properties.Layers[1]", Kind: Added, New: `{"Ref":"L2"}`},
+		}},
+		{Section: "Resources", Name: "Gone", Type: "AWS::SQS::Queue", Kind: Removed},
+		{Section: "Resources", Name: "New", Type: "AWS::SNS::Topic", Kind: Added},
+		{Name: "Description", Kind: Modified, Values: []ValueChange{{Path: "Description", Kind: Modified, Old: `"v1"`, New: `"v2"`}}},
 	}
-	b.Reset()
-	if differs, _ := TemplateDiff(&b, old, old); differs || b.Len() != 0 {
-		t.Errorf("no differences expected: %q", b.String())
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("diff:\n%+v\nwant:\n%+v", got, want)
+	}
+	if got, err := DiffTemplates(old, old); err != nil || len(got) != 0 {
+		t.Errorf("no differences expected: %+v %v", got, err)
+	}
+	// A resource whose type changes is replaced.
+	retyped := []byte(`{"Resources": {"Gone": {"Type": "AWS::SNS::Topic"}}}`)
+	if got, _ := DiffTemplates(old, retyped); len(got) < 2 || got[1].Name != "Gone" || got[1].OldType != "AWS::SQS::Queue" || got[1].Type != "AWS::SNS::Topic" {
+		t.Errorf("type change: %+v", got)
+	}
+	if _, err := DiffTemplates([]byte("Resources: {}"), new); err == nil || !strings.Contains(err.Error(), "deployed template: not JSON") {
+		t.Errorf("a YAML template: %v", err)
 	}
 }

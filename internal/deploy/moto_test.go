@@ -10,11 +10,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,6 +63,8 @@ type fixture struct {
 	region string
 	proxy  *testenv.CountingProxy
 	cfg    aws.Config
+	// dryRuns are the plans of each dry run, in order.
+	dryRuns [][]*StackPlan
 }
 
 func newFixture(t *testing.T, region string, bootstrap bool) *fixture {
@@ -87,18 +92,121 @@ func newFixture(t *testing.T, region string, bootstrap bool) *fixture {
 	}
 }
 
-func (f *fixture) deploy(stacks []*Stack, opt Options) ([]*Result, string, error) {
+// options are a deployment's plan and apply options in one, as pipe
+// deploy's flags give them.
+type options struct {
+	Approval    Approval
+	Force       bool
+	DryRun      bool
+	Concurrency int
+	Prompt      func(string) (bool, error)
+	Zips        []PrebuiltZip
+}
+
+// events records what Apply reported.
+type events struct {
+	mu  sync.Mutex
+	all []*StackEvent
+}
+
+func (e *events) StackEvent(ev *StackEvent) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.all = append(e.all, ev)
+}
+
+// of returns the events of one kind for the stack with that display name.
+func (e *events) of(kind EventKind, stack string) []*StackEvent {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []*StackEvent
+	for _, ev := range e.all {
+		if ev.Kind == kind && ev.Stack.DisplayName == stack {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// done returns the stack's EventDone status ("" when none, or several).
+func (e *events) done(stack string) Status {
+	evs := e.of(EventDone, stack)
+	if len(evs) != 1 {
+		return ""
+	}
+	return evs[0].Status
+}
+
+func (e *events) String() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var b strings.Builder
+	for _, ev := range e.all {
+		fmt.Fprintf(&b, "%s %s", ev.Stack.DisplayName, ev.Kind)
+		if ev.Status != "" {
+			fmt.Fprintf(&b, " %s", ev.Status)
+		}
+		if ev.Resource != nil {
+			fmt.Fprintf(&b, " %+v", *ev.Resource)
+		}
+		if ev.Err != nil {
+			fmt.Fprintf(&b, ": %v", ev.Err)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// deploy plans the stacks and, unless DryRun, applies the plans.
+func (f *fixture) deploy(stacks []*Stack, opt options) ([]*Result, *events, error) {
 	f.t.Helper()
 	return f.deployCtx(context.Background(), stacks, opt)
 }
 
-func (f *fixture) deployCtx(ctx context.Context, stacks []*Stack, opt Options) ([]*Result, string, error) {
+func (f *fixture) deployCtx(ctx context.Context, stacks []*Stack, opt options) ([]*Result, *events, error) {
 	f.t.Helper()
-	var out bytes.Buffer
-	opt.Out = &out
-	res, err := Deploy(ctx, f.cfg, stacks, opt)
-	f.t.Logf("deploy output:\n%s", out.String())
-	return res, out.String(), err
+	evs := &events{}
+	plans, err := Plan(ctx, f.cfg, stacks, PlanOptions{Force: opt.Force, Approval: opt.Approval})
+	if err != nil {
+		return nil, evs, err
+	}
+	if opt.DryRun {
+		var res []*Result
+		var errs []error
+		for _, p := range plans {
+			r := &Result{Stack: p.Stack, Status: StatusWould, Outputs: p.Outputs}
+			switch {
+			case p.Err != nil:
+				r.Status, r.Err = StatusFailed, p.Err
+				errs = append(errs, p.Err)
+			case p.UpToDate():
+				r.Status = StatusUnchanged
+			}
+			res = append(res, r)
+		}
+		f.dryRuns = append(f.dryRuns, plans)
+		return res, evs, errors.Join(errs...)
+	}
+	res, err := Apply(ctx, f.cfg, plans, ApplyOptions{Concurrency: opt.Concurrency, Prompt: opt.Prompt, Zips: opt.Zips}, evs)
+	f.t.Logf("deploy events:\n%s", evs)
+	return res, evs, err
+}
+
+// lastPlans returns the plans of the last dry run.
+func (f *fixture) lastPlans() []*StackPlan {
+	return f.dryRuns[len(f.dryRuns)-1]
+}
+
+// planOf returns the plan of the stack with that display name.
+func planOf(t *testing.T, plans []*StackPlan, stack string) *StackPlan {
+	t.Helper()
+	for _, p := range plans {
+		if p.Stack.DisplayName == stack {
+			return p
+		}
+	}
+	t.Fatalf("no plan for %s", stack)
+	return nil
 }
 
 func (f *fixture) cfn() *cloudformation.Client {

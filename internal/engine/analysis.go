@@ -201,16 +201,6 @@ func (c *AnalysisContext) FilesOf(l Label) []*File {
 	return nil
 }
 
-// Info returns a provider value set by a dependency with SetInfo.
-func (c *AnalysisContext) Info(l Label, key string) (any, bool) {
-	r := c.tg.Resolve(c.Target.Label, l)
-	if r.Target == nil {
-		return nil, false
-	}
-	v, ok := c.ag.results[r.Target.Label].info[key]
-	return v, ok
-}
-
 // RuleOf returns the rule of the target that label l names, or nil for a file.
 func (c *AnalysisContext) RuleOf(l Label) *Rule {
 	if r := c.tg.Resolve(c.Target.Label, l); r.Target != nil {
@@ -272,14 +262,6 @@ func (c *AnalysisContext) SetRunnable(r *Runnable) { c.runnable = r }
 // Provide sets the files the target gives to targets that depend on it.
 func (c *AnalysisContext) Provide(files ...*File) { c.provided = append(c.provided, files...) }
 
-// SetInfo attaches a provider value for dependent targets.
-func (c *AnalysisContext) SetInfo(key string, v any) {
-	if c.info == nil {
-		c.info = map[string]any{}
-	}
-	c.info[key] = v
-}
-
 // Errorf reports an error at the target's declaration.
 func (c *AnalysisContext) Errorf(format string, args ...any) error {
 	return Errorf(c.Target.Pos, "%s: %s", c.Target.Label, fmt.Sprintf(format, args...))
@@ -316,12 +298,6 @@ func (ag *ActionGraph) sourceFile(p string, owner Label) *File {
 	f := &File{Path: p, Owner: owner}
 	ag.sources[p] = f
 	return f
-}
-
-// TargetInfo returns a provider value target l set with SetInfo.
-func (ag *ActionGraph) TargetInfo(l Label, key string) (any, bool) {
-	v, ok := ag.results[l].info[key]
-	return v, ok
 }
 
 // Runnable returns how to run target l, or nil if it is not runnable.

@@ -9,10 +9,10 @@ import (
 	"runtime"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pipebuild/pipe/internal/cache"
+	"github.com/pipebuild/pipe/internal/dag"
 )
 
 // Status is how an action ended.
@@ -117,16 +117,17 @@ func (e *BuildFailedError) Error() string {
 }
 
 type actionState struct {
-	a          *Action
-	pending    int32
-	dependents []*actionState
+	a *Action
 	// digests of the action's outputs once it finished; dirs hold a tree
 	// digest.
 	outDigests map[string]KeyInput
 	result     *cache.ActionResult
 	ok         bool
-	depFailed  atomic.Bool
 }
+
+// errNotBuilt tells the walker an action did not succeed, so that its
+// dependents are skipped; the event says why.
+var errNotBuilt = errors.New("action did not succeed")
 
 // Execute runs actions (a dependency-closed list) and returns counts. The
 // error is a *BuildFailedError when actions failed, ctx.Err() when the
@@ -141,19 +142,11 @@ func (e *Executor) Execute(ctx context.Context, actions []*Action) (Summary, err
 	for _, a := range actions {
 		states[a] = &actionState{a: a}
 	}
-	var roots []*actionState
 	for _, a := range actions {
-		s := states[a]
 		for _, d := range a.deps {
-			ds, ok := states[d]
-			if !ok {
+			if _, ok := states[d]; !ok {
 				return Summary{}, fmt.Errorf("internal error: %s depends on %s, which is not scheduled", a.Owner, d.Owner)
 			}
-			ds.dependents = append(ds.dependents, s)
-			s.pending++
-		}
-		if s.pending == 0 {
-			roots = append(roots, s)
 		}
 	}
 	os.RemoveAll(filepath.Join(e.WS.StateDir(), "sandbox"))
@@ -164,21 +157,13 @@ func (e *Executor) Execute(ctx context.Context, actions []*Action) (Summary, err
 		mu       sync.Mutex
 		summary  = Summary{Total: len(actions)}
 		failed   []*ActionEvent
-		stopped  atomic.Bool
-		wg       sync.WaitGroup
 		checkSem = make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))
 		execSem  = make(chan int, jobs)
 	)
 	for i := 1; i <= jobs; i++ {
 		execSem <- i
 	}
-	var schedule func(s *actionState)
-	var finish func(s *actionState, ev *ActionEvent)
-	skipped := func(s *actionState) {
-		now := time.Now()
-		finish(s, &ActionEvent{Action: s.a, Status: StatusSkipped, Start: now, End: now})
-	}
-	finish = func(s *actionState, ev *ActionEvent) {
+	finish := func(ev *ActionEvent) {
 		mu.Lock()
 		switch ev.Status {
 		case StatusExecuted:
@@ -195,38 +180,33 @@ func (e *Executor) Execute(ctx context.Context, actions []*Action) (Summary, err
 		if e.Reporter != nil {
 			e.Reporter.ActionFinished(ev)
 		}
-		if ev.Status == StatusFailed && !e.KeepGoing {
-			stopped.Store(true)
+	}
+	// The walker starts an action once its producers succeeded, each on
+	// its own goroutine: slots are taken inside runOne (a cache check
+	// needs no job slot), so the walk itself is unbounded. Without
+	// --keep-going the first failure starts nothing new; running actions
+	// finish and are cached. Dependents of a failed or skipped action, and
+	// everything not started after an interrupt, are reported skipped.
+	walkErr := dag.WalkVertices(runCtx, actions, (*Action).Deps, dag.Options[*Action]{
+		KeepGoing: e.KeepGoing,
+		Skipped: func(a *Action, _ error) {
+			now := time.Now()
+			finish(&ActionEvent{Action: a, Status: StatusSkipped, Start: now, End: now})
+		},
+	}, func(ctx context.Context, a *Action) error {
+		s := states[a]
+		ev := e.runOne(ctx, s, states, checkSem, execSem)
+		finish(ev)
+		switch {
+		case ev.Status == StatusFailed:
+			return ev.Err
+		case !s.ok:
+			// Skipped inside runOne: the build was interrupted. Not a
+			// failure, but nothing that needs it can run.
+			return errNotBuilt
 		}
-		for _, d := range s.dependents {
-			if !s.ok {
-				d.depFailed.Store(true)
-			}
-			// The last dependency to finish decides whether d runs.
-			if atomic.AddInt32(&d.pending, -1) == 0 {
-				if d.depFailed.Load() {
-					skipped(d)
-				} else {
-					schedule(d)
-				}
-			}
-		}
-	}
-	schedule = func(s *actionState) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if stopped.Load() || runCtx.Err() != nil {
-				skipped(s)
-				return
-			}
-			finish(s, e.runOne(runCtx, s, states, checkSem, execSem))
-		}()
-	}
-	for _, r := range roots {
-		schedule(r)
-	}
-	wg.Wait()
+		return nil
+	})
 	summary.Duration = time.Since(start)
 	if err := ctx.Err(); err != nil {
 		return summary, err
@@ -234,6 +214,11 @@ func (e *Executor) Execute(ctx context.Context, actions []*Action) (Summary, err
 	if len(failed) > 0 {
 		sort.Slice(failed, func(i, j int) bool { return failed[i].Action.Owner.Less(failed[j].Action.Owner) })
 		return summary, &BuildFailedError{Failed: failed}
+	}
+	if walkErr != nil {
+		// Not an action's failure: the graph itself (a cycle), found
+		// before anything ran.
+		return summary, fmt.Errorf("internal error: action graph: %w", walkErr)
 	}
 	return summary, nil
 }

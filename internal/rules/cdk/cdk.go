@@ -13,14 +13,19 @@ import (
 	"github.com/pipebuild/pipe/internal/engine"
 )
 
-// Provider keys other parts of pipe read from a cdk_stack target.
-const (
-	// InfoAssembly is the workspace path of the cloud assembly directory.
-	InfoAssembly = "cdk.assembly"
-	// InfoStacks lists the stack names or globs the target selects for
-	// deployment; empty means every stack of the assembly.
-	InfoStacks = "cdk.stacks"
-)
+// AssemblyInfo is what a cdk_stack target provides to pipe deploy and
+// pipe diff: where its cloud assembly is and which of its stacks to deploy.
+type AssemblyInfo struct {
+	// Dir is the cloud assembly directory (cdk.out), workspace-relative
+	// and slash-separated.
+	Dir string
+	// Stacks are the stack names or globs of the stacks attribute; empty
+	// means every stack of the assembly.
+	Stacks []string
+}
+
+// AssemblyKey is the key of a cdk_stack target's AssemblyInfo.
+var AssemblyKey = engine.NewInfoKey[AssemblyInfo]("cdk.assembly")
 
 // Register adds cdk_stack to reg.
 func Register(reg *engine.Registry) {
@@ -37,7 +42,7 @@ var Stack = &engine.Rule{
 		{Name: "app", Type: engine.AttrLabel, Required: true, Doc: "the app's entry point, e.g. src/main.ts"},
 		{Name: "srcs", Type: engine.AttrLabelList, Doc: "the app's TypeScript sources, e.g. glob([\"src/**/*.ts\"]); every file the app imports must be here or in deps"},
 		{Name: "deps", Type: engine.AttrLabelList, Doc: "targets whose files the app imports or reads at synth (generated TypeScript, asset directories such as a python_bundle)"},
-		{Name: "stacks", Type: engine.AttrStringList, Doc: "stack names or globs that pipe deploy deploys from this target (default: all); each must match a stack of the assembly"},
+		{Name: "stacks", Type: engine.AttrStringList, Doc: "stack names or globs that pipe deploy and pipe diff take from this target, with the stacks they depend on (default: all; --stacks narrows further); each must match a stack of the assembly"},
 		{Name: "context", Type: engine.AttrStringDict, Doc: "context values, as `cdk -c key=value` gives them; they override cdk.json's"},
 		{Name: "account", Type: engine.AttrString, Doc: "CDK_DEFAULT_ACCOUNT for the app; unset, stacks that read it are environment-agnostic"},
 		{Name: "region", Type: engine.AttrString, Doc: "CDK_DEFAULT_REGION for the app; unset, stacks that read it are environment-agnostic"},
@@ -195,8 +200,7 @@ func analyze(ctx *engine.AnalysisContext) error {
 	}
 
 	ctx.Provide(provided...)
-	ctx.SetInfo(InfoAssembly, cdkOut.Path)
-	ctx.SetInfo(InfoStacks, append([]string(nil), ctx.Strings("stacks")...))
+	engine.SetInfo(ctx, AssemblyKey, AssemblyInfo{Dir: cdkOut.Path, Stacks: append([]string(nil), ctx.Strings("stacks")...)})
 	return nil
 }
 

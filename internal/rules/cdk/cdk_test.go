@@ -386,11 +386,12 @@ cdk_stack(
 		t.Fatal(err)
 	}
 	l, _ := engine.ParseLabel("//packages/infra:infra", "")
-	if v, _ := p.Actions.TargetInfo(l, cdk.InfoAssembly); v != out {
-		t.Errorf("info %s = %v, want %s", cdk.InfoAssembly, v, out)
+	info, ok := engine.TargetInfo(p.Actions, l, cdk.AssemblyKey)
+	if !ok || info.Dir != out {
+		t.Errorf("%s = %+v (%t), want Dir %s", cdk.AssemblyKey, info, ok, out)
 	}
-	if v, _ := p.Actions.TargetInfo(l, cdk.InfoStacks); strings.Join(v.([]string), ",") != "MyApi*,SharedStack" {
-		t.Errorf("info %s = %v", cdk.InfoStacks, v)
+	if strings.Join(info.Stacks, ",") != "MyApi*,SharedStack" {
+		t.Errorf("%s Stacks = %q", cdk.AssemblyKey, info.Stacks)
 	}
 }
 

@@ -57,10 +57,24 @@ var Bundle = &engine.Rule{
 	Analyze: analyzeBundle,
 }
 
-// bundlePlan is what analysis resolves from the lock: the resolved set is
+// BundleInfo is what a python_bundle target provides: its two outputs and
+// the wheel plan analysis resolved (pipe query --output wheels prints it).
+type BundleInfo struct {
+	// Dir is the bundle directory and Zip the byte-reproducible zip of
+	// exactly that directory; both workspace-relative, slash-separated.
+	// pipe deploy publishes Zip for a staged copy of Dir instead of zipping
+	// the copy again.
+	Dir, Zip string
+	Plan     *BundlePlan
+}
+
+// BundleKey is the key of a python_bundle target's BundleInfo.
+var BundleKey = engine.NewInfoKey[BundleInfo]("python.bundle")
+
+// BundlePlan is what analysis resolves from the lock: the resolved set is
 // part of the dependency layer's key, so the layer is keyed by exactly the
 // wheels it extracts and the platform.
-type bundlePlan struct {
+type BundlePlan struct {
 	Platform Platform
 	Resolved []Resolved
 	Members  map[string]string // member name → workspace-relative directory
@@ -96,8 +110,6 @@ func analyzeBundle(ctx *engine.AnalysisContext) error {
 			plan.Index = DefaultIndex
 		}
 	}
-	ctx.SetInfo("python.bundle", plan)
-
 	// Layer 1: dependencies, keyed by the wheel set and the platform.
 	layers := path.Join("dist", pkg, ctx.Label().Name+".layers")
 	depsDir := ctx.DeclareAt(path.Join(layers, "deps"))
@@ -213,12 +225,13 @@ func analyzeBundle(ctx *engine.AnalysisContext) error {
 		},
 	})
 	ctx.Provide(bundleDir, bundleZip)
+	engine.SetInfo(ctx, BundleKey, BundleInfo{Dir: bundleDir.Path, Zip: bundleZip.Path, Plan: plan})
 	return nil
 }
 
 // Describe prints the plan for `pipe query --output wheels`: every
 // distribution the bundle holds and the exact wheel file it uses.
-func (p *bundlePlan) Describe() string {
+func (p *BundlePlan) Describe() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "  platform: CPython %s, %s, manylinux glibc <= %d.%d\n", p.Platform.PythonVersion, p.Platform.Arch, p.Platform.Glibc[0], p.Platform.Glibc[1])
 	width := 0
@@ -257,7 +270,7 @@ func pythonIndex(ctx *engine.AnalysisContext) string {
 
 // requirementWheels finds, for each requirement, the wheels on the index
 // whose hashes it allows and picks one by tag priority.
-func requirementWheels(ctx context.Context, plan *bundlePlan) ([]wheel.Request, error) {
+func requirementWheels(ctx context.Context, plan *BundlePlan) ([]wheel.Request, error) {
 	client := &http.Client{Timeout: 2 * time.Minute}
 	var out []wheel.Request
 	var errs []error
@@ -431,7 +444,7 @@ func assemble(ec *engine.ExecContext, depsDir, depsZip, appDir, outDir, outZip s
 // result is in the dependency layer's identity, so the key follows them,
 // and the reads are recorded, so pipe affected analyses the bundle again
 // when one of them changes.
-func resolveBundle(ctx *engine.AnalysisContext, plat Platform) (*bundlePlan, string, error) {
+func resolveBundle(ctx *engine.AnalysisContext, plat Platform) (*BundlePlan, string, error) {
 	pkg := ctx.Label().Pkg
 	if files := ctx.Files("requirements"); len(files) > 0 {
 		if len(ctx.Labels("lock")) > 0 {
@@ -491,7 +504,7 @@ func resolveBundle(ctx *engine.AnalysisContext, plat Platform) (*bundlePlan, str
 		return nil, "", ctx.Errorf("%v", err)
 	}
 	lockDir := path.Dir(lockPath)
-	plan := &bundlePlan{Platform: plat, Resolved: resolved, Members: map[string]string{}, LockDir: lockDir}
+	plan := &BundlePlan{Platform: plat, Resolved: resolved, Members: map[string]string{}, LockDir: lockDir}
 	for _, r := range resolved {
 		if r.Member && NormalizeName(r.Name) != NormalizeName(root) {
 			plan.Members[r.Name] = path.Clean(path.Join(lockDir, r.Source.Value))
@@ -502,7 +515,7 @@ func resolveBundle(ctx *engine.AnalysisContext, plat Platform) (*bundlePlan, str
 
 // checkMembers makes sure every workspace member in the closure has its
 // sources given in deps, since pipe copies them rather than linking.
-func checkMembers(ctx *engine.AnalysisContext, plan *bundlePlan, depRoots map[string][]string) error {
+func checkMembers(ctx *engine.AnalysisContext, plan *BundlePlan, depRoots map[string][]string) error {
 	var missing []string
 	for name, dir := range plan.Members {
 		if _, ok := depRoots[dir]; !ok {
@@ -531,7 +544,7 @@ func loadLock(ctx *engine.AnalysisContext, rel string) (*Lock, error) {
 // resolveRequirements reads a hash-pinned requirements.txt: the
 // requirements whose markers hold for the platform, and local projects
 // (workspace members) to copy as source.
-func resolveRequirements(ctx *engine.AnalysisContext, plat Platform, file string) (*bundlePlan, string, error) {
+func resolveRequirements(ctx *engine.AnalysisContext, plat Platform, file string) (*BundlePlan, string, error) {
 	b, err := ctx.ReadFile(file)
 	if err != nil {
 		return nil, "", ctx.Errorf("%v", err)
@@ -540,7 +553,7 @@ func resolveRequirements(ctx *engine.AnalysisContext, plat Platform, file string
 	if err != nil {
 		return nil, "", ctx.Errorf("%v", err)
 	}
-	plan := &bundlePlan{Platform: plat, Members: map[string]string{}, LockDir: path.Dir(file)}
+	plan := &BundlePlan{Platform: plat, Members: map[string]string{}, LockDir: path.Dir(file)}
 	env := plat.MarkerEnv()
 	listed := map[string]bool{}
 	for _, r := range reqs {
