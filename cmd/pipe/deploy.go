@@ -29,6 +29,9 @@ type deployFlags struct {
 	force       bool
 	outputsFile string
 	fail        bool
+	// destroy: --stacks adds the stacks that depend on the named ones
+	// (they must go first), not the ones they depend on.
+	destroy bool
 }
 
 func deployCmd(ctx context.Context, g *globalFlags) *cobra.Command {
@@ -163,7 +166,11 @@ func loadDeployInput(ctx context.Context, g *globalFlags, f *deployFlags, args [
 		}
 		stacks, in.zips = d.Stacks, d.Zips
 	}
-	if stacks, err = deploy.Select(stacks, f.stacks); err != nil {
+	pick := deploy.Select
+	if f.destroy {
+		pick = deploy.SelectWithDependents
+	}
+	if stacks, err = pick(stacks, f.stacks); err != nil {
 		return nil, fmt.Errorf("--stacks %w", err)
 	}
 	if len(stacks) == 0 {

@@ -92,8 +92,16 @@ func writeStackEvent(b *strings.Builder, ev *deploy.StackEvent) {
 				line("! %s: interrupted while CloudFormation executes the change: the stack is %s and CloudFormation carries on; pipe deploy again shows the result", name, ev.StackStatus)
 			}
 		}
+	case deploy.EventDestroying:
+		line("%s: deleting (%s)", name, ev.StackStatus)
 	case deploy.EventDone:
 		switch ev.Status {
+		case deploy.StatusDestroyed:
+			line("✓ %s (deleted, %.1fs)", name, ev.Duration.Seconds())
+		case deploy.StatusAbsent:
+			line("✓ %s (not deployed)", name)
+		case deploy.StatusKept:
+			line("- %s kept: %s", name, strings.TrimPrefix(withoutStack(ev.Stack, ev.Err), "not deleted: "))
 		case deploy.StatusUnchanged:
 			line("✓ %s (no changes)", name)
 		case deploy.StatusDeployed:

@@ -40,6 +40,9 @@ const (
 	StatusFailed     Status = "failed"
 	StatusSkipped    Status = "skipped" // a dependency was not deployed
 	StatusNotStarted Status = "not started"
+	StatusDestroyed  Status = "destroyed"    // pipe destroy
+	StatusAbsent     Status = "not deployed" // pipe destroy: nothing to delete
+	StatusKept       Status = "kept"         // pipe destroy: a dependent was not deleted
 )
 
 // Result is one stack's outcome.

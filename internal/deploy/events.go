@@ -34,6 +34,9 @@ const (
 	// it failed or was skipped (Dependency is the stack it waited for),
 	// Outputs are the stack's outputs, Duration the deployment's time.
 	EventDone EventKind = "done"
+	// EventDestroying: pipe destroy deletes the stack (StackStatus is its
+	// state before).
+	EventDestroying EventKind = "destroying"
 )
 
 // Phase is how far a stack's deployment got.
