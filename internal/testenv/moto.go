@@ -32,13 +32,10 @@ func BootstrapBucket(region string) string {
 	return "cdk-hnb659fds-assets-" + Account + "-" + region
 }
 
-//go:embed moto_extra.py
-var extraPy []byte
-
 // MotoLauncher finds the moto launcher that fixes moto's change-set bugs:
 // $PIPE_MOTO_SERVER, else ../shared/moto/moto_server.py beside the
 // repository (where the machines keep the maintained copy), else the copy
-// kept in this package, so a checkout anywhere still runs the tests.
+// in tools/moto, so a checkout anywhere still runs the tests.
 func MotoLauncher() (string, error) {
 	if p := os.Getenv("PIPE_MOTO_SERVER"); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -54,7 +51,7 @@ func MotoLauncher() (string, error) {
 	if _, err := os.Stat(shared); err == nil {
 		return shared, nil
 	}
-	own := filepath.Join(dir, "internal", "testenv", "moto_server.py")
+	own := filepath.Join(dir, "tools", "moto", "moto_server.py")
 	if _, err := os.Stat(own); err != nil {
 		return "", fmt.Errorf("moto launcher: neither %s nor %s: %w", shared, own, err)
 	}
@@ -103,16 +100,18 @@ func StartMoto() (*Moto, error) {
 	if err != nil {
 		return nil, err
 	}
-	script := filepath.Join(dir, "moto_extra.py")
-	if err := os.WriteFile(script, extraPy, 0o644); err != nil {
+	root, err := moduleRoot()
+	if err != nil {
 		return nil, err
 	}
+	script := filepath.Join(root, "tools", "moto", "serve.py")
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	s := &Moto{URL: fmt.Sprintf("http://127.0.0.1:%d", port), dir: dir, log: &lockedWriter{w: &bytes.Buffer{}}}
 	s.cmd = exec.Command("python3", script, launcher, "-p", fmt.Sprint(port), "-H", "127.0.0.1")
+	s.cmd.Env = append(os.Environ(), "PIPE_MOTO_EXIT_WITH_STDIN=1")
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if s.stdin, err = s.cmd.StdinPipe(); err != nil {
 		return nil, err

@@ -1,8 +1,13 @@
-"""Run the shared moto launcher (shared/moto/moto_server.py) with five more
-fixes, and exit when standard input closes so a test process that dies never leaves
-a server behind.
+"""Run moto's AWS server with the fixes pipe's deploys need: the four of
+moto_server.py (beside this file, or the launcher given first) and five more.
 
-usage: python3 moto_extra.py LAUNCHER [-p PORT] [-H HOST]
+usage: python3 tools/moto/serve.py [LAUNCHER] [-p PORT] [-H HOST]
+
+Then point pipe (and any AWS SDK or CLI) at it:
+  AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_ACCESS_KEY_ID=test
+  AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+With PIPE_MOTO_EXIT_WITH_STDIN=1 the server exits when its standard input
+closes, so a test process that dies never leaves a server behind.
 
 moto 5.2.1 bugs fixed here, on top of the launcher's four:
 5. A stack created or updated by executing a change set keeps the outputs of
@@ -301,7 +306,12 @@ models.CloudFormationBackend.execute_change_set = execute_change_set
 models.ChangeSet.apply = apply
 
 if __name__ == "__main__":
-    launcher = sys.argv[1]
-    threading.Thread(target=_watch_stdin, daemon=True).start()
-    sys.argv = [launcher] + sys.argv[2:]
+    args = sys.argv[1:]
+    if args and not args[0].startswith("-"):
+        launcher, args = args[0], args[1:]
+    else:
+        launcher = os.path.join(os.path.dirname(os.path.abspath(__file__)), "moto_server.py")
+    if os.environ.get("PIPE_MOTO_EXIT_WITH_STDIN") == "1":
+        threading.Thread(target=_watch_stdin, daemon=True).start()
+    sys.argv = [launcher] + args
     runpy.run_path(launcher, run_name="__main__")
