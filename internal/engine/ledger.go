@@ -86,16 +86,19 @@ func (l *Ledger) Record(a *Action, r *cache.ActionResult) {
 	if l == nil {
 		return
 	}
-	digests := map[string]cache.Digest{}
-	for _, o := range r.Outputs {
-		digests[o.Path] = o.Digest
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, o := range a.Outputs {
 		var d cache.Digest
 		if !inDist(o.Path) && !o.Dir {
-			d = digests[o.Path]
+			// A source-tree output: keep the bytes pipe wrote (rare, so a
+			// scan is cheaper than an index of every result).
+			for _, ro := range r.Outputs {
+				if ro.Path == o.Path {
+					d = ro.Digest
+					break
+				}
+			}
 		}
 		l.set(a.Owner, o.Path, d)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -150,11 +151,9 @@ func ownDirs(a *Action) []string {
 		rest, ok := strings.CutPrefix(d, base)
 		return ok && (rest == "" || rest[0] == '/' || rest[0] == '.')
 	}
-	seen := map[string]bool{}
 	var dirs []string
 	for _, o := range a.Outputs {
-		for d := path.Dir(o.Path); mine(d) && !seen[d]; d = path.Dir(d) {
-			seen[d] = true
+		for d := path.Dir(o.Path); mine(d) && !slices.Contains(dirs, d); d = path.Dir(d) {
 			dirs = append(dirs, d)
 		}
 	}

@@ -18,6 +18,20 @@ import (
 
 // checkResult reports how r differs from what a declares, or nil.
 func checkResult(a *Action, r *cache.ActionResult) error {
+	// The common case, checked without allocating: file outputs only, in
+	// the order the action declares them (the order execute records).
+	if len(r.Dirs) == 0 && len(r.Symlinks) == 0 && len(r.Outputs) == len(a.Outputs) {
+		same := true
+		for i, o := range a.Outputs {
+			if o.Dir || r.Outputs[i].Path != o.Path {
+				same = false
+				break
+			}
+		}
+		if same {
+			return nil
+		}
+	}
 	files := map[string]bool{}
 	dirs := map[string]bool{}
 	for _, o := range a.Outputs {
