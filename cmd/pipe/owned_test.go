@@ -133,3 +133,34 @@ func TestLeftoverTempFilesRemoved(t *testing.T) {
 		}
 	}
 }
+
+// Regression: chmod +x of an app source was a cache hit that kept 0644 in
+// the bundle (and bundle.zip) where a clean build ships 0755.
+func TestBundleFollowsExecBit(t *testing.T) {
+	w := tinyWheel(t)
+	m := newWheelMirror(t)
+	m.serve(w, w.Data)
+	ws := newPyWorkspace(t, pyApp{Deps: []string{"tinydep"}, Packages: []lockEntry{lockEntryOf(w)}})
+	env := []string{"PIPE_PYTHON_INDEX=" + m.srv.URL}
+	ws.buildEnvOK(t, env, "//packages/my-api:bundle")
+	if err := os.Chmod(ws.path("packages/my-api/my_api/main.py"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ws.buildEnvOK(t, env, "//packages/my-api:bundle")
+	fi, err := os.Stat(ws.path("dist/packages/my-api/bundle/my_api/main.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean := copyWorkspace(t, ws.Root)
+	clean.buildEnvOK(t, env, "//packages/my-api:bundle")
+	want, err := os.Stat(clean.path("dist/packages/my-api/bundle/my_api/main.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != want.Mode().Perm() {
+		t.Errorf("after chmod +x the bundle ships main.py as %v; a clean build ships %v", fi.Mode().Perm(), want.Mode().Perm())
+	}
+	if got, want := fileSHA256(t, ws.path("dist/packages/my-api/bundle.zip")), fileSHA256(t, clean.path("dist/packages/my-api/bundle.zip")); got != want {
+		t.Error("bundle.zip differs from a clean build's")
+	}
+}
