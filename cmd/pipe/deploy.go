@@ -239,17 +239,7 @@ func runDeploy(ctx context.Context, g *globalFlags, f *deployFlags, args []strin
 		results, derr = deploy.Apply(ctx, cfg, plans, opt, rep)
 	}
 
-	counts := map[deploy.Status]int{}
-	for _, r := range results {
-		counts[r.Status]++
-	}
-	var parts []string
-	for _, st := range []deploy.Status{deploy.StatusDeployed, deploy.StatusWould, deploy.StatusUnchanged, deploy.StatusFailed, deploy.StatusSkipped, deploy.StatusNotStarted} {
-		if n := counts[st]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n, st))
-		}
-	}
-	fmt.Fprintf(stderr, "%d stack%s: %s (%.2fs)\n", len(results), plural(len(results)), strings.Join(parts, ", "), time.Since(start).Seconds())
+	printStackSummary(stderr, results, start, deploy.StatusDeployed, deploy.StatusWould, deploy.StatusUnchanged, deploy.StatusFailed, deploy.StatusSkipped, deploy.StatusNotStarted)
 
 	if lines := deploy.SortedOutputs(results); len(lines) > 0 && !f.dryRun {
 		fmt.Fprintln(stdout, "Outputs:")
@@ -276,6 +266,22 @@ func runDeploy(ctx context.Context, g *globalFlags, f *deployFlags, args []strin
 	default:
 		return &exitError{code: 1} // each failure was printed under its stack
 	}
+}
+
+// printStackSummary prints the line a deploy or destroy ends with: how many
+// stacks ended in each status, in the order given.
+func printStackSummary(w io.Writer, results []*deploy.Result, start time.Time, order ...deploy.Status) {
+	counts := map[deploy.Status]int{}
+	for _, r := range results {
+		counts[r.Status]++
+	}
+	var parts []string
+	for _, st := range order {
+		if n := counts[st]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, st))
+		}
+	}
+	fmt.Fprintf(w, "%d stack%s: %s (%.2fs)\n", len(results), plural(len(results)), strings.Join(parts, ", "), time.Since(start).Seconds())
 }
 
 func plural(n int) string {

@@ -71,17 +71,7 @@ func runDestroy(ctx context.Context, g *globalFlags, f *deployFlags, args []stri
 	}
 	rep := newDeployUI(stderr, in.ui, in.start)
 	results, derr := deploy.Destroy(ctx, cfg, in.stacks, deploy.DestroyOptions{Concurrency: f.concurrency}, rep)
-	counts := map[deploy.Status]int{}
-	for _, r := range results {
-		counts[r.Status]++
-	}
-	var parts []string
-	for _, st := range []deploy.Status{deploy.StatusDestroyed, deploy.StatusAbsent, deploy.StatusFailed, deploy.StatusKept, deploy.StatusNotStarted} {
-		if n := counts[st]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n, st))
-		}
-	}
-	fmt.Fprintf(stderr, "%d stack%s: %s (%.2fs)\n", len(results), plural(len(results)), strings.Join(parts, ", "), time.Since(start).Seconds())
+	printStackSummary(stderr, results, start, deploy.StatusDestroyed, deploy.StatusAbsent, deploy.StatusFailed, deploy.StatusKept, deploy.StatusNotStarted)
 	switch {
 	case derr == nil:
 		return nil
