@@ -153,8 +153,15 @@ func (ev *Evaluator) newThread(file string, chain *loadChain) *star.Thread {
 		},
 	}
 	t.SetLocal(localChain, chain)
+	// Loops at the top level are allowed, and range() can be large: a
+	// bound on steps makes a runaway BUILD file an error, not a hang.
+	t.SetMaxExecutionSteps(maxSteps)
 	return t
 }
+
+// maxSteps bounds the Starlark steps one file's evaluation may take (a
+// BUILD file of thousands of targets takes well under a million).
+const maxSteps = 50_000_000
 
 // exec parses and runs one file, keeping its syntax tree for error positions.
 func (ev *Evaluator) exec(thread *star.Thread, file string, src []byte, predeclared star.StringDict) (star.StringDict, error) {
@@ -172,6 +179,11 @@ func (ev *Evaluator) exec(thread *star.Thread, file string, src []byte, predecla
 	ev.astMu.Unlock()
 	g, err := prog.Init(thread, predeclared)
 	if err != nil {
+		var ee *star.EvalError
+		if thread.ExecutionSteps() >= maxSteps && errors.As(err, &ee) {
+			// Starlark says only "too many steps"; say what to look for.
+			ee.Msg += fmt.Sprintf(" (%d steps: a loop that does not end, or one far too large for a BUILD file; shorten it)", uint64(maxSteps))
+		}
 		return nil, convertError(err)
 	}
 	g.Freeze()
