@@ -115,6 +115,9 @@ func (s *session) buildLocked(ctx context.Context, pats []engine.Pattern) (*engi
 		return nil, err
 	}
 	digests := engine.LoadFileDigests(s.digestsPath())
+	if err := digests.Confine(s.ws.Root); err != nil {
+		return nil, err
+	}
 	// Outputs of targets that were removed or renamed, and outputs a target
 	// no longer declares, go before anything runs: a build never serves them.
 	ledger := engine.LoadLedger(filepath.Join(s.ws.StateDir(), "outputs"))

@@ -107,3 +107,35 @@ func TestNoWriteThroughSymlinkedOutputDir(t *testing.T) {
 		t.Error("metadata.gen.ts landed outside the workspace")
 	}
 }
+
+// A source that is a symbolic link to a file outside the workspace is
+// refused, not read into an output.
+func TestSymlinkedSourceOutsideRefused(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret.txt")
+	if err := os.WriteFile(secret, []byte("outside\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ws := newWorkspace(t, map[string]string{
+		"BUILD.star": "genrule(name = \"g\", srcs = [\"link.txt\"], outs = [\"out.txt\"], cmd = \"cat $(SRCS) > $@\")\n",
+	})
+	if err := os.Symlink(secret, ws.path("link.txt")); err != nil {
+		t.Fatal(err)
+	}
+	b := ws.build(t)
+	if b.code != 1 || !strings.Contains(b.stderr, "outside the workspace") {
+		t.Errorf("exit %d, want 1 saying link.txt resolves outside the workspace\n%s", b.code, b.stderr)
+	}
+	if ws.exists("dist/g/out.txt") {
+		t.Error("the outside file was copied into an output")
+	}
+	// A link inside the workspace is fine.
+	ws.write(t, "real.txt", "inside\n")
+	os.Remove(ws.path("link.txt"))
+	if err := os.Symlink("real.txt", ws.path("link.txt")); err != nil {
+		t.Fatal(err)
+	}
+	ws.buildOK(t)
+	if got := ws.read(t, "dist/g/out.txt"); got != "inside\n" {
+		t.Errorf("output %q", got)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +28,34 @@ type FileDigests struct {
 	mu    sync.Mutex
 	m     map[string]digestEntry
 	dirty bool
+
+	// confine, once set (Confine), is the real path of the workspace: a
+	// file that resolves, through symbolic links, to outside it is refused
+	// when it is hashed. A stat change of the file or its target makes it
+	// hashed again, so a retargeted link is caught too.
+	confine string
+}
+
+// Confine refuses, from now on, files whose real path is outside root.
+func (fd *FileDigests) Confine(root string) error {
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return fmt.Errorf("workspace %s: %w", root, err)
+	}
+	fd.mu.Lock()
+	fd.confine = real
+	fd.mu.Unlock()
+	return nil
+}
+
+// OutsideError reports a workspace file that is a symbolic link (or lies
+// under one) resolving to outside the workspace.
+type OutsideError struct {
+	Path, Real string
+}
+
+func (e *OutsideError) Error() string {
+	return fmt.Sprintf("%s resolves to %s, outside the workspace, through a symbolic link: pipe reads only the workspace's own files (a build must not depend on what lies elsewhere); copy the file into the workspace", e.Path, e.Real)
 }
 
 // FileStat is what pipe compares to decide a file is unchanged without
@@ -151,6 +181,18 @@ func (fd *FileDigests) Digest(rel, abs string) (cache.Digest, os.FileInfo, error
 	fd.mu.Unlock()
 	if ok && e.stat == st && st.Settled(e.recorded) {
 		return e.digest, fi, nil
+	}
+	fd.mu.Lock()
+	confine := fd.confine
+	fd.mu.Unlock()
+	if confine != "" {
+		real, err := filepath.EvalSymlinks(abs)
+		if err != nil {
+			return cache.Digest{}, nil, err
+		}
+		if r, err := filepath.Rel(confine, real); err != nil || r == ".." || strings.HasPrefix(r, "../") {
+			return cache.Digest{}, nil, &OutsideError{Path: rel, Real: real}
+		}
 	}
 	d, err := hashFile(abs)
 	if err != nil {
