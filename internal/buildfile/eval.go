@@ -44,6 +44,25 @@ type Evaluator struct {
 	asts  map[string]*syntax.File
 
 	ignores *ignoreCache
+
+	realRootOnce sync.Once
+	realRoot     string
+}
+
+// readSource reads a .star file of the workspace. One that resolves through
+// a symbolic link to outside the workspace is refused: evaluation reads
+// only the workspace, so the same commit evaluates alike everywhere.
+func (ev *Evaluator) readSource(file string) ([]byte, error) {
+	abs := filepath.Join(ev.root, filepath.FromSlash(file))
+	ev.realRootOnce.Do(func() {
+		ev.realRoot, _ = filepath.EvalSymlinks(ev.root)
+	})
+	if real, err := filepath.EvalSymlinks(abs); err == nil && ev.realRoot != "" {
+		if r, err := filepath.Rel(ev.realRoot, real); err != nil || r == ".." || strings.HasPrefix(r, "../") {
+			return nil, fmt.Errorf("%s resolves to %s, outside the workspace, through a symbolic link: copy it into the workspace", file, real)
+		}
+	}
+	return os.ReadFile(abs)
 }
 
 type moduleEntry struct {
@@ -104,7 +123,7 @@ func (ev *Evaluator) loadPackage(ctx context.Context, pkg string) (*engine.Packa
 		return nil, nil, fmt.Errorf("load //%s: %w", pkg, err)
 	}
 	file := path.Join(pkg, engine.BuildFile)
-	src, err := os.ReadFile(filepath.Join(ev.root, filepath.FromSlash(file)))
+	src, err := ev.readSource(file)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load //%s: %w", pkg, err)
 	}
@@ -338,7 +357,7 @@ func (ev *Evaluator) load(thread *star.Thread, module string) (star.StringDict, 
 }
 
 func (ev *Evaluator) execModule(file string, chain *loadChain, loads map[string]bool) (star.StringDict, error) {
-	src, err := os.ReadFile(filepath.Join(ev.root, filepath.FromSlash(file)))
+	src, err := ev.readSource(file)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("load %s: no such file in the workspace", file)

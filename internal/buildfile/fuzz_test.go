@@ -67,3 +67,22 @@ func FuzzEvalBuildFile(f *testing.F) {
 		}
 	})
 }
+
+// A .star file that is a symbolic link to outside the workspace is not
+// evaluated.
+func TestStarFileOutsideRefused(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "defs.star")
+	if err := os.WriteFile(outside, []byte("def m(name):\n    fake_rule(name = name)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := workspace(t, map[string]string{
+		"p/BUILD.star": "load(\"//:defs.star\", \"m\")\nm(\"a\")\n",
+	})
+	if err := os.Symlink(outside, filepath.Join(root, "defs.star")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewEvaluator(root, testRegistry()).LoadPackage(context.Background(), "p")
+	if err == nil || !strings.Contains(err.Error(), "outside the workspace") {
+		t.Errorf("err = %v, want a refusal naming the link", err)
+	}
+}
