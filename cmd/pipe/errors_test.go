@@ -125,6 +125,30 @@ filegroup(
 			want: "pipe: a/BUILD.star:3:5: syntax error: got identifier, want ','\n",
 		},
 		{
+			// The misspelt name is in the load statement, not at its uses.
+			name: "load of a name the module does not define",
+			files: map[string]string{
+				"tools/defs.star": "def shout(name):\n    pass\n",
+				"a/BUILD.star":    "load(\"//tools:defs.star\", \"shoutt\")\n\nshout(name = \"x\")\n",
+			},
+			want: "pipe: a/BUILD.star:1:28: load: name shoutt not found in //tools:defs.star (did you mean shout?)\n",
+		},
+		{
+			name: "load of a name with no near match lists the module's names",
+			files: map[string]string{
+				"tools/defs.star": "def shout(name):\n    pass\n\ndef _private():\n    pass\n",
+				"a/BUILD.star":    "load(\"//tools:defs.star\", loud = \"whisper\")\n",
+			},
+			want: "pipe: a/BUILD.star:1:35: load: name whisper not found in //tools:defs.star (it defines shout)\n",
+		},
+		{
+			name: "misspelt rule",
+			files: map[string]string{
+				"a/BUILD.star": "genrul(\n    name = \"g\",\n    outs = [\"o\"],\n    cmd = \"true\",\n)\n",
+			},
+			want: "pipe: a/BUILD.star:1:1: undefined: genrul (did you mean genrule?)\n",
+		},
+		{
 			name: "undefined name",
 			files: map[string]string{
 				"a/BUILD.star": "filegroup(\n    name = \"x\",\n    srcs = undefined_var,\n)\n",

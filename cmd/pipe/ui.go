@@ -185,9 +185,15 @@ func (u *ui) finish(sum engine.Summary, err error) {
 	u.clearLine()
 	var bf *engine.BuildFailedError
 	if errors.As(err, &bf) && len(bf.Failed) > 0 {
+		// A target with several failed actions (--keep-going) is one
+		// failure to fix: name it once.
 		var labels []string
+		seen := map[engine.Label]bool{}
 		for _, f := range bf.Failed {
-			labels = append(labels, f.Action.Owner.String())
+			if !seen[f.Action.Owner] {
+				seen[f.Action.Owner] = true
+				labels = append(labels, f.Action.Owner.String())
+			}
 		}
 		fmt.Fprintf(u.w, "%s %s\n", u.paint("1;31", "failed:"), strings.Join(labels, " "))
 	}
