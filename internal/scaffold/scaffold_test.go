@@ -27,7 +27,7 @@ func TestValidateName(t *testing.T) {
 		"my--api": "single - or _",
 		"my-api-": "is not valid",
 		"-api":    "is not valid",
-		"a/b":     "--directory",
+		"a/b":     "--parent-dir",
 		"my.api":  "is not valid",
 		"ápi":     "is not valid",
 	} {
