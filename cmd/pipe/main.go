@@ -94,6 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		diffCmd(ctx, g),
 		destroyCmd(ctx, g),
 		newCmd(ctx, g),
+		initCmd(g),
 		cacheCmd(ctx),
 	)
 	root.SetArgs(args)

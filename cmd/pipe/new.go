@@ -62,7 +62,7 @@ from.`,
 			}
 			s, err := openWorkspace(g, cmd.ErrOrStderr())
 			if err != nil {
-				return err
+				return noWorkspaceHint(err, "pipe new fastapi")
 			}
 			opts.Name = args[0]
 			res, err := scaffold.FastAPI(s.ws.Root, opts)
