@@ -278,7 +278,7 @@ genrule(
 		wantStderr string // a substring
 	}{
 		{[]string{"build", "//a:ok"}, 0, "1 actions: 1 executed, 0 cached, 0 failed"},
-		{[]string{"build", "//a:fails"}, 1, "FAIL //a:fails (Genrule): command exited with status 1\n  oops\nfailed: //a:fails\n"},
+		{[]string{"build", "//a:fails"}, 1, "FAIL //a:fails (Genrule): command exited with status 1\n  $ echo oops >&2; false\n  oops\n  (--sandbox-debug keeps the scratch directory and shows how to run the command there by hand)\nfailed: //a:fails\n"},
 		{[]string{"build", "--nope"}, 2, "pipe: unknown flag: --nope (see pipe build --help)\n"},
 		{[]string{"--nope", "build"}, 2, "pipe: unknown flag: --nope"},
 		{[]string{"build", "-j"}, 2, "flag needs an argument"},
