@@ -4,6 +4,9 @@ package main
 // the README says, whatever the examples and fixtures install.
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -12,6 +15,10 @@ import (
 	"testing"
 
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
+
+	"github.com/pipebuild/pipe/internal/buildfile"
+	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/rules"
 )
 
 // repoRoot is the checkout: cmd/pipe's tests run in cmd/pipe.
@@ -134,6 +141,75 @@ func TestNodeModulesStayOutOfGo(t *testing.T) {
 	for _, f := range installed {
 		if !m.Match(strings.Split(f, "/"), false) {
 			t.Errorf("%s is not ignored by .gitignore: gofmt -l $(git ls-files '*.go') would read it once added", f)
+		}
+	}
+}
+
+// TestDogfoodSourcesComplete: `pipe build //:pipe` at the repository root
+// runs go build on //:go_sources alone, in a sandbox. Every file go build
+// reads from the checkout for ./cmd/pipe (each package's .go files and the
+// files its //go:embed patterns match, go.mod, go.sum) must be in that
+// filegroup, or the dogfood build fails ("pattern all:templates: no
+// matching files found"). Checked with go list and pipe's own evaluation of
+// the root BUILD.star, without building.
+func TestDogfoodSourcesComplete(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	cmd := exec.Command("go", "list", "-deps", "-json=ImportPath,Dir,GoFiles,CgoFiles,EmbedFiles,Module", "./cmd/pipe")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var need []string
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var p struct {
+			ImportPath, Dir                string
+			GoFiles, CgoFiles, EmbedFiles []string
+			Module                         *struct{ Path string }
+		}
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Module == nil || p.Module.Path != "github.com/pipebuild/pipe" {
+			continue
+		}
+		rel, err := filepath.Rel(root, p.Dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range append(append(p.GoFiles, p.CgoFiles...), p.EmbedFiles...) {
+			need = append(need, filepath.ToSlash(filepath.Join(rel, f)))
+		}
+	}
+	need = append(need, "go.mod", "go.sum")
+	embedded := 0
+	for _, f := range need {
+		if strings.Contains(f, "templates/") {
+			embedded++
+		}
+	}
+	if embedded == 0 {
+		t.Fatalf("go list found no embedded files; the check would prove nothing:\n%s", need)
+	}
+
+	pkg, err := buildfile.NewEvaluator(root, rules.Registry()).LoadPackage(context.Background(), "")
+	if err != nil {
+		t.Fatalf("the root BUILD.star: %v", err)
+	}
+	tg, ok := pkg.Targets["go_sources"]
+	if !ok {
+		t.Fatal("the root BUILD.star has no go_sources")
+	}
+	have := map[string]bool{}
+	srcs, _ := tg.Attrs["srcs"].([]engine.Label)
+	for _, l := range srcs {
+		have[l.Name] = true
+	}
+	for _, f := range need {
+		if !have[f] {
+			t.Errorf("go build ./cmd/pipe reads %s, which //:go_sources does not hold: the dogfood build would not see it", f)
 		}
 	}
 }
