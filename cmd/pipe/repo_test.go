@@ -165,9 +165,9 @@ func TestDogfoodSourcesComplete(t *testing.T) {
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for dec.More() {
 		var p struct {
-			ImportPath, Dir                string
+			ImportPath, Dir               string
 			GoFiles, CgoFiles, EmbedFiles []string
-			Module                         *struct{ Path string }
+			Module                        *struct{ Path string }
 		}
 		if err := dec.Decode(&p); err != nil {
 			t.Fatal(err)
