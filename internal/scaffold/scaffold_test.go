@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/evanw/esbuild/pkg/api"
+
+	"github.com/pipebuild/pipe/internal/testenv"
 )
 
 func TestValidateName(t *testing.T) {
@@ -180,7 +182,7 @@ func TestGeneratedFilesAreFormatted(t *testing.T) {
 func TestGeneratedPythonParses(t *testing.T) {
 	py, err := exec.LookPath("python3")
 	if err != nil {
-		t.Skip("SKIPPED: no python3 to parse the generated Python with")
+		testenv.Need(t, "python3", "install Python 3 to parse the generated Python with")
 	}
 	sources := map[string]string{}
 	for name, content := range generateAll(t, "orders-api")["rest-iam-isolated"] {
