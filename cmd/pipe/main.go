@@ -101,6 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		destroyCmd(ctx, g),
 		newCmd(ctx, g),
 		initCmd(g),
+		migrateCmd(g),
 		cacheCmd(ctx),
 	)
 	root.SetArgs(args)

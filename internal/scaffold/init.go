@@ -72,7 +72,7 @@ func Init(dir string) (*InitResult, error) {
 		return nil, err
 	}
 	gi := FileResult{Path: ".gitignore", Status: Unchanged}
-	if merged, missing := appendIgnores(cur, initIgnores); len(missing) > 0 {
+	if merged, missing := AppendIgnores(cur, initIgnores); len(missing) > 0 {
 		gi.Status = Updated
 		if cur == nil {
 			gi.Status = Created
@@ -99,10 +99,10 @@ workspace(
 `, name)
 }
 
-// appendIgnores adds the lines of want that cur lacks (comparing without
+// AppendIgnores adds the lines of want that cur lacks (comparing without
 // leading and trailing slashes, as both spellings ignore the root's
 // directory here) and returns the new content and what was added.
-func appendIgnores(cur []byte, want []string) ([]byte, []string) {
+func AppendIgnores(cur []byte, want []string) ([]byte, []string) {
 	have := map[string]bool{}
 	for _, l := range strings.Split(string(cur), "\n") {
 		have[strings.Trim(strings.TrimSpace(l), "/")] = true
