@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -128,6 +127,6 @@ func printMigrateResult(w io.Writer, res *migrate.NxResult) {
 		}
 	}
 	if !res.DryRun {
-		fmt.Fprintf(w, "\nNext: pipe build //... (%s)\n", strings.Join([]string{"uv sync for the host Python", "npm install for aws-cdk-lib"}, ", "))
+		fmt.Fprintf(w, "\nNext: uv sync and npm install, if the checkout lacks .venv or node_modules; then pipe build //...\n")
 	}
 }

@@ -1088,8 +1088,10 @@ func (m *migration) whyNot(p *nxProject, name string) string {
 		return "pipe deploy //" + p.dir + " synthesizes and deploys the stacks that changed"
 	case name == "destroy" || name == "destroy-ci":
 		return "pipe has no destroy yet: cdk destroy --app dist/" + p.dir + "/" + app + "/cdk.out"
-	case name == "bootstrap" || name == "cdk":
-		return "use the CDK CLI directly (cdk bootstrap)"
+	case name == "bootstrap":
+		return "use the CDK CLI directly: cdk bootstrap"
+	case name == "cdk":
+		return "use the CDK CLI directly"
 	case name == "checkov":
 		return "reads the cloud assembly, now at dist/" + p.dir + "/" + app + "/cdk.out: run checkov on it, or wrap it in a genrule"
 	case strings.HasSuffix(exec, ":open-api-codegen"):
