@@ -17,7 +17,7 @@ import (
 // in an ES module, __dirname in CommonJS).
 func sourceLocationApp(rootPackageJSON, build, where string) map[string]string {
 	files := map[string]string{
-		"packages/my-api/BUILD.star": `genrule(name = "bundle", outs = ["index.py"], cmd = "echo 'handler = None' > $@")` + "\n",
+		"packages/my-api/BUILD.star":            `genrule(name = "bundle", outs = ["index.py"], cmd = "echo 'handler = None' > $@")` + "\n",
 		"packages/common/constructs/BUILD.star": `filegroup(name = "constructs", srcs = glob(["src/**/*.ts"]))` + "\n",
 		"packages/common/constructs/src/app/my-api.ts": `import * as path from 'path';
 import * as url from 'url';
