@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/pipebuild/pipe/internal/testenv"
 )
 
 // failingGenrule has a multi-line command that reads its source and fails.
@@ -90,5 +92,26 @@ func TestSandboxDebug(t *testing.T) {
 		if _, err := os.Stat(dir); !os.IsNotExist(err) {
 			t.Errorf("%s: the next build kept %s (%v)", flag, dir, err)
 		}
+	}
+}
+
+// TestFailedLineNamesTargetOnce: a target two of whose actions fail (the
+// bundle and the type check of a cdk_stack with a syntax error, with
+// --keep-going) is one entry of the failed: line.
+func TestFailedLineNamesTargetOnce(t *testing.T) {
+	t.Parallel()
+	nm := testenv.CDKNodeModules(t)
+	ws := newWorkspace(t, map[string]string{
+		"WORKSPACE.star":  "workspace(name = \"t\", node_modules = \"" + nm + "\")\n",
+		"p/BUILD.star":    "cdk_stack(name = \"app\", app = \"src/main.ts\", srcs = glob([\"src/**/*.ts\"]), typecheck = True)\n",
+		"p/tsconfig.json": `{"compilerOptions": {"strict": true, "noEmit": true, "module": "commonjs", "target": "ES2022", "skipLibCheck": true, "types": []}, "include": ["src/**/*.ts"]}`,
+		"p/src/main.ts":   "const port: number = ;\n",
+	})
+	b := ws.build(t, "--keep-going")
+	if got := b.labels("failed"); len(got) != 2 {
+		t.Fatalf("failed actions %v, want the bundle and the type check\n%s", got, b.stderr)
+	}
+	if !strings.Contains(b.stderr, "\nfailed: //p:app\n") {
+		t.Errorf("the failed: line does not name //p:app exactly once:\n%s", b.stderr)
 	}
 }
