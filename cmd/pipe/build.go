@@ -133,22 +133,24 @@ func (s *session) buildLocked(ctx context.Context, pats []engine.Pattern) (*engi
 		return nil, err
 	}
 	s.ui = ui
-	remote, err := s.openRemote(ctx, c)
+	remote, err := s.openRemote(ctx, c, ui.warn)
 	if err != nil {
 		return nil, err
 	}
 	exec := &engine.Executor{
-		WS:          s.ws,
-		Cache:       c,
-		Digests:     digests,
-		Jobs:        g.jobs,
-		KeepGoing:   g.keepGoing,
-		Reporter:    ui,
-		PipeVersion: pipeVersion(),
-		Graph:       plan.Actions,
-		Explain:     g.explain,
-		Verify:      g.verify,
-		Ledger:      ledger,
+		WS:        s.ws,
+		Cache:     c,
+		Digests:   digests,
+		Jobs:      g.jobs,
+		KeepGoing: g.keepGoing,
+		// Only a failed action's directory is kept; the others go.
+		KeepFailedScratch: g.sandboxDebug,
+		Reporter:          ui,
+		PipeVersion:       pipeVersion(),
+		Graph:             plan.Actions,
+		Explain:           g.explain,
+		Verify:            g.verify,
+		Ledger:            ledger,
 	}
 	if remote != nil {
 		exec.Remote = remote
@@ -216,8 +218,9 @@ func (s *session) cacheMaxAge() (time.Duration, error) {
 }
 
 // openRemote opens the remote cache the flags, PIPE_REMOTE_CACHE or
-// workspace(remote_cache = …) name; nil when none does.
-func (s *session) openRemote(ctx context.Context, local *cache.Cache) (*cache.Remote, error) {
+// workspace(remote_cache = …) name; nil when none does. Its warnings go to
+// warn.
+func (s *session) openRemote(ctx context.Context, local *cache.Cache, warn func(string)) (*cache.Remote, error) {
 	workspaceURL, _ := s.ws.Settings.Extra["remote_cache"].(string)
 	spec := cache.RemoteSpec{
 		URL:          s.g.remoteCache,
@@ -226,9 +229,7 @@ func (s *session) openRemote(ctx context.Context, local *cache.Cache) (*cache.Re
 			Upload:       s.g.remoteUpload,
 			AcceptCached: s.g.remoteAcceptCached,
 			Timeout:      s.g.remoteTimeout,
-			Warn: func(msg string) {
-				fmt.Fprintf(s.stderr, "pipe: warning: remote cache: %s\n", msg)
-			},
+			Warn:         func(msg string) { warn("remote cache: " + msg) },
 		},
 	}
 	r, err := spec.Open(ctx, local)

@@ -501,7 +501,7 @@ func TestKeepGoing(t *testing.T) {
 	if s := parseSummary(t, b.stderr); s != (summary{Total: 4, Executed: 2, Failed: 1}) {
 		t.Errorf("summary %+v", s)
 	}
-	for _, want := range []string{"FAIL //a:bad (Genrule): command exited with status 3\n  broken\n", "failed: //a:bad\n"} {
+	for _, want := range []string{"FAIL //a:bad (Genrule): command exited with status 3\n  $ echo broken >&2; exit 3\n  broken\n", "failed: //a:bad\n"} {
 		if !strings.Contains(b.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, b.stderr)
 		}

@@ -125,6 +125,30 @@ filegroup(
 			want: "pipe: a/BUILD.star:3:5: syntax error: got identifier, want ','\n",
 		},
 		{
+			// The misspelt name is in the load statement, not at its uses.
+			name: "load of a name the module does not define",
+			files: map[string]string{
+				"tools/defs.star": "def shout(name):\n    pass\n",
+				"a/BUILD.star":    "load(\"//tools:defs.star\", \"shoutt\")\n\nshout(name = \"x\")\n",
+			},
+			want: "pipe: a/BUILD.star:1:28: load: name shoutt not found in //tools:defs.star (did you mean shout?)\n",
+		},
+		{
+			name: "load of a name with no near match lists the module's names",
+			files: map[string]string{
+				"tools/defs.star": "def shout(name):\n    pass\n\ndef _private():\n    pass\n",
+				"a/BUILD.star":    "load(\"//tools:defs.star\", loud = \"whisper\")\n",
+			},
+			want: "pipe: a/BUILD.star:1:35: load: name whisper not found in //tools:defs.star (it defines shout)\n",
+		},
+		{
+			name: "misspelt rule",
+			files: map[string]string{
+				"a/BUILD.star": "genrul(\n    name = \"g\",\n    outs = [\"o\"],\n    cmd = \"true\",\n)\n",
+			},
+			want: "pipe: a/BUILD.star:1:1: undefined: genrul (did you mean genrule?)\n",
+		},
+		{
 			name: "undefined name",
 			files: map[string]string{
 				"a/BUILD.star": "filegroup(\n    name = \"x\",\n    srcs = undefined_var,\n)\n",
@@ -254,7 +278,7 @@ genrule(
 		wantStderr string // a substring
 	}{
 		{[]string{"build", "//a:ok"}, 0, "1 actions: 1 executed, 0 cached, 0 failed"},
-		{[]string{"build", "//a:fails"}, 1, "FAIL //a:fails (Genrule): command exited with status 1\n  oops\nfailed: //a:fails\n"},
+		{[]string{"build", "//a:fails"}, 1, "FAIL //a:fails (Genrule): command exited with status 1\n  $ echo oops >&2; false\n  oops\n  (--sandbox-debug keeps the scratch directory and shows how to run the command there by hand)\nfailed: //a:fails\n"},
 		{[]string{"build", "--nope"}, 2, "pipe: unknown flag: --nope (see pipe build --help)\n"},
 		{[]string{"--nope", "build"}, 2, "pipe: unknown flag: --nope"},
 		{[]string{"build", "-j"}, 2, "flag needs an argument"},

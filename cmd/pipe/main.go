@@ -43,6 +43,8 @@ type globalFlags struct {
 	profile   string
 	explain   bool
 	verify    bool
+	// sandboxDebug keeps a failed action's scratch directory.
+	sandboxDebug bool
 
 	remoteCache        string
 	remoteUpload       bool
@@ -71,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pf.StringVarP(&g.dir, "directory", "C", "", "run as if started in `DIR`")
 	pf.IntVarP(&g.jobs, "jobs", "j", runtime.NumCPU(), "run at most `N` actions at once")
 	pf.BoolVarP(&g.keepGoing, "keep-going", "k", false, "build as much as possible after a failure")
-	pf.BoolVarP(&g.verbose, "verbose", "v", false, "print every action, cached ones too")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "print every action, cached ones too, and the commands executed ones ran")
 	pf.StringVar(&g.color, "color", "auto", "colour and live progress: auto, always or never")
 	pf.StringVar(&g.events, "events", "", "write one JSON object per action (and per pipe deploy event) to `FILE`")
 	pf.StringVar(&g.profile, "profile", "", "write a Chrome trace (open it in Perfetto) to `FILE`")
@@ -80,6 +82,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pf.BoolVar(&g.remoteAcceptCached, "remote-accept-cached", true, "look results up in the remote cache")
 	pf.DurationVar(&g.remoteTimeout, "remote-timeout", 5*time.Second, "give up on a remote operation (or a stalled transfer) after `D`, and build locally")
 	pf.BoolVar(&g.verify, "verify", os.Getenv("PIPE_CACHE_VERIFY") == "1", "execute every cache hit again and fail when its outputs differ from the cached ones (also PIPE_CACHE_VERIFY=1)")
+	pf.BoolVar(&g.sandboxDebug, "sandbox-debug", false, "keep the scratch directory of a failed action and print it, with the command to run there by hand (the next build removes it)")
+	// Bazel's spelling, for muscle memory.
+	pf.BoolVar(&g.sandboxDebug, "sandbox_debug", false, "same as --sandbox-debug")
+	pf.MarkHidden("sandbox_debug")
 	pf.BoolVar(&g.explain, "explain", false, "say why each executed action missed the cache: what differs from its last execution")
 
 	root.AddCommand(
@@ -94,6 +100,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		diffCmd(ctx, g),
 		destroyCmd(ctx, g),
 		newCmd(ctx, g),
+		initCmd(g),
+		migrateCmd(g),
 		cacheCmd(ctx),
 	)
 	root.SetArgs(args)

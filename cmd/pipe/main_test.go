@@ -46,7 +46,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "build pipe: %v\n", err)
 		return 1
 	}
-	return m.Run()
+	return testenv.Main(m)
 }
 
 // workspace is a pipe workspace in a temp directory, with the shared cache

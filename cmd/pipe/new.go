@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"strings"
 
@@ -34,7 +35,7 @@ func newFastAPICmd(_ context.Context, g *globalFlags) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "fastapi NAME",
 		Short: "generate a FastAPI service, the CDK construct of its API and the infra app that deploys it",
-		Long: `Generates a FastAPI service in DIRECTORY/NAME (BUILD.star with fastapi_project,
+		Long: `Generates a FastAPI service in PARENT-DIR/NAME (BUILD.star with fastapi_project,
 pyproject.toml, the app, its tests, run.sh), its API's construct in
 ` + scaffold.ConstructsDir + ` and a stack for it in the CDK app of ` + scaffold.InfraDir + `.
 
@@ -52,9 +53,16 @@ from.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if g.dir != "" {
+				if fi, err := os.Stat(g.dir); err != nil || !fi.IsDir() {
+					// Nx's generator calls the service's location
+					// --directory; here that is the global flag.
+					return engine.Usagef("-C/--directory %s: not a directory (it runs pipe in DIR, as for every command; to create the service in DIR/NAME, use --parent-dir DIR)", g.dir)
+				}
+			}
 			s, err := openWorkspace(g, cmd.ErrOrStderr())
 			if err != nil {
-				return err
+				return noWorkspaceHint(err, "pipe new fastapi")
 			}
 			opts.Name = args[0]
 			res, err := scaffold.FastAPI(s.ws.Root, opts)
@@ -65,14 +73,13 @@ from.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&opts.Directory, "directory", "packages", "create the service in `DIR`/NAME (relative to the workspace root)")
+	// -C/--directory is the global flag here too (run in DIR), so the
+	// service's location has a name of its own.
+	f.StringVar(&opts.Directory, "parent-dir", "packages", "create the service in `DIR`/NAME (relative to the workspace root)")
 	f.StringVar(&opts.Module, "module-name", "", "the service's Python module (default: NAME with - replaced by _)")
 	f.StringVar(&opts.ComputeType, "compute-type", "rest", "API Gateway REST API (rest, streams responses) or HTTP API (http)")
 	f.StringVar(&opts.Auth, "auth", "iam", "who may call the API: iam (signed requests), cognito (user pool tokens) or none")
 	f.StringVar(&opts.IntegrationPattern, "integration-pattern", "isolated", "one Lambda function per operation (isolated) or one router function for all (shared)")
-	// This command's --directory is the service's; the global one stays
-	// reachable as -C.
-	f.StringVarP(&g.dir, "chdir", "C", "", "run as if started in `DIR` (the global -C)")
 	return c
 }
 

@@ -870,7 +870,7 @@ func TestNewFastAPIBadInput(t *testing.T) {
 		{[]string{"1api"}, []string{"starts with a digit"}},
 		{[]string{"my.api"}, []string{`service name "my.api" is not valid`, "lower-case letters and digits"}},
 		{[]string{"my--api"}, []string{"is not valid", "single - or _"}},
-		{[]string{"packages/my-api"}, []string{"--directory"}},
+		{[]string{"packages/my-api"}, []string{"--parent-dir"}},
 		{[]string{"class"}, []string{`Python module name "class", a Python keyword`, "--module-name"}},
 		{[]string{"json"}, []string{`"json", which would hide the standard library's json module`}},
 		{[]string{"fastapi"}, []string{`would hide the fastapi package the service depends on`}},
@@ -879,10 +879,12 @@ func TestNewFastAPIBadInput(t *testing.T) {
 		{[]string{"my-api", "--compute-type", "grpc"}, []string{`--compute-type "grpc": want one of rest, http`}},
 		{[]string{"my-api", "--auth", "oauth"}, []string{`--auth "oauth": want one of iam, cognito, none`}},
 		{[]string{"my-api", "--integration-pattern", "x"}, []string{`want one of isolated, shared`}},
-		{[]string{"my-api", "--directory", "../elsewhere"}, []string{"leaves the workspace"}},
-		{[]string{"my-api", "--directory", "/abs"}, []string{"relative to the workspace root"}},
-		{[]string{"my-api", "--directory", "dist"}, []string{"dist/ holds pipe's outputs"}},
-		{[]string{"taken"}, []string{"packages/taken exists and is not empty", "choose another name or --directory"}},
+		{[]string{"my-api", "--parent-dir", "../elsewhere"}, []string{"leaves the workspace"}},
+		{[]string{"my-api", "--parent-dir", "/abs"}, []string{"relative to the workspace root"}},
+		{[]string{"my-api", "--parent-dir", "dist"}, []string{"dist/ holds pipe's outputs"}},
+		// Nx's flag for the service's location is the global -C here.
+		{[]string{"my-api", "--directory", "services"}, []string{"-C/--directory services: not a directory", "--parent-dir DIR"}},
+		{[]string{"taken"}, []string{"packages/taken exists and is not empty", "choose another name or --parent-dir"}},
 		{nil, []string{"takes one argument"}},
 		{[]string{"a", "b"}, []string{"takes one argument"}},
 	} {
@@ -937,7 +939,7 @@ func TestNewFastAPIBadInput(t *testing.T) {
 	t.Run("the same name in another directory", func(t *testing.T) {
 		ws := newWorkspace(t, nil)
 		genRun(t, ws, "my-api")
-		_, stderr, code := runPipe(t, ws, "new", "fastapi", "my-api", "--directory", "services")
+		_, stderr, code := runPipe(t, ws, "new", "fastapi", "my-api", "--parent-dir", "services")
 		if code != 2 || !strings.Contains(stderr, "already lists a service named my-api, at //packages/my-api") {
 			t.Errorf("exit %d:\n%s", code, stderr)
 		}
@@ -949,7 +951,7 @@ func TestNewFastAPIBadInput(t *testing.T) {
 
 // TestNewFastAPIExistingWorkspace generates into a workspace that has its
 // own uv workspace root, .gitignore and package.json, from a
-// sub-directory and with -C, with --directory and --module-name.
+// sub-directory and with -C, with --parent-dir and --module-name.
 func TestNewFastAPIExistingWorkspace(t *testing.T) {
 	t.Parallel()
 	userPyproject := `[project]
@@ -973,7 +975,7 @@ line-length = 100
 		"libs/core/BUILD.star": "filegroup(name = \"core\", srcs = [\"README.md\"])\n",
 	})
 	// From a sub-directory: the workspace is found above it.
-	cmd := pipeCmd(ws, "new", "fastapi", "core-api", "--directory", "services", "--module-name", "acme_core")
+	cmd := pipeCmd(ws, "new", "fastapi", "core-api", "--parent-dir", "services", "--module-name", "acme_core")
 	cmd.Dir = ws.path("libs/core")
 	b, err := cmd.CombinedOutput()
 	if code := exitCode(t, err); code != 0 {
@@ -1020,10 +1022,14 @@ line-length = 100
 		t.Errorf("pipe query //...: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 
-	// -C from elsewhere, before and after the command's name.
+	// -C and --directory from elsewhere, before and after the command's
+	// name: one meaning everywhere, run as if started in DIR.
+	names := []string{"second-api", "third-api", "fourth-api", "fifth-api"}
 	for i, args := range [][]string{
-		{"-C", ws.Root, "new", "fastapi", "second-api"},
-		{"new", "fastapi", "third-api", "-C", ws.Root},
+		{"-C", ws.Root, "new", "fastapi", names[0]},
+		{"new", "fastapi", names[1], "-C", ws.Root},
+		{"--directory", ws.Root, "new", "fastapi", names[2]},
+		{"new", "fastapi", names[3], "--directory", ws.Root},
 	} {
 		cmd := exec.Command(pipeBin, args...)
 		cmd.Dir = t.TempDir()
@@ -1031,7 +1037,7 @@ line-length = 100
 		if code := exitCode(t, err); code != 0 {
 			t.Fatalf("pipe %s: exit %d\n%s", strings.Join(args, " "), code, b)
 		}
-		name := []string{"second-api", "third-api"}[i]
+		name := names[i]
 		if !ws.exists("packages/" + name + "/BUILD.star") {
 			t.Errorf("pipe %s did not write into the workspace", strings.Join(args, " "))
 		}

@@ -4,10 +4,13 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/pipebuild/pipe/internal/testenv"
@@ -117,5 +120,61 @@ func TestRemoteCacheUsage(t *testing.T) {
 		if _, stderr, code := runPipe(t, ws, args...); code != 2 {
 			t.Errorf("pipe %s: exit %d, want 2\n%s", strings.Join(args, " "), code, stderr)
 		}
+	}
+}
+
+// TestS3RemoteCacheWithoutCredentials: with no AWS credentials anywhere,
+// an S3 remote cache costs one pipe warning naming the credential chain,
+// the SDK prints nothing of its own (such as its IMDSv1 fallback), the
+// chain is walked once, not once per action, and the build goes on
+// locally.
+func TestS3RemoteCacheWithoutCredentials(t *testing.T) {
+	t.Parallel()
+	// A TEST DOUBLE for the EC2 instance metadata service as it answers
+	// off EC2 behind some proxies: 403 to everything, token requests too.
+	var imds atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		imds.Add(1)
+		http.Error(w, "forbidden", http.StatusForbidden)
+	}))
+	defer srv.Close()
+	home := t.TempDir()
+	env := []string{
+		"HOME=" + home,
+		"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN=", "AWS_PROFILE=",
+		"AWS_CONFIG_FILE=" + filepath.Join(home, "no-config"),
+		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "no-credentials"),
+		"AWS_WEB_IDENTITY_TOKEN_FILE=", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=", "AWS_CONTAINER_CREDENTIALS_FULL_URI=",
+		"AWS_EC2_METADATA_DISABLED=false",
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + srv.URL,
+		// Never reached (no credentials, no request), and never the internet.
+		"AWS_ENDPOINT_URL=http://127.0.0.1:1", "AWS_REGION=us-east-1",
+	}
+	ws := helloWorkspace(t)
+	b := ws.buildEnvOK(t, env, "//...", "--remote-cache", "s3://pipe-cache/ci")
+	if n := len(b.labels("executed")); n != 4 {
+		t.Errorf("executed %d actions, want all 4 locally:\n%s", n, b.stderr)
+	}
+	var warnings []string
+	for _, l := range strings.Split(b.stderr, "\n") {
+		if strings.HasPrefix(l, "SDK ") || strings.Contains(l, "WARN") {
+			t.Errorf("the AWS SDK printed into the build's output: %q", l)
+		}
+		if strings.HasPrefix(l, "pipe: warning:") {
+			warnings = append(warnings, l)
+		}
+	}
+	if len(warnings) != 1 {
+		t.Fatalf("%d warnings, want exactly one:\n%s", len(warnings), b.stderr)
+	}
+	for _, want := range []string{"s3://pipe-cache/ci", "no AWS credentials", "AWS_ACCESS_KEY_ID", "~/.aws/credentials", "EC2 instance metadata", "building without it"} {
+		if !strings.Contains(warnings[0], want) {
+			t.Errorf("the warning does not say %q: %s", want, warnings[0])
+		}
+	}
+	// One walk of the chain: a token request and a role lookup, with the
+	// SDK's retries, not a walk per action.
+	if n := imds.Load(); n == 0 || n > 8 {
+		t.Errorf("the instance metadata service was asked %d times, want one walk of the chain", n)
 	}
 }

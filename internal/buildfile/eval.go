@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -184,7 +185,7 @@ const maxSteps = 50_000_000
 
 // exec parses and runs one file, keeping its syntax tree for error positions.
 func (ev *Evaluator) exec(thread *star.Thread, file string, src []byte, predeclared star.StringDict) (star.StringDict, error) {
-	f, prog, err := star.SourceProgramOptions(fileOptions, file, src, predeclared.Has)
+	f, err := fileOptions.Parse(file, src, 0)
 	if err != nil {
 		var se syntax.Error
 		if errors.As(err, &se) {
@@ -192,6 +193,16 @@ func (ev *Evaluator) exec(thread *star.Thread, file string, src []byte, predecla
 			return nil, convertError(se)
 		}
 		return nil, convertError(err)
+	}
+	// Names a load() asks for are checked before the file is resolved:
+	// otherwise a misspelt name is reported at its first use, with the
+	// misspelling offered back as the fix.
+	if err := ev.checkLoadedNames(thread, f); err != nil {
+		return nil, err
+	}
+	prog, err := star.FileProgram(f, predeclared.Has)
+	if err != nil {
+		return nil, convertError(suggestPredeclared(err, predeclared))
 	}
 	ev.astMu.Lock()
 	ev.asts[file] = f
@@ -207,6 +218,68 @@ func (ev *Evaluator) exec(thread *star.Thread, file string, src []byte, predecla
 	}
 	g.Freeze()
 	return g, nil
+}
+
+// checkLoadedNames loads the modules f's load statements name and reports
+// the first name one of them does not define, at the load statement. A
+// module that fails to load is left to the evaluation, which reports it.
+func (ev *Evaluator) checkLoadedNames(thread *star.Thread, f *syntax.File) error {
+	for _, stmt := range f.Stmts {
+		ls, ok := stmt.(*syntax.LoadStmt)
+		if !ok {
+			continue
+		}
+		globals, err := ev.load(thread, ls.ModuleName())
+		if err != nil {
+			continue
+		}
+		for _, from := range ls.From {
+			if strings.HasPrefix(from.Name, "_") || globals.Has(from.Name) {
+				continue // private names are refused by the evaluation itself
+			}
+			var exported []string
+			for _, k := range globals.Keys() {
+				if !strings.HasPrefix(k, "_") {
+					exported = append(exported, k)
+				}
+			}
+			hint := ""
+			if d := engine.DidYouMean(from.Name, exported); d != "" {
+				hint = fmt.Sprintf(" (did you mean %s?)", d)
+			} else if len(exported) > 0 {
+				hint = fmt.Sprintf(" (it defines %s)", strings.Join(exported, ", "))
+			}
+			return engine.Errorf(toPos(from.NamePos), "load: name %s not found in %s%s", from.Name, ls.ModuleName(), hint)
+		}
+	}
+	return nil
+}
+
+// undefinedRE matches the resolver's message for an unknown name that it
+// found no suggestion for among the file's own names.
+var undefinedRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^undefined: ([A-Za-z_][A-Za-z0-9_]*)$`) })
+
+// suggestPredeclared adds a "did you mean" from the builtins (rules,
+// glob, Starlark's own functions) to undefined-name errors: the resolver
+// only suggests the file's own names, so a misspelt rule got no hint.
+func suggestPredeclared(err error, predeclared star.StringDict) error {
+	var rl resolve.ErrorList
+	if !errors.As(err, &rl) {
+		return err
+	}
+	var names []string
+	names = append(names, predeclared.Keys()...)
+	names = append(names, star.Universe.Keys()...)
+	out := make(resolve.ErrorList, len(rl))
+	for i, e := range rl {
+		if m := undefinedRE().FindStringSubmatch(e.Msg); m != nil {
+			if d := engine.DidYouMean(m[1], names); d != "" {
+				e.Msg += fmt.Sprintf(" (did you mean %s?)", d)
+			}
+		}
+		out[i] = e
+	}
+	return out
 }
 
 // tokenStart moves a "got X, want Y" syntax error from just after the
@@ -320,7 +393,19 @@ func (ev *Evaluator) load(thread *star.Thread, module string) (star.StringDict, 
 
 	ev.modMu.Lock()
 	e, ok := ev.modules[file]
+	ready := false
 	if ok {
+		select {
+		case <-e.ready:
+			// Evaluated already (the load check of this file, or another
+			// package, got here first): nothing to wait for, no cycle.
+			ready = true
+		default:
+		}
+	}
+	if ready {
+		ev.modMu.Unlock()
+	} else if ok {
 		// Waiting on a module another goroutine is loading: if that one is
 		// (transitively) waiting on us, it is a cycle.
 		for w := e; w != nil && w.owner != nil; w = w.owner.waiting {

@@ -118,14 +118,14 @@ func fingerprint(reg *engine.Registry, version string) string {
 		r, _ := reg.Lookup(name)
 		fmt.Fprintf(h, "rule %s %s\n", r.Name, r.Version)
 		for _, a := range r.Attrs {
-			fmt.Fprintf(h, "  %s %d %t %v %q\n", a.Name, a.Type, a.Required, a.Default, a.Values)
+			fmt.Fprintf(h, "  %s %d %t %v %q %v\n", a.Name, a.Type, a.Required, a.Default, a.Values, a.Aliases)
 		}
 	}
 	for _, name := range reg.MacroNames() {
 		m, _ := reg.LookupMacro(name)
 		fmt.Fprintf(h, "macro %s %s\n", m.Name, m.Version)
 		for _, a := range m.Attrs {
-			fmt.Fprintf(h, "  %s %d %t %v %q\n", a.Name, a.Type, a.Required, a.Default, a.Values)
+			fmt.Fprintf(h, "  %s %d %t %v %q %v\n", a.Name, a.Type, a.Required, a.Default, a.Values, a.Aliases)
 		}
 	}
 	return fmt.Sprintf("%x", h.Sum(nil))

@@ -319,6 +319,9 @@ func convertAttr(a engine.Attr, v star.Value, pkg string) (any, error) {
 		if !ok {
 			return nil, fmt.Errorf("want a string, got %s", typeName(v))
 		}
+		if canonical, ok := a.Aliases[s]; ok {
+			s = canonical
+		}
 		if len(a.Values) > 0 && !contains(a.Values, s) {
 			hint := ""
 			if d := engine.DidYouMean(s, a.Values); d != "" {

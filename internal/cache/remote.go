@@ -168,12 +168,13 @@ func (r *Remote) Stats() RemoteStats {
 
 // Problem kinds; each is warned about once.
 const (
-	kindDown      = "down"      // connection-level failure or 5xx: opens the breaker
-	kindStatus    = "status"    // other unexpected status, e.g. 401/403
-	kindCorrupt   = "corrupt"   // blob does not match its digest
-	kindSignature = "signature" // unsigned or foreign-key entry
-	kindInvalid   = "invalid"   // undecodable or unsafe entry
-	kindLocal     = "local"     // the local cache failed
+	kindDown      = "down"        // connection-level failure or 5xx: opens the breaker
+	kindStatus    = "status"      // other unexpected status, e.g. 401/403
+	kindCorrupt   = "corrupt"     // blob does not match its digest
+	kindSignature = "signature"   // unsigned or foreign-key entry
+	kindInvalid   = "invalid"     // undecodable or unsafe entry
+	kindLocal     = "local"       // the local cache failed
+	kindNoCreds   = "credentials" // the AWS credential chain found nothing: opens the breaker
 )
 
 type remoteError struct {
@@ -188,6 +189,10 @@ func kindOf(err error) string {
 	var re *remoteError
 	if errors.As(err, &re) {
 		return re.kind
+	}
+	var ce *CredentialsError
+	if errors.As(err, &ce) {
+		return kindNoCreds
 	}
 	var sc interface{ HTTPStatusCode() int }
 	if errors.As(err, &sc) && sc.HTTPStatusCode() > 0 && sc.HTTPStatusCode() < 500 {
@@ -214,6 +219,11 @@ func (r *Remote) fail(op string, err error) {
 		} else {
 			msg = fmt.Sprintf("remote cache %s: %v; treating its entries as misses", r.b, err)
 		}
+	case kindNoCreds:
+		r.down.Store(true)
+		var ce *CredentialsError
+		errors.As(err, &ce)
+		msg = fmt.Sprintf("%s: %v; building without it (set AWS_PROFILE, or other credentials the chain reads, to use it)", r.b, ce)
 	case kindCorrupt:
 		msg = fmt.Sprintf("remote cache %s served corrupt data (%v); it was discarded and the action runs locally", r.b, err)
 	case kindSignature:
@@ -224,7 +234,7 @@ func (r *Remote) fail(op string, err error) {
 		msg = fmt.Sprintf("remote cache %s: %s: %v", r.b, op, err)
 	}
 	key := op + "/" + kind
-	if kind == kindDown {
+	if kind == kindDown || kind == kindNoCreds {
 		// Down is down, whether a read or a write noticed.
 		key = kind
 	}

@@ -24,7 +24,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -34,6 +36,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 )
 
 type s3Backend struct {
@@ -73,6 +76,11 @@ func newS3Backend(ctx context.Context, rawURL string, opts ...func(*config.LoadO
 	// per-operation deadline is what bounds a slow store, and a cache
 	// that needs long backoff is better skipped for this build.
 	base := []func(*config.LoadOptions) error{
+		// The SDK would print its own warnings (such as the fallback to
+		// IMDSv1 while it looks for credentials) in the middle of the
+		// build's output; what matters reaches the user as one pipe
+		// warning through Remote.
+		config.WithLogger(logging.Nop{}),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
 				o.MaxAttempts = 3
@@ -86,6 +94,9 @@ func newS3Backend(ctx context.Context, rawURL string, opts ...func(*config.LoadO
 	}
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
+	}
+	if cfg.Credentials != nil {
+		cfg.Credentials = &credentialsOnce{provider: cfg.Credentials}
 	}
 	b.client = s3.NewFromConfig(cfg, func(o *s3.Options) {
 		// Remote verifies every download against its sha256 as it
@@ -101,6 +112,56 @@ func newS3Backend(ctx context.Context, rawURL string, opts ...func(*config.LoadO
 }
 
 func (b *s3Backend) String() string { return b.shown }
+
+// CredentialsError says the AWS credential chain found no credentials for
+// the S3 remote cache. Remote reports it once and goes on without the
+// cache.
+type CredentialsError struct{ Err error }
+
+func (e *CredentialsError) Error() string {
+	return "no AWS credentials (the credential chain looked at " + credentialChain() + "; the SDK said: " + e.Err.Error() + ")"
+}
+
+func (e *CredentialsError) Unwrap() error { return e.Err }
+
+// credentialChain names where the SDK's default chain looks, in order.
+func credentialChain() string {
+	profile := os.Getenv("AWS_PROFILE")
+	if profile == "" {
+		profile = "default"
+	}
+	return "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, " +
+		"profile " + profile + " in ~/.aws/config and ~/.aws/credentials (with SSO or credential_process), " +
+		"a web identity token (AWS_WEB_IDENTITY_TOKEN_FILE), " +
+		"ECS container credentials, " +
+		"EC2 instance metadata"
+}
+
+// credentialsOnce asks the credential chain until it fails once, then
+// keeps the failure: each attempt walks the whole chain down to the EC2
+// instance metadata service, which off EC2 costs a timeout per request.
+type credentialsOnce struct {
+	provider aws.CredentialsProvider
+	mu       sync.Mutex
+	err      error
+}
+
+func (c *credentialsOnce) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c.mu.Lock()
+	err := c.err
+	c.mu.Unlock()
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	creds, err := c.provider.Retrieve(ctx)
+	if err != nil && ctx.Err() == nil {
+		c.mu.Lock()
+		c.err = &CredentialsError{Err: err}
+		err = c.err
+		c.mu.Unlock()
+	}
+	return creds, err
+}
 
 func (b *s3Backend) key(e entry) string {
 	return b.prefix + e.String()

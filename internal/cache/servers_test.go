@@ -23,7 +23,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := testenv.Main(m)
 	testenv.StopShared()
 	os.Exit(code)
 }

@@ -45,7 +45,7 @@ func testMain(m *testing.M) int {
 	if moto != nil {
 		defer moto.Close()
 	}
-	return m.Run()
+	return testenv.Main(m)
 }
 
 // needMoto skips (or under PIPE_REQUIRE_ALL=1 fails) a test that needs moto.

@@ -39,7 +39,8 @@ func Usagef(format string, args ...any) error {
 func IsUserError(err error) bool {
 	var b *BuildFileError
 	var u *UsageError
-	return errors.As(err, &b) || errors.As(err, &u)
+	var nw *NoWorkspaceError
+	return errors.As(err, &b) || errors.As(err, &u) || errors.As(err, &nw)
 }
 
 // MultiError joins several build-file errors so one run reports them all.

@@ -93,6 +93,9 @@ type Executor struct {
 	// Verify re-executes every cache hit and fails the action when its
 	// outputs differ from the cached ones (see verify.go).
 	Verify bool
+	// KeepFailedScratch keeps the scratch directory of a failed action
+	// and reports it in a *KeptScratchError (--sandbox-debug).
+	KeepFailedScratch bool
 }
 
 // RemoteCache is the executor's view of a shared cache: look up results

@@ -34,7 +34,11 @@ type Attr struct {
 	Required bool
 	Default  any      // Go value of the attribute's type; nil means the type's zero
 	Values   []string // allowed values of a string attribute, if restricted
-	Doc      string
+	// Aliases are other spellings of Values that mean the same thing
+	// ("amd64" for "x86_64"): they are accepted and stored as the value
+	// they name, so both spellings give the same targets and keys.
+	Aliases map[string]string
+	Doc     string
 }
 
 // Rule is a kind of target. Rules live in rules/* and register here; the

@@ -24,12 +24,20 @@ import (
 //
 // With place false (verify mode) the outputs are stored and described but
 // left out of the workspace, which keeps the cached ones.
-func (e *Executor) execute(ctx context.Context, a *Action, place bool) (*cache.ActionResult, string, error) {
+func (e *Executor) execute(ctx context.Context, a *Action, place bool) (_ *cache.ActionResult, _ string, err error) {
 	scratch, err := os.MkdirTemp(ensureDir(filepath.Join(e.WS.StateDir(), "sandbox")), strconv.Itoa(a.id)+"-")
 	if err != nil {
 		return nil, "", err
 	}
-	defer removeTree(scratch)
+	defer func() {
+		// With KeepFailedScratch the user gets the directory the action
+		// failed in, to look at and to run the command in by hand.
+		if err != nil && e.KeepFailedScratch && ctx.Err() == nil {
+			err = &KeptScratchError{Dir: scratch, Err: err}
+			return
+		}
+		removeTree(scratch)
+	}()
 	ec := &ExecContext{Dir: scratch, ws: e.WS, a: a, cache: e.Cache, Stdout: newLimitedBuffer(), Stderr: newLimitedBuffer()}
 	if pr, ok := e.Reporter.(ProgressReporter); ok {
 		ec.progress = func(msg string) { pr.ActionProgress(a, msg) }
@@ -141,12 +149,37 @@ func runCommand(ctx context.Context, ec *ExecContext, a *Action) error {
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		if st, ok := exit.Sys().(syscall.WaitStatus); ok && st.Signaled() {
-			return fmt.Errorf("command killed by signal %s", st.Signal())
+			return &CommandError{Signal: st.Signal().String()}
 		}
-		return fmt.Errorf("command exited with status %d", exit.ExitCode())
+		return &CommandError{Status: exit.ExitCode()}
 	}
 	return fmt.Errorf("run %s: %w", a.Argv[0], err)
 }
+
+// CommandError is a command that ran and failed. The action's Argv and
+// Env say what ran; the CLI shows them.
+type CommandError struct {
+	Status int    // exit status, when it exited
+	Signal string // the signal that killed it, if one did
+}
+
+func (e *CommandError) Error() string {
+	if e.Signal != "" {
+		return "command killed by signal " + e.Signal
+	}
+	return fmt.Sprintf("command exited with status %d", e.Status)
+}
+
+// KeptScratchError is an action's failure when its scratch directory was
+// kept (Executor.KeepFailedScratch): Dir holds its staged inputs and what
+// it wrote, until the next build clears the sandbox.
+type KeptScratchError struct {
+	Dir string
+	Err error
+}
+
+func (e *KeptScratchError) Error() string { return e.Err.Error() }
+func (e *KeptScratchError) Unwrap() error { return e.Err }
 
 // limitedBuffer keeps the first and last parts of a long output.
 type limitedBuffer struct {

@@ -89,6 +89,14 @@ func (w *Workspace) Abs(rel string) string {
 	return filepath.Join(w.Root, filepath.FromSlash(rel))
 }
 
+// NoWorkspaceError says that no directory from Dir up holds
+// WORKSPACE.star. The CLI exits with status 2 for it.
+type NoWorkspaceError struct{ Dir string }
+
+func (e *NoWorkspaceError) Error() string {
+	return fmt.Sprintf("no %s in %s or any parent directory: run pipe inside a workspace, pass -C DIR, or make this directory one with pipe init", WorkspaceFile, e.Dir)
+}
+
 // FindWorkspace walks up from dir to the nearest directory that holds
 // WORKSPACE.star.
 func FindWorkspace(dir string) (string, error) {
@@ -102,7 +110,7 @@ func FindWorkspace(dir string) (string, error) {
 		}
 		parent := filepath.Dir(d)
 		if parent == d {
-			return "", Usagef("no %s in %s or any parent directory: run pipe inside a workspace, or pass -C DIR", WorkspaceFile, abs)
+			return "", &NoWorkspaceError{Dir: abs}
 		}
 		d = parent
 	}

@@ -73,7 +73,7 @@ func ValidateName(name string) error {
 	case name[0] >= '0' && name[0] <= '9':
 		hint = " (it starts with a digit)"
 	case strings.ContainsAny(name, "/\\"):
-		hint = " (put the directory in --directory)"
+		hint = " (put the directory in --parent-dir)"
 	}
 	return fmt.Errorf("service name %q is not valid%s: use lower-case letters and digits, "+
 		"starting with a letter, words joined by single - or _ (like my-api); "+

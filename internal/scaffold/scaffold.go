@@ -139,7 +139,7 @@ func (o *FastAPIOptions) normalize() error {
 	return nil
 }
 
-// cleanDirectory checks --directory: a path inside the workspace where
+// cleanDirectory checks --parent-dir: a path inside the workspace where
 // sources may live.
 func cleanDirectory(d string) (string, error) {
 	if d == "" {
@@ -147,22 +147,22 @@ func cleanDirectory(d string) (string, error) {
 	}
 	slash := filepath.ToSlash(d)
 	if path.IsAbs(slash) || filepath.IsAbs(d) {
-		return "", usagef("--directory %s: give a path relative to the workspace root, like packages", d)
+		return "", usagef("--parent-dir %s: give a path relative to the workspace root, like packages", d)
 	}
 	c := path.Clean(slash)
 	if c == "." {
-		return "", usagef("--directory %s: services go in a sub-directory, like packages", d)
+		return "", usagef("--parent-dir %s: services go in a sub-directory, like packages", d)
 	}
 	if c == ".." || strings.HasPrefix(c, "../") {
-		return "", usagef("--directory %s leaves the workspace", d)
+		return "", usagef("--parent-dir %s leaves the workspace", d)
 	}
 	for _, part := range strings.Split(c, "/") {
 		if strings.HasPrefix(part, ".") || part == "node_modules" || part == "__pycache__" {
-			return "", usagef("--directory %s: pipe does not look for packages in %s", d, part)
+			return "", usagef("--parent-dir %s: pipe does not look for packages in %s", d, part)
 		}
 	}
 	if first, _, _ := strings.Cut(c, "/"); first == "dist" {
-		return "", usagef("--directory %s: dist/ holds pipe's outputs", d)
+		return "", usagef("--parent-dir %s: dist/ holds pipe's outputs", d)
 	}
 	return c, nil
 }
@@ -304,7 +304,7 @@ func checkServiceDir(root string, svc service) error {
 		return err
 	}
 	if !fi.IsDir() {
-		return usagef("%s exists and is not a directory: choose another name or --directory", svc.Dir)
+		return usagef("%s exists and is not a directory: choose another name or --parent-dir", svc.Dir)
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -324,7 +324,7 @@ func checkServiceDir(root string, svc service) error {
 		return nil
 	}
 	return usagef("%s exists and is not empty, and is not a service pipe new fastapi generated "+
-		"(no %s with fastapi_project(name = %q)): choose another name or --directory", svc.Dir, engine.BuildFile, svc.Name)
+		"(no %s with fastapi_project(name = %q)): choose another name or --parent-dir", svc.Dir, engine.BuildFile, svc.Name)
 }
 
 // plan lists every file of the service, in the order they are reported.

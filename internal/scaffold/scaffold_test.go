@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/evanw/esbuild/pkg/api"
+
+	"github.com/pipebuild/pipe/internal/testenv"
 )
 
 func TestValidateName(t *testing.T) {
@@ -27,7 +29,7 @@ func TestValidateName(t *testing.T) {
 		"my--api": "single - or _",
 		"my-api-": "is not valid",
 		"-api":    "is not valid",
-		"a/b":     "--directory",
+		"a/b":     "--parent-dir",
 		"my.api":  "is not valid",
 		"ápi":     "is not valid",
 	} {
@@ -180,7 +182,7 @@ func TestGeneratedFilesAreFormatted(t *testing.T) {
 func TestGeneratedPythonParses(t *testing.T) {
 	py, err := exec.LookPath("python3")
 	if err != nil {
-		t.Skip("SKIPPED: no python3 to parse the generated Python with")
+		testenv.Need(t, "python3", "install Python 3 to parse the generated Python with")
 	}
 	sources := map[string]string{}
 	for name, content := range generateAll(t, "orders-api")["rest-iam-isolated"] {

@@ -23,12 +23,16 @@ import (
 // to fix it. The skip is printed on stderr too, so it shows without -v.
 // Under PIPE_REQUIRE_ALL=1 (CI, after .ci/run installed everything) the
 // test fails instead.
+//
+// Main, which every package whose tests call Need runs from TestMain,
+// sums the skips up where plain go test ./... shows them.
 func Need(t testing.TB, what, fix string) {
 	t.Helper()
 	msg := fmt.Sprintf("%s: %s is missing: %s", t.Name(), what, fix)
 	if os.Getenv("PIPE_REQUIRE_ALL") == "1" {
 		t.Fatal(msg + " (PIPE_REQUIRE_ALL=1: every component must be present)")
 	}
+	skipped.add(t.Name(), what, fix)
 	fmt.Fprintln(os.Stderr, "SKIP "+msg)
 	t.Skip(msg)
 }

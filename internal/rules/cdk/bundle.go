@@ -3,6 +3,7 @@ package cdk
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -48,6 +49,7 @@ type bundleSpec struct {
 	tsconfig string // workspace path, "" for none
 	declared map[string]bool
 	label    engine.Label
+	format   string // formatESM or formatCJS
 }
 
 // bundle runs esbuild in-process. The output names paths relative to the
@@ -72,7 +74,11 @@ func (s *bundleSpec) bundle(ec *engine.ExecContext) error {
 		Bundle:   true,
 		Platform: api.PlatformNode,
 		Format:   api.FormatCommonJS,
-		Engines:  []api.Engine{{Name: api.EngineNode, Version: nodeTarget}},
+		// Each module's own location, as the app's code asks for it.
+		Define:  sourceLocationDefines,
+		Banner:  map[string]string{"js": bundleLocationBanner[s.format]},
+		Plugins: []api.Plugin{s.sourceLocations(root)},
+		Engines: []api.Engine{{Name: api.EngineNode, Version: nodeTarget}},
 		// Every bare import (aws-cdk-lib, constructs, whatever else is
 		// installed) stays a require() that node resolves from
 		// node_modules at synth: the CDK relies on there being exactly one
@@ -86,6 +92,9 @@ func (s *bundleSpec) bundle(ec *engine.ExecContext) error {
 		// colliding classes; stack traces and messages that print a
 		// constructor's name should show the name in the source.
 		KeepNames: true,
+	}
+	if s.format == formatESM {
+		opts.Format = api.FormatESModule
 	}
 	if s.tsconfig != "" {
 		opts.Tsconfig = filepath.Join(root, filepath.FromSlash(s.tsconfig))
@@ -119,6 +128,98 @@ func (s *bundleSpec) bundle(ec *engine.ExecContext) error {
 		return fmt.Errorf("esbuild wrote %d files, want exactly one", len(res.OutputFiles))
 	}
 	return os.WriteFile(ec.Output(s.out), res.OutputFiles[0].Contents, 0o644)
+}
+
+// sourceLocationShim names how bundled code learns its source location
+// (below); it is part of the bundle's key, so a change to it bundles again.
+const sourceLocationShim = "srcloc1"
+
+// Bundled into one file, every module would see the bundle's location in
+// import.meta.url, __dirname and __filename, and the app's
+// new URL('../../dist/...', import.meta.url) would point nowhere. Each
+// module that uses them gets its own, computed at run time from where the
+// bundle is: the module's source file at its workspace path in the
+// directory the app runs in. The bundle's bytes stay the same wherever it
+// is built or run.
+var sourceLocationDefines = map[string]string{
+	"import.meta.url":      "__pipe_import_meta_url",
+	"import.meta.filename": "__pipe_filename",
+	"import.meta.dirname":  "__pipe_dirname",
+	"__filename":           "__pipe_filename",
+	"__dirname":            "__pipe_dirname",
+}
+
+// bundleLocationBanner gives the bundle its own URL, by module format.
+var bundleLocationBanner = map[string]string{
+	formatESM: `import { fileURLToPath as __pipe_fileURLToPath } from "node:url"; const __pipe_bundle_url = import.meta.url;`,
+	formatCJS: `const __pipe_fileURLToPath = require("node:url").fileURLToPath; const __pipe_bundle_url = require("node:url").pathToFileURL(__filename).href;`,
+}
+
+// sourceLocations is the esbuild plugin that declares a module's location
+// at its top, for the modules that ask for it (sourceLocationDefines
+// renames their uses to these names).
+func (s *bundleSpec) sourceLocations(root string) api.Plugin {
+	outDir := path.Dir(s.out.Path)
+	return api.Plugin{Name: "pipe-source-location", Setup: func(b api.PluginBuild) {
+		b.OnLoad(api.OnLoadOptions{Filter: `\.(ts|tsx|mts|cts|js|jsx|mjs|cjs)$`, Namespace: "file"}, func(args api.OnLoadArgs) (api.OnLoadResult, error) {
+			src, err := os.ReadFile(args.Path)
+			if err != nil {
+				return api.OnLoadResult{}, err
+			}
+			code := string(src)
+			if !strings.Contains(code, "import.meta") && !strings.Contains(code, "__dirname") && !strings.Contains(code, "__filename") {
+				return api.OnLoadResult{}, nil // esbuild loads it as usual
+			}
+			rel, err := filepath.Rel(root, args.Path)
+			if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+				// Outside the workspace: checkInputs refuses the file.
+				return api.OnLoadResult{}, nil
+			}
+			code = prependToFirstLine(code, locationDecl(outDir, filepath.ToSlash(rel)))
+			return api.OnLoadResult{Contents: &code, Loader: loaderFor(args.Path)}, nil
+		})
+	}}
+}
+
+// locationDecl declares the location of the module at workspace path rel
+// for a bundle written to outDir: relative to the bundle's URL, so it is
+// right in whichever directory the bundle and the sources are laid out.
+func locationDecl(outDir, rel string) string {
+	up := strings.Repeat("../", strings.Count(outDir, "/")+1)
+	var segs []string
+	for _, seg := range strings.Split(rel, "/") {
+		segs = append(segs, url.PathEscape(seg))
+	}
+	file := up + strings.Join(segs, "/")
+	dir := up + strings.Join(segs[:len(segs)-1], "/") + "/"
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	return fmt.Sprintf("var __pipe_import_meta_url = new URL(%s, __pipe_bundle_url).href, __pipe_filename = __pipe_fileURLToPath(__pipe_import_meta_url), __pipe_dirname = __pipe_fileURLToPath(new URL(%s, __pipe_bundle_url)).slice(0, -1);", q(file), q(dir))
+}
+
+// prependToFirstLine puts decl before the code on its first line (after a
+// #! line), so every other line keeps its number in messages and stack
+// traces.
+func prependToFirstLine(code, decl string) string {
+	if strings.HasPrefix(code, "#!") {
+		if i := strings.IndexByte(code, '\n'); i >= 0 {
+			return code[:i+1] + decl + code[i+1:]
+		}
+		return code + "\n" + decl
+	}
+	return decl + code
+}
+
+// loaderFor is esbuild's default loader for a source file's extension.
+func loaderFor(p string) api.Loader {
+	switch path.Ext(p) {
+	case ".ts", ".mts", ".cts":
+		return api.LoaderTS
+	case ".tsx":
+		return api.LoaderTSX
+	case ".jsx":
+		return api.LoaderJSX
+	}
+	return api.LoaderJS
 }
 
 // formatMessage prints an esbuild message as compilers do, with 1-based

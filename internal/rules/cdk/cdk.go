@@ -37,7 +37,8 @@ var Stack = &engine.Rule{
 	Name:    "cdk_stack",
 	Version: "1",
 	Doc: "Bundles a TypeScript CDK app with esbuild and synthesizes it with node into a cloud assembly at dist/<pkg>/<name>/cdk.out. " +
-		"node runs from a copy of the workspace holding only the declared inputs, so Code.fromAsset('dist/...') paths are relative to the workspace root.",
+		"node runs from a copy of the workspace holding only the declared inputs, so Code.fromAsset('dist/...') paths are relative to the workspace root, " +
+		"and each module's import.meta.url and __dirname name its source file's place in that copy.",
 	Attrs: []engine.Attr{
 		{Name: "app", Type: engine.AttrLabel, Required: true, Doc: "the app's entry point, e.g. src/main.ts"},
 		{Name: "srcs", Type: engine.AttrLabelList, Doc: "the app's TypeScript sources, e.g. glob([\"src/**/*.ts\"]); every file the app imports must be here or in deps"},
@@ -47,6 +48,7 @@ var Stack = &engine.Rule{
 		{Name: "account", Type: engine.AttrString, Doc: "CDK_DEFAULT_ACCOUNT for the app; unset, stacks that read it are environment-agnostic"},
 		{Name: "region", Type: engine.AttrString, Doc: "CDK_DEFAULT_REGION for the app; unset, stacks that read it are environment-agnostic"},
 		{Name: "typecheck", Type: engine.AttrBool, Doc: "also run tsc --noEmit -p <package> (needs typescript in node_modules and a tsconfig.json)"},
+		{Name: "module_format", Type: engine.AttrString, Values: []string{"esm", "cjs"}, Doc: `how the app is bundled and run: "esm" (ES modules) or "cjs" (CommonJS); default: the app's extension (.mts, .cts), else the "type" of the nearest package.json above it`},
 	},
 	Analyze: analyze,
 }
@@ -137,7 +139,11 @@ func analyze(ctx *engine.AnalysisContext) error {
 	if tsconfig != nil {
 		tsconfigPath = tsconfig.Path
 	}
-	bundle := &bundleSpec{root: ws.Root, entry: app.Path, out: appJS, tsconfig: tsconfigPath, declared: declared, label: ctx.Label()}
+	format, err := moduleFormat(ctx, app.Path)
+	if err != nil {
+		return ctx.Errorf("cdk_stack: %v", err)
+	}
+	bundle := &bundleSpec{root: ws.Root, entry: app.Path, out: appJS, tsconfig: tsconfigPath, declared: declared, label: ctx.Label(), format: format}
 	var bundleTools []string
 	if tsconfigPackage {
 		// The tsconfig extends a file from an npm package.
@@ -148,7 +154,7 @@ func analyze(ctx *engine.AnalysisContext) error {
 		Description: "Bundling CDK app " + ctx.Label().String(),
 		Inputs:      code,
 		Outputs:     []*engine.File{appJS},
-		Identity:    fmt.Sprintf("cdkbundle esbuild=%s entry=%s tsconfig=%q target=node%s packages=external sourcemap=inline", esbuildVersion(), app.Path, tsconfigPath, nodeTarget),
+		Identity:    fmt.Sprintf("cdkbundle esbuild=%s entry=%s tsconfig=%q target=node%s packages=external sourcemap=inline format=%s meta=%s", esbuildVersion(), app.Path, tsconfigPath, nodeTarget, format, sourceLocationShim),
 		Tools:       bundleTools,
 		Run: func(_ context.Context, ec *engine.ExecContext) error {
 			return bundle.bundle(ec)
@@ -162,15 +168,15 @@ func analyze(ctx *engine.AnalysisContext) error {
 	synth := &synthSpec{
 		tools: tools, inputs: synthInputs, appJS: appJS, outDir: cdkOut, cdkJSON: cdkJSON, cdkContext: cdkContext,
 		context: ctxAttr, account: account, region: region, stacks: ctx.Strings("stacks"),
-		label: ctx.Label(), pathEnv: ws.Settings.Path,
+		label: ctx.Label(), pathEnv: ws.Settings.Path, format: format,
 	}
 	ctx.AddAction(&engine.Action{
 		Mnemonic:    "CdkSynth",
 		Description: "Synthesizing " + ctx.Label().String(),
 		Inputs:      synthInputs,
 		Outputs:     []*engine.File{cdkOut},
-		Identity: fmt.Sprintf("cdksynth app=%s context=%s account=%q region=%q stacks=%q path=%q",
-			appJS.Path, ctxKey, account, region, ctx.Strings("stacks"), ws.Settings.Path),
+		Identity: fmt.Sprintf("cdksynth app=%s context=%s account=%q region=%q stacks=%q path=%q format=%s",
+			appJS.Path, ctxKey, account, region, ctx.Strings("stacks"), ws.Settings.Path, format),
 		Tools: tools.synthTools(),
 		// The step stages the inputs itself (see mirror): node sees only
 		// the declared inputs, so an asset directory missing from deps
@@ -202,6 +208,53 @@ func analyze(ctx *engine.AnalysisContext) error {
 	ctx.Provide(provided...)
 	engine.SetInfo(ctx, AssemblyKey, AssemblyInfo{Dir: cdkOut.Path, Stacks: append([]string(nil), ctx.Strings("stacks")...)})
 	return nil
+}
+
+// Module formats of a bundled app.
+const (
+	formatESM = "esm"
+	formatCJS = "cjs"
+)
+
+// moduleFormat decides how the app is bundled and run, as node would
+// load its source: module_format if set, else the entry's extension (.mts
+// and .mjs are ES modules, .cts and .cjs CommonJS), else the "type" of the
+// nearest package.json from the app's directory up to the workspace root.
+func moduleFormat(ctx *engine.AnalysisContext, app string) (string, error) {
+	if f := ctx.String("module_format"); f != "" {
+		return f, nil
+	}
+	switch path.Ext(app) {
+	case ".mts", ".mjs":
+		return formatESM, nil
+	case ".cts", ".cjs":
+		return formatCJS, nil
+	}
+	for dir := path.Dir(app); ; dir = path.Dir(dir) {
+		p := path.Join(dir, "package.json")
+		if dir == "." {
+			p = "package.json"
+		}
+		if ctx.FileExists(p) {
+			b, err := ctx.ReadFile(p)
+			if err != nil {
+				return "", err
+			}
+			var pj struct {
+				Type string `json:"type"`
+			}
+			if err := json.Unmarshal(b, &pj); err != nil {
+				return "", fmt.Errorf("%s: not valid JSON (%v); node reads its \"type\" to load the app", p, err)
+			}
+			if pj.Type == "module" {
+				return formatESM, nil
+			}
+			return formatCJS, nil
+		}
+		if dir == "." || dir == "/" {
+			return formatCJS, nil
+		}
+	}
 }
 
 func hasAnySuffix(s string, suffixes []string) bool {

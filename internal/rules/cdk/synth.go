@@ -52,6 +52,7 @@ type synthSpec struct {
 	stacks          []string
 	label           engine.Label
 	pathEnv         string
+	format          string // formatESM or formatCJS, as the app was bundled
 }
 
 // buildContext merges context the way the CDK CLI does, lowest precedence
@@ -190,6 +191,13 @@ func (s *synthSpec) run(ctx context.Context, ec *engine.ExecContext) error {
 	}
 
 	appAbs := filepath.Join(ec.Dir, filepath.FromSlash(s.appJS.Path))
+	// node loads app.js as the "type" of the nearest package.json says.
+	// Without one of its own beside the bundle, node would look above the
+	// scratch directory and find the workspace's: an undeclared input that
+	// decides whether the bundle runs at all.
+	if err := writeModuleType(filepath.Dir(appAbs), s.format); err != nil {
+		return err
+	}
 	bundle, err := os.ReadFile(appAbs)
 	if err != nil {
 		return err
@@ -244,6 +252,24 @@ func (s *synthSpec) run(ctx context.Context, ec *engine.ExecContext) error {
 		return err
 	}
 	return s.checkAssembly(ec, outDir)
+}
+
+// writeModuleType writes the package.json that makes node load the .js
+// files of dir in the given format.
+func writeModuleType(dir, format string) error {
+	typ := "commonjs"
+	if format == formatESM {
+		typ = "module"
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "package.json"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("write the bundle's package.json: %w", err)
+	}
+	if _, err := fmt.Fprintf(f, "{\"type\": %q}\n", typ); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // relocate rewrites the paths the CDK records in the assembly's metadata

@@ -47,7 +47,7 @@ var Bundle = &engine.Rule{
 		{Name: "extras", Type: engine.AttrStringList, Doc: "extras of the project to include"},
 		{Name: "deps", Type: engine.AttrLabelList, Doc: "sources of workspace members the app depends on, copied as plain source"},
 		{Name: "python_version", Type: engine.AttrString, Default: "3.12", Doc: "Lambda runtime's Python"},
-		{Name: "architecture", Type: engine.AttrString, Default: "x86_64", Values: []string{"x86_64", "arm64"}},
+		{Name: "architecture", Type: engine.AttrString, Default: "x86_64", Values: []string{"x86_64", "arm64"}, Aliases: ArchitectureAliases},
 		{Name: "glibc", Type: engine.AttrString, Doc: `newest manylinux glibc accepted, "2.34" (default: the Lambda runtime's)`},
 		{Name: "python_path", Type: engine.AttrStringList, Doc: "package-relative source roots (default: the package directory; src/ layouts: [\"src\"])"},
 		{Name: "run_sh", Type: engine.AttrLabel, Doc: "a run.sh to use instead of the generated one"},

@@ -20,7 +20,7 @@ var FastAPIProject = &engine.Macro{
 		{Name: "srcs", Type: engine.AttrLabelList, Doc: "sources (default: glob([\"<module>/**/*.py\"]))"},
 		{Name: "deps", Type: engine.AttrLabelList, Doc: "sources of workspace members the app imports"},
 		{Name: "python_version", Type: engine.AttrString, Default: "3.12"},
-		{Name: "architecture", Type: engine.AttrString, Default: "x86_64", Values: []string{"x86_64", "arm64"}},
+		{Name: "architecture", Type: engine.AttrString, Default: "x86_64", Values: []string{"x86_64", "arm64"}, Aliases: ArchitectureAliases},
 		{Name: "port", Type: engine.AttrInt, Default: int64(8000)},
 		{Name: "extras", Type: engine.AttrStringList},
 		{Name: "lock", Type: engine.AttrLabel},

@@ -66,6 +66,11 @@ func (p Platform) Validate() error {
 	return nil
 }
 
+// ArchitectureAliases are the other names of Lambda's architectures that
+// users type (Go's and Docker's amd64, Linux's aarch64): the architecture
+// attributes accept them as the Lambda name. Read-only.
+var ArchitectureAliases = map[string]string{"amd64": "x86_64", "x64": "x86_64", "aarch64": "arm64"}
+
 // machine is the architecture as platform_machine and wheel tags spell it.
 func (p Platform) machine() string {
 	switch p.Arch {

@@ -1,0 +1,11 @@
+package cdk_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/pipebuild/pipe/internal/testenv"
+)
+
+// TestMain sums up the tests skipped for a missing node or npm fixture.
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }

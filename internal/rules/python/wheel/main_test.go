@@ -1,0 +1,11 @@
+package wheel
+
+import (
+	"os"
+	"testing"
+
+	"github.com/pipebuild/pipe/internal/testenv"
+)
+
+// TestMain sums up the tests skipped for a missing pip.
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
