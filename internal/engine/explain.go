@@ -75,10 +75,15 @@ func (p *KeyParts) Key() cache.ActionKey {
 	}
 	field(strconv.FormatBool(p.Sandbox))
 	field(strconv.Itoa(len(p.Inputs)))
+	var entry [33]byte // digest, then the exec bit: one write per input
 	for _, in := range p.Inputs {
 		field(in.Path)
-		h.Write(in.Digest[:])
-		field(strconv.FormatBool(in.Executable))
+		copy(entry[:32], in.Digest[:])
+		entry[32] = 0
+		if in.Executable {
+			entry[32] = 1
+		}
+		h.Write(entry[:])
 	}
 	field(strconv.Itoa(len(p.Outputs)))
 	for _, o := range p.Outputs {
