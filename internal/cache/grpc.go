@@ -221,13 +221,8 @@ func (b *grpcBackend) ctx(ctx context.Context) context.Context {
 }
 
 // rpcError names the call and the server; the gRPC status stays
-// reachable for kindOf.
-func (b *grpcBackend) rpcError(ctx context.Context, call string, err error) error {
-	if ctx.Err() != nil && status.Code(err) != codes.OK {
-		if c := context.Cause(ctx); c != nil && !errors.Is(err, c) {
-			return fmt.Errorf("%s %s: %w (%v)", call, b.shown, err, c)
-		}
-	}
+// reachable for kindOf. (Remote adds why a deadline ended.)
+func (b *grpcBackend) rpcError(_ context.Context, call string, err error) error {
 	return fmt.Errorf("%s %s: %w", call, b.shown, err)
 }
 
@@ -250,7 +245,7 @@ func refusedByServer(err error) bool {
 // retryUnary runs a unary call, again after a short backoff when the server
 // says it is briefly unable (UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED).
 func retryUnary(ctx context.Context, call func() error) error {
-	backoff := 100 * time.Millisecond
+	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := call()
 		switch status.Code(err) {

@@ -39,6 +39,8 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -183,6 +185,8 @@ type Remote struct {
 	abandoned atomic.Int64
 
 	uploads uploadQueue
+	// ownsBackend: OpenRemote made b, so Close releases it.
+	ownsBackend bool
 }
 
 // NewRemote puts b in front of local.
@@ -242,7 +246,9 @@ func OpenRemote(ctx context.Context, local *Cache, rawURL string, opt RemoteOpti
 	if err != nil {
 		return nil, err
 	}
-	return NewRemote(local, b, opt), nil
+	r := NewRemote(local, b, opt)
+	r.ownsBackend = true
+	return r, nil
 }
 
 // Backend is the store behind r.
@@ -353,6 +359,16 @@ func (r *Remote) stallContext(ctx context.Context) (sctx context.Context, touch,
 // explain adds the reason an operation's context ended to err, so the
 // warning says "timed out" rather than just "context canceled".
 func explain(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() == nil && status.Code(err) == codes.DeadlineExceeded {
+		// gRPC sends the deadline along; the server side may report it
+		// expired a moment before this side notices.
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 100*time.Millisecond {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Until(dl) + 10*time.Millisecond):
+			}
+		}
+	}
 	if c := context.Cause(ctx); c != nil && errors.Is(c, errTimedOut) && !errors.Is(err, errTimedOut) {
 		return fmt.Errorf("%w (%v)", err, c)
 	}
@@ -446,13 +462,9 @@ func (r *Remote) fetch(ctx context.Context, key ActionKey) (*ActionResult, error
 	if err != nil {
 		return nil, &remoteError{kindInvalid, fmt.Errorf("action %s: %w", key, err)}
 	}
-	trees := map[Digest][]byte{}
-	for _, td := range tds {
-		b, err := r.getSmall(ctx, td)
-		if err != nil {
-			return nil, err
-		}
-		trees[td.Digest] = b
+	trees, err := r.getTrees(ctx, tds)
+	if err != nil {
+		return nil, err
 	}
 	res, err := fromREAPI(ar, trees)
 	if err != nil {
@@ -595,6 +607,55 @@ func (r *Remote) storeBlob(b SizedDigest, data []byte) error {
 	}
 	r.present.Store(b.Digest, true)
 	return nil
+}
+
+// getTrees downloads the Tree blobs of a result, verified: in one batch
+// when the backend has batch calls, else one by one.
+func (r *Remote) getTrees(ctx context.Context, tds []SizedDigest) (map[Digest][]byte, error) {
+	trees := map[Digest][]byte{}
+	bb, limit := r.batchLimit()
+	var batch []SizedDigest
+	for _, td := range tds {
+		if _, dup := trees[td.Digest]; dup {
+			continue
+		}
+		if bb != nil && td.Size > 0 && td.Size <= limit {
+			batch = append(batch, td)
+			trees[td.Digest] = nil
+			continue
+		}
+		b, err := r.getSmall(ctx, td)
+		if err != nil {
+			return nil, err
+		}
+		trees[td.Digest] = b
+	}
+	for _, group := range packBatches(batch, limit) {
+		var total int64
+		for _, b := range group {
+			total += b.Size
+		}
+		bctx, cancel := r.batchContext(ctx, total)
+		err := bb.GetCASBatch(bctx, group, func(b SizedDigest, data []byte) error {
+			r.bytesDown.Add(int64(len(data)))
+			if int64(len(data)) != b.Size || Sum(data) != b.Digest {
+				return &remoteError{kindCorrupt, fmt.Errorf("tree %s: content does not match its digest", b.Digest)}
+			}
+			trees[b.Digest] = data
+			return nil
+		})
+		err = explain(bctx, err)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, td := range batch {
+		if trees[td.Digest] == nil {
+			return nil, &remoteError{kindCorrupt, fmt.Errorf("tree %s: asked for but not sent", td.Digest)}
+		}
+	}
+	return trees, nil
 }
 
 // getSmall downloads a blob that is parsed in memory (a Tree), verified.

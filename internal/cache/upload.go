@@ -133,7 +133,7 @@ func (r *Remote) Wait(ctx context.Context) bool {
 // Close waits for the queued uploads: at most UploadWait, and not at all
 // once ctx ends (an interrupted build). Uploads still going then are
 // cancelled, and one warning says how many results were not shared. Close
-// then releases the connection; r is not used afterwards.
+// then releases the connection OpenRemote made; r is not used afterwards.
 func (r *Remote) Close(ctx context.Context) {
 	q := &r.uploads
 	q.mu.Lock()
@@ -156,7 +156,7 @@ func (r *Remote) Close(ctx context.Context) {
 	if n := r.abandoned.Load(); n > 0 && why != "" {
 		r.opt.Warn(fmt.Sprintf("remote cache %s: %d result%s not uploaded: %s", r.b, n, plural(n), why))
 	}
-	if c, ok := r.b.(io.Closer); ok {
+	if c, ok := r.b.(io.Closer); ok && r.ownsBackend {
 		c.Close()
 	}
 }
