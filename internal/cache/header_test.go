@@ -7,7 +7,7 @@ import (
 
 func TestParseHeader(t *testing.T) {
 	for in, want := range map[string]Header{
-		"x-buildbuddy-api-key=abc123": {"x-buildbuddy-api-key", "abc123"},
+		"x-buildbuddy-api-key=abc123":  {"x-buildbuddy-api-key", "abc123"},
 		"Authorization=Basic Y2k6eA==": {"authorization", "Basic Y2k6eA=="},
 		" x-team = pipe ":              {"x-team", "pipe"},
 		"x-empty=":                     {"x-empty", ""},
