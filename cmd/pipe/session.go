@@ -25,6 +25,8 @@ type session struct {
 	relPkg string
 	stderr io.Writer
 	phases []engine.Phase
+	// shard, when set, narrows build to one part (--shard K/N).
+	shard *engine.Shard
 }
 
 // openWorkspace finds the workspace and evaluates WORKSPACE.star.
