@@ -110,7 +110,7 @@ func TestRemoteCacheGRPCFaults(t *testing.T) {
 // and a filegroup: eleven top-level targets of unequal weight.
 func shardWorkspace(t *testing.T) *workspace {
 	files := map[string]string{
-		"lib/BUILD.star": `genrule(name = "lib", outs = ["lib.txt"], cmd = "echo lib > $@")` + "\n",
+		"lib/BUILD.star":  `genrule(name = "lib", outs = ["lib.txt"], cmd = "echo lib > $@")` + "\n",
 		"docs/BUILD.star": `filegroup(name = "docs", srcs = ["README"])` + "\n",
 		"docs/README":     "docs\n",
 	}
