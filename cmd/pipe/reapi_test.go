@@ -213,3 +213,29 @@ func TestShardsShareRemote(t *testing.T) {
 		t.Errorf("dist/app9/app9/app.txt after remote hits: %q", got)
 	}
 }
+
+// examples/ci as its workflow runs it: two shards fill bazel-remote over
+// gRPC, each building one of the two targets; a clone reading the same
+// server over HTTP then executes nothing.
+func TestCIExampleShards(t *testing.T) {
+	t.Parallel()
+	srv := testenv.StartBazelRemote(t, testenv.BazelRemoteOptions{})
+	src := filepath.Join("..", "..", "examples", "ci")
+	var built []string
+	for k := 1; k <= 2; k++ {
+		ws := copyWorkspace(t, src)
+		b := ws.buildOK(t, "//...", "--shard", fmt.Sprintf("%d/2", k), "--remote-cache", "grpc://"+srv.GRPCAddr, "--remote-upload")
+		if got := b.labels("executed"); len(got) != 1 {
+			t.Errorf("shard %d/2 executed %v, want one target", k, got)
+		}
+		built = append(built, b.labels("executed")...)
+	}
+	sort.Strings(built)
+	if want := []string{"//:banner", "//:version"}; !equalStrings(built, want) {
+		t.Errorf("the shards built %v, want %v", built, want)
+	}
+	ws := copyWorkspace(t, src)
+	if b := ws.buildOK(t, "//...", "--remote-cache", srv.HTTPURL); len(b.labels("executed")) != 0 {
+		t.Errorf("after both shards, a full build executed %v", b.labels("executed"))
+	}
+}
