@@ -615,6 +615,14 @@ func TestGRPCSOverTLS(t *testing.T) {
 		t.Fatalf("fetch over TLS: %q", w.list())
 	}
 	reader.Close(ctx)
+	// The same roots serve https:// (bazel-remote's HTTP port over TLS).
+	hr, err := RemoteSpec{URL: srv.HTTPURL, Endpoint: EndpointSettings{TLSCA: caFile}, Options: RemoteOptions{AcceptCached: true, Warn: w.warn}}.Open(ctx, openTemp(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := hr.Fetch(ctx, k); !ok {
+		t.Fatalf("fetch over https with the CA file: %q", w.list())
+	}
 	// The system's roots do not know the test CA: one warning, a miss.
 	sys, err := RemoteSpec{URL: url, Options: RemoteOptions{AcceptCached: true, Warn: w.warn}}.Open(ctx, openTemp(t))
 	if err != nil {
@@ -683,6 +691,12 @@ func TestGRPCHeadersAndAuth(t *testing.T) {
 	}
 	r.Close(ctx)
 	t.Setenv("PIPE_REMOTE_HEADERS", "")
+	// Headers go to http(s):// caches too.
+	r, w = open(RemoteSpec{URL: srv.HTTPURL, Endpoint: EndpointSettings{Headers: []string{auth}}})
+	if _, ok := r.Fetch(ctx, k); !ok {
+		t.Errorf("--remote-header over HTTP: %q", w.list())
+	}
+	r.Close(ctx)
 	r, w = open(RemoteSpec{URL: "grpc://ci:hunter2@" + srv.GRPCAddr})
 	if _, ok := r.Fetch(ctx, k); !ok {
 		t.Errorf("user:password in the URL: %q", w.list())

@@ -784,8 +784,9 @@ func (r *Remote) findMissing(ctx context.Context, bs []SizedDigest) ([]SizedDige
 
 // putAll uploads blobs, small ones in batches when the backend has batch
 // calls. trees holds blobs that are not in the local CAS. It returns the
-// blobs that failed and the first error; a failure of the store itself
-// stops the rest.
+// blobs now stored and the first error; a failure of the store itself
+// stops the rest, which are then neither stored nor failed, so callers go
+// by what was stored.
 func (r *Remote) putAll(ctx context.Context, bs []SizedDigest, trees map[Digest][]byte) (map[Digest]bool, error) {
 	bb, limit := r.batchLimit()
 	small, large, _ := splitBySize(bs, limit)
@@ -793,7 +794,7 @@ func (r *Remote) putAll(ctx context.Context, bs []SizedDigest, trees map[Digest]
 	groups := packBatches(small, limit)
 	var (
 		mu     sync.Mutex
-		failed = map[Digest]bool{}
+		stored = map[Digest]bool{}
 		first  error
 	)
 	err := r.forEach(ctx, r.usem, len(large)+len(groups), func(ctx context.Context, i int) error {
@@ -806,17 +807,17 @@ func (r *Remote) putAll(ctx context.Context, bs []SizedDigest, trees map[Digest]
 			which = groups[i-len(large)]
 			err = r.putBatch(ctx, bb, which, trees)
 		}
-		if err == nil {
-			return nil
-		}
 		mu.Lock()
-		for _, b := range which {
-			failed[b.Digest] = true
+		defer mu.Unlock()
+		if err == nil {
+			for _, b := range which {
+				stored[b.Digest] = true
+			}
+			return nil
 		}
 		if first == nil {
 			first = err
 		}
-		mu.Unlock()
 		if kindOf(err) == kindDown {
 			return err
 		}
@@ -825,7 +826,7 @@ func (r *Remote) putAll(ctx context.Context, bs []SizedDigest, trees map[Digest]
 	if first == nil {
 		first = err
 	}
-	return failed, first
+	return stored, first
 }
 
 // readLocal reads a small local blob for a batch, verified: a local blob

@@ -237,28 +237,40 @@ func (r *Remote) upload(ctx context.Context, jobs []uploadJob) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	failed, err := r.putAll(ctx, missing, trees)
+	stored, err := r.putAll(ctx, missing, trees)
 	if err != nil && first == nil {
 		first = err
 	}
 	if ctx.Err() != nil || r.down.Load() {
 		return 0, first
 	}
+	// A blob is in the store when FindMissing did not name it or putAll
+	// stored it; anything else (failed, or never tried after the store
+	// failed) keeps its results from getting an AC entry.
+	absent := map[Digest]bool{}
+	for _, b := range missing {
+		if !stored[b.Digest] {
+			absent[b.Digest] = true
+		}
+	}
 	for _, b := range unknown {
-		if !failed[b.Digest] {
+		if !absent[b.Digest] {
 			r.present.Store(b.Digest, true)
 		}
 	}
-	// Only results whose blobs are all in the store get an AC entry.
 	var ready []entry
 	for _, e := range entries {
 		ok := true
 		for _, d := range e.blobs {
-			ok = ok && !failed[d]
+			ok = ok && !absent[d]
 		}
 		if ok {
 			ready = append(ready, e)
 		}
+	}
+	if first != nil && kindOf(first) == kindDown {
+		// The store is failing: AC writes would only wait for it too.
+		return 0, first
 	}
 	var (
 		mu   sync.Mutex
