@@ -205,6 +205,13 @@ func TestGRPCRemoteRoundTrip(t *testing.T) {
 		t.Errorf("reader stats %+v", st)
 	}
 	rw.expect(t, 0)
+	// Without Upload (--remote-upload) the reader never writes.
+	before := s.proxy.Calls("")
+	reader.Upload(ctx, ActionKey(Sum([]byte("reader's own"))), remoteSample(t, readerCache))
+	reader.Close(ctx)
+	if n := s.proxy.Calls("") - before; n != 0 {
+		t.Errorf("a read-only remote made %d calls to upload", n)
+	}
 
 	// A second writer of the same outputs sends only the AC entry:
 	// FindMissingBlobs says the blobs are there.
