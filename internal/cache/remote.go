@@ -1,25 +1,29 @@
 package cache
 
-// Remote puts a shared cache (S3, Bazel's HTTP protocol, later REAPI gRPC)
-// behind the local one. Its rule is that the remote can only ever make a
-// build faster: anything that goes wrong — a dead or slow server, 5xx, a
-// truncated or corrupt download, an unsigned entry — becomes a miss, one
-// warning per kind of problem, and local execution.
+// Remote puts a shared cache (S3, Bazel's HTTP protocol, an REAPI server
+// over gRPC) behind the local one. Its rule is that the remote can only
+// ever make a build faster: anything that goes wrong — a dead or slow
+// server, 5xx or UNAVAILABLE, a truncated or corrupt download, an unsigned
+// entry — becomes a miss, one warning per kind of problem, and local
+// execution.
 //
 // Bounds on time:
-//   - small operations (AC get/put, HEAD) get RemoteOptions.Timeout each;
-//   - blob transfers get no total deadline, since a 2 GB blob on a slow
-//     link is legitimate, but are cancelled when no byte has moved for
+//   - small operations (AC get/put, FindMissing) get RemoteOptions.Timeout
+//     each; a batch of blobs gets Timeout per MiB it carries;
+//   - streamed blob transfers get no total deadline, since a 2 GB blob on a
+//     slow link is legitimate, but are cancelled when no byte has moved for
 //     Timeout (a stall timeout);
 //   - the first connection-level failure (refused, reset, timed out,
 //     stalled, truncated) or 5xx opens a circuit breaker: the remote is not
 //     contacted again for the rest of the build, so a dead remote costs one
 //     timeout rather than one per action.
 //
-// Integrity: every downloaded blob is written to a temp file while being
-// hashed and renamed into the local CAS only when its size and sha256 match
-// the digest that names it, so corrupt remote data never enters the local
-// cache. Uploads re-hash the local blob before sending it.
+// Integrity: every downloaded blob is hashed as it arrives and enters the
+// local CAS only when its size and sha256 match the digest that names it,
+// so corrupt remote data never enters the local cache. Uploads re-hash the
+// local blob before sending it.
+//
+// Uploads run in the background (upload.go); Close waits for them.
 
 import (
 	"bytes"
