@@ -44,6 +44,7 @@ func remote(args []string) error {
 	heavyMB := fs.Int("heavy-mb", 2, "MB each upload-heavy package writes")
 	heavyWork := fs.Duration("heavy-work", 200*time.Millisecond, "how long each upload-heavy action works before writing")
 	latency := fs.Duration("latency", 0, "one-way delay the proxy adds, e.g. 5ms")
+	serverArgs := fs.String("server-args", "", "more bazel-remote flags, space-separated")
 	mbps := fs.Float64("mbps", 0, "the proxy's bandwidth each way in Mbit/s (0: unlimited)")
 	fs.Parse(args)
 	if fs.NArg() != 1 {
@@ -106,7 +107,7 @@ func remote(args []string) error {
 		}
 		cold["local"].times, cold["local"].line = append(cold["local"].times, d), line
 		for _, p := range protos {
-			srv, err := startBazelRemote(bin, filepath.Join(dir, fmt.Sprintf("store-%s-%d", p, r)), link)
+			srv, err := startBazelRemote(bin, filepath.Join(dir, fmt.Sprintf("store-%s-%d", p, r)), link, *serverArgs)
 			if err != nil {
 				return err
 			}
@@ -154,6 +155,9 @@ func remote(args []string) error {
 		fmt.Printf("%-5s fresh clone, all remote hits:  %s [%s]; %s up, %s down\n", p, timing.Stats(hit[p].times), summaryCounts(hit[p].line), kb(hit[p].up), kb(hit[p].down))
 	}
 
+	if *heavy == 0 {
+		return nil
+	}
 	hsrc := filepath.Join(dir, "heavy")
 	if err := genHeavy(hsrc, *heavy, *heavyMB, *heavyWork); err != nil {
 		return err
@@ -169,7 +173,7 @@ func remote(args []string) error {
 	}
 	for r := range *coldRuns {
 		for _, m := range modes {
-			srv, err := startBazelRemote(bin, filepath.Join(dir, fmt.Sprintf("store-heavy-%s-%d", m.name, r)), link)
+			srv, err := startBazelRemote(bin, filepath.Join(dir, fmt.Sprintf("store-heavy-%s-%d", m.name, r)), link, *serverArgs)
 			if err != nil {
 				return err
 			}
@@ -299,7 +303,7 @@ func (s *server) stop() {
 	s.proxy.close()
 }
 
-func startBazelRemote(bin, dir string, link linkShape) (*server, error) {
+func startBazelRemote(bin, dir string, link linkShape, extra string) (*server, error) {
 	ports := make([]string, 2)
 	for i := range ports {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -309,7 +313,8 @@ func startBazelRemote(bin, dir string, link linkShape) (*server, error) {
 		ports[i] = l.Addr().String()
 		l.Close()
 	}
-	cmd := exec.Command(bin, "--dir", dir, "--max_size", "4", "--grpc_address", ports[0], "--http_address", ports[1], "--access_log_level", "none")
+	args := []string{"--dir", dir, "--max_size", "4", "--grpc_address", ports[0], "--http_address", ports[1], "--access_log_level", "none"}
+	cmd := exec.Command(bin, append(args, strings.Fields(extra)...)...)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
