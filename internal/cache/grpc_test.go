@@ -516,9 +516,10 @@ func TestUploadsInBackground(t *testing.T) {
 		w := &recorder{}
 		opt.Upload, opt.Warn, opt.Timeout = true, w.warn, 10*time.Second
 		r := NewRemote(openTemp(t), newGRPC(t, "grpc://"+p.Addr, Endpoint{}), opt)
+		res := remoteSample(t, r.local)
 		start := time.Now()
 		for i := range 3 {
-			r.Upload(ctx, ActionKey(Sum([]byte{byte(i)})), remoteSample(t, r.local))
+			r.Upload(ctx, ActionKey(Sum([]byte{byte(i)})), res)
 		}
 		if el := time.Since(start); el > 100*time.Millisecond && !opt.InlineUploads {
 			t.Errorf("queueing 3 uploads took %s", el)
