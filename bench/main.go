@@ -43,7 +43,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench gen [-packages N] [-files N] DIR | bench noop [-pipe PATH] [-runs N] DIR | bench bundle [-pipe PATH] [-mb N] DIR | bench remote [-pipe PATH] [-packages N] DIR")
+	fmt.Fprintln(os.Stderr, "usage: bench gen [-packages N] [-files N] DIR | bench noop [-pipe PATH] [-runs N] DIR | bench bundle [-pipe PATH] [-mb N] DIR | bench remote [-pipe PATH] [-bazel-remote BIN] [-packages N] [-latency D] [-mbps N] DIR")
 	os.Exit(2)
 }
 

@@ -20,5 +20,5 @@ go run ./bench gen -packages 1000 -files 10 "$work/big" >/dev/null
 go run ./bench noop -pipe "$work/pipe" -runs "$runs" "$work/big"
 echo "== python_bundle, 30 MB of dependencies"
 go run ./bench bundle -pipe "$work/pipe" "$work/bundle"
-echo "== remote cache: fresh clone against a warm remote"
+echo "== remote cache: bazel-remote over HTTP and gRPC (needs bazel-remote: see .ci/run)"
 go run ./bench remote -pipe "$work/pipe" "$work/remote"

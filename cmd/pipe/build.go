@@ -27,7 +27,13 @@ Relative patterns (:name, sub/dir/...) resolve against the current directory.
 Outputs land in dist/<pkg>/<target>/.
 
 --affected --base REV builds only the targets a change since REV affects
-(see pipe affected), narrowed by any patterns given.`,
+(see pipe affected), narrowed by any patterns given.
+
+--shard K/N builds the K-th of N parts of the selection, for N CI jobs
+sharing a remote cache: the top-level targets (those no other selected
+target depends on) are split deterministically, balanced by the actions
+each needs, so the N shards together build everything, each top-level
+target in one shard.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBuild(ctx, g, &aff, args, cmd)
 		},
@@ -35,19 +41,30 @@ Outputs land in dist/<pkg>/<target>/.
 	c.Flags().BoolVar(&aff.on, "affected", false, "build only the targets affected by changes since --base")
 	c.Flags().StringVar(&aff.base, "base", "", "with --affected: the revision to compare with (e.g. origin/main)")
 	c.Flags().StringVar(&aff.head, "head", "", "with --affected: the revision to compare (default: the working tree)")
+	c.Flags().StringVar(&aff.shard, "shard", "", "build only part `K/N` of the selection (CI fan-out over one remote cache)")
 	return c
 }
 
 type affectedFlags struct {
 	on         bool
 	base, head string
+	shard      string
 }
 
 func runBuild(ctx context.Context, g *globalFlags, aff *affectedFlags, args []string, cmd *cobra.Command) error {
+	var shard *engine.Shard
+	if aff.shard != "" {
+		sh, err := engine.ParseShard(aff.shard)
+		if err != nil {
+			return err
+		}
+		shard = &sh
+	}
 	s, err := openWorkspace(g, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
+	s.shard = shard
 	if !aff.on {
 		if aff.base != "" || aff.head != "" {
 			return engine.Usagef("--base and --head need --affected")
@@ -110,6 +127,10 @@ func (s *session) buildLocked(ctx context.Context, pats []engine.Pattern) (*engi
 	if err != nil {
 		return nil, err
 	}
+	if s.shard != nil {
+		mine, total := plan.ApplyShard(*s.shard)
+		fmt.Fprintf(stderr, "shard %s: %d of %d top-level targets\n", s.shard, len(mine), total)
+	}
 	c, err := openCache()
 	if err != nil {
 		return nil, err
@@ -158,6 +179,18 @@ func (s *session) buildLocked(ctx context.Context, pats []engine.Pattern) (*engi
 	execStart := time.Now()
 	sum, buildErr := exec.Execute(ctx, plan.Needed)
 	phases := append(plan.Phases, engine.Phase{Name: "execute", Start: execStart, End: time.Now()})
+	if remote != nil {
+		// Results were uploaded in the background while the build went
+		// on; wait for the rest (bounded, and not at all after Ctrl-C).
+		uploadStart := time.Now()
+		remote.Close(ctx)
+		if d := time.Since(uploadStart); d > 50*time.Millisecond {
+			phases = append(phases, engine.Phase{Name: "remote uploads", Start: uploadStart, End: time.Now()})
+			if g.verbose {
+				fmt.Fprintf(stderr, "waited %s for remote uploads\n", d.Round(time.Millisecond))
+			}
+		}
+	}
 	if err := digests.Save(); err != nil {
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
 	}
@@ -221,15 +254,32 @@ func (s *session) cacheMaxAge() (time.Duration, error) {
 // workspace(remote_cache = …) name; nil when none does. Its warnings go to
 // warn.
 func (s *session) openRemote(ctx context.Context, local *cache.Cache, warn func(string)) (*cache.Remote, error) {
-	workspaceURL, _ := s.ws.Settings.Extra["remote_cache"].(string)
+	extra := s.ws.Settings.Extra
+	workspaceURL, _ := extra["remote_cache"].(string)
+	wsEndpoint := cache.EndpointSettings{}
+	wsEndpoint.InstanceName, _ = extra["remote_instance_name"].(string)
+	wsEndpoint.Headers, _ = extra["remote_headers"].([]string)
+	if ca, _ := extra["remote_tls_ca"].(string); ca != "" {
+		wsEndpoint.TLSCA = filepath.Join(s.ws.Root, ca)
+		if filepath.IsAbs(ca) {
+			wsEndpoint.TLSCA = ca
+		}
+	}
 	spec := cache.RemoteSpec{
 		URL:          s.g.remoteCache,
 		WorkspaceURL: workspaceURL,
+		Endpoint: cache.EndpointSettings{
+			InstanceName: s.g.remoteInstance,
+			Headers:      s.g.remoteHeaders,
+			TLSCA:        s.g.remoteTLSCA,
+		},
+		WorkspaceEndpoint: wsEndpoint,
 		Options: cache.RemoteOptions{
-			Upload:       s.g.remoteUpload,
-			AcceptCached: s.g.remoteAcceptCached,
-			Timeout:      s.g.remoteTimeout,
-			Warn:         func(msg string) { warn("remote cache: " + msg) },
+			Upload:        s.g.remoteUpload,
+			AcceptCached:  s.g.remoteAcceptCached,
+			Timeout:       s.g.remoteTimeout,
+			InlineUploads: s.g.remoteUploadInline,
+			Warn:          func(msg string) { warn("remote cache: " + msg) },
 		},
 	}
 	r, err := spec.Open(ctx, local)

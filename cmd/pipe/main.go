@@ -50,6 +50,10 @@ type globalFlags struct {
 	remoteUpload       bool
 	remoteAcceptCached bool
 	remoteTimeout      time.Duration
+	remoteInstance     string
+	remoteHeaders      []string
+	remoteTLSCA        string
+	remoteUploadInline bool
 }
 
 // exitError carries an exit code through cobra.
@@ -77,10 +81,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pf.StringVar(&g.color, "color", "auto", "colour and live progress: auto, always or never")
 	pf.StringVar(&g.events, "events", "", "write one JSON object per action (and per pipe deploy event) to `FILE`")
 	pf.StringVar(&g.profile, "profile", "", "write a Chrome trace (open it in Perfetto) to `FILE`")
-	pf.StringVar(&g.remoteCache, "remote-cache", "", "share results through `URL`: s3://bucket/prefix or http(s)://host/prefix (also PIPE_REMOTE_CACHE, workspace(remote_cache = …))")
+	pf.StringVar(&g.remoteCache, "remote-cache", "", "share results through `URL`: s3://bucket/prefix, http(s)://host/prefix or grpc(s)://host:port (REAPI) (also PIPE_REMOTE_CACHE, workspace(remote_cache = …))")
 	pf.BoolVar(&g.remoteUpload, "remote-upload", false, "write results to the remote cache (trusted CI only); by default it is read-only")
 	pf.BoolVar(&g.remoteAcceptCached, "remote-accept-cached", true, "look results up in the remote cache")
 	pf.DurationVar(&g.remoteTimeout, "remote-timeout", 5*time.Second, "give up on a remote operation (or a stalled transfer) after `D`, and build locally")
+	pf.StringVar(&g.remoteInstance, "remote-instance-name", "", "the REAPI instance `NAME` of a grpc(s):// cache (also PIPE_REMOTE_INSTANCE_NAME, workspace(remote_instance_name = …))")
+	pf.StringArrayVar(&g.remoteHeaders, "remote-header", nil, "send `KEY=VALUE` with every remote cache request, e.g. an API key; repeatable (also PIPE_REMOTE_HEADERS, one per line)")
+	pf.StringVar(&g.remoteTLSCA, "remote-tls-ca", "", "trust the PEM certificates in `FILE` for a grpcs:// or https:// cache instead of the system's (also PIPE_REMOTE_TLS_CA)")
+	pf.BoolVar(&g.remoteUploadInline, "remote-upload-inline", false, "upload each result before its action's job slot is freed (for benchmarks)")
+	pf.MarkHidden("remote-upload-inline")
 	pf.BoolVar(&g.verify, "verify", os.Getenv("PIPE_CACHE_VERIFY") == "1", "execute every cache hit again and fail when its outputs differ from the cached ones (also PIPE_CACHE_VERIFY=1)")
 	pf.BoolVar(&g.sandboxDebug, "sandbox-debug", false, "keep the scratch directory of a failed action and print it, with the command to run there by hand (the next build removes it)")
 	// Bazel's spelling, for muscle memory.

@@ -27,6 +27,8 @@ type session struct {
 	phases []engine.Phase
 	// ui is the last build's, which holds its events for --events.
 	ui *ui
+	// shard, when set, narrows build to one part (--shard K/N).
+	shard *engine.Shard
 }
 
 // openWorkspace finds the workspace and evaluates WORKSPACE.star.

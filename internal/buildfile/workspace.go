@@ -20,6 +20,9 @@ var workspaceAttrs = []engine.Attr{
 	{Name: "action_env", Type: engine.AttrStringList},
 	{Name: "action_path", Type: engine.AttrString},
 	{Name: "remote_cache", Type: engine.AttrString},
+	{Name: "remote_instance_name", Type: engine.AttrString},
+	{Name: "remote_headers", Type: engine.AttrStringList},
+	{Name: "remote_tls_ca", Type: engine.AttrString},
 	{Name: "cache_max_age", Type: engine.AttrString},
 }
 

@@ -28,6 +28,7 @@ func faultFixture(t *testing.T, s *remoteSetup) (ActionKey, *ActionResult, Diges
 	w := &recorder{}
 	writer.opt.Warn = w.warn
 	writer.Upload(context.Background(), key, res)
+	writer.Wait(context.Background())
 	w.expect(t, 0)
 	return key, res, big
 }
@@ -159,6 +160,7 @@ func TestRemoteDeadRemoteCostsOneTimeout(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+		r.Wait(context.Background())
 		if el := time.Since(start); el > 3*timeout {
 			t.Errorf("128 lookups of a dead remote took %s (timeout %s)", el, timeout)
 		}
@@ -202,6 +204,7 @@ func TestRemoteUploadFaults(t *testing.T) {
 				for range 5 {
 					r.Upload(ctx, key, remoteSample(t, r.local))
 				}
+				r.Wait(ctx)
 				if el := time.Since(start); el > 4*faultTimeout {
 					t.Errorf("5 failing uploads took %s", el)
 				}

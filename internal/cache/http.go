@@ -14,12 +14,18 @@ package cache
 //   - PIPE_REMOTE_CACHE_USER and PIPE_REMOTE_CACHE_PASSWORD (basic auth);
 //   - PIPE_REMOTE_CACHE_TOKEN (Authorization: Bearer <token>).
 //
+// Endpoint headers (--remote-header) go with every request, after the
+// credentials, so an explicit Authorization header wins. Endpoint TLS roots
+// (--remote-tls-ca) replace the system's for https://.
+//
 // The environment keeps secrets out of WORKSPACE files and shell history;
 // String() never shows a password or token.
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -28,23 +34,29 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
 type httpBackend struct {
-	base   string // no trailing slash, no userinfo
-	shown  string // base with the password redacted
-	client *http.Client
-	user   string
-	pass   string
-	basic  bool
-	token  string
+	base    string // no trailing slash, no userinfo
+	shown   string // base with the password redacted
+	client  *http.Client
+	user    string
+	pass    string
+	basic   bool
+	token   string
+	headers []Header
 }
 
 // NewHTTPBackend returns a Backend for Bazel's HTTP cache protocol at base.
 // A nil client gets one with bounded dial time and pooled connections;
 // per-operation deadlines come from the caller's context.
 func NewHTTPBackend(base string, client *http.Client) (Backend, error) {
+	return newHTTPBackend(base, client, Endpoint{})
+}
+
+func newHTTPBackend(base string, client *http.Client, ep Endpoint) (Backend, error) {
 	u, err := url.Parse(base)
 	if err != nil {
 		return nil, fmt.Errorf("remote cache URL: %w", err)
@@ -58,7 +70,7 @@ func NewHTTPBackend(base string, client *http.Client) (Backend, error) {
 	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("remote cache URL %q: a query or fragment cannot be part of a cache prefix", u.Redacted())
 	}
-	b := &httpBackend{client: client}
+	b := &httpBackend{client: client, headers: ep.Headers}
 	if u.User != nil {
 		b.user = u.User.Username()
 		b.pass, _ = u.User.Password()
@@ -73,13 +85,16 @@ func NewHTTPBackend(base string, client *http.Client) (Backend, error) {
 	b.base = strings.TrimRight(u.String(), "/")
 	b.shown = strings.TrimRight(b.shown, "/")
 	if b.client == nil {
-		b.client = defaultHTTPClient()
+		b.client = defaultHTTPClient(ep.TLSRoots)
 	}
 	return b, nil
 }
 
-func defaultHTTPClient() *http.Client {
+func defaultHTTPClient(roots *x509.CertPool) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	if roots != nil {
+		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
 	// A dead host should cost a few seconds, not the OS's minutes-long
 	// connect timeout; per-operation contexts bound the rest.
 	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
@@ -131,6 +146,9 @@ func (b *httpBackend) do(ctx context.Context, method string, e entry, body io.Re
 		req.SetBasicAuth(b.user, b.pass)
 	} else if b.token != "" {
 		req.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	for _, h := range b.headers {
+		req.Header.Set(h.Name, h.Value)
 	}
 	resp, err := b.client.Do(req)
 	if err != nil {
@@ -214,8 +232,9 @@ func (b *httpBackend) PutAC(ctx context.Context, key ActionKey, value []byte) er
 	return b.put(ctx, acEntry(key), int64(len(value)), bytes.NewReader(value))
 }
 
-func (b *httpBackend) GetCAS(ctx context.Context, d Digest, w io.Writer) (int64, error) {
-	resp, err := b.do(ctx, http.MethodGet, casEntry(d), nil, 0)
+func (b *httpBackend) GetCAS(ctx context.Context, blob SizedDigest, w io.Writer) (int64, error) {
+	e := casEntry(blob.Digest)
+	resp, err := b.do(ctx, http.MethodGet, e, nil, 0)
 	if err != nil {
 		return 0, err
 	}
@@ -225,21 +244,27 @@ func (b *httpBackend) GetCAS(ctx context.Context, d Digest, w io.Writer) (int64,
 	case http.StatusNotFound:
 		return 0, ErrMiss
 	default:
-		return 0, b.statusError(resp, casEntry(d))
+		return 0, b.statusError(resp, e)
 	}
 	n, err := io.Copy(w, resp.Body)
 	if err != nil {
-		return n, fmt.Errorf("GET %s/cas/%s: %w", b.shown, d, err)
+		return n, fmt.Errorf("GET %s/%s: %w", b.shown, e, err)
 	}
 	return n, nil
 }
 
-func (b *httpBackend) PutCAS(ctx context.Context, d Digest, size int64, r io.Reader) error {
-	return b.put(ctx, casEntry(d), size, r)
+func (b *httpBackend) PutCAS(ctx context.Context, blob SizedDigest, r io.Reader) error {
+	return b.put(ctx, casEntry(blob.Digest), blob.Size, r)
 }
 
-func (b *httpBackend) HasCAS(ctx context.Context, d Digest) (bool, error) {
-	resp, err := b.do(ctx, http.MethodHead, casEntry(d), nil, 0)
+// FindMissing asks with a HEAD per blob; the protocol has nothing better.
+func (b *httpBackend) FindMissing(ctx context.Context, bs []SizedDigest) ([]SizedDigest, error) {
+	return findMissingEach(ctx, bs, b.has)
+}
+
+func (b *httpBackend) has(ctx context.Context, blob SizedDigest) (bool, error) {
+	e := casEntry(blob.Digest)
+	resp, err := b.do(ctx, http.MethodHead, e, nil, 0)
 	if err != nil {
 		return false, err
 	}
@@ -250,5 +275,42 @@ func (b *httpBackend) HasCAS(ctx context.Context, d Digest) (bool, error) {
 	case http.StatusNotFound:
 		return false, nil
 	}
-	return false, b.statusError(resp, casEntry(d))
+	return false, b.statusError(resp, e)
+}
+
+// headParallel bounds the HEAD requests of one FindMissing.
+const headParallel = 16
+
+// findMissingEach answers FindMissing for stores that can only be asked
+// about one blob at a time, several at once. The first error ends it.
+func findMissingEach(ctx context.Context, bs []SizedDigest, has func(context.Context, SizedDigest) (bool, error)) ([]SizedDigest, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		missing []SizedDigest
+		first   error
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, headParallel)
+	)
+	for _, blob := range bs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ok, err := has(ctx, blob)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil && first == nil:
+				first = err
+				cancel()
+			case err == nil && !ok:
+				missing = append(missing, blob)
+			}
+		}()
+	}
+	wg.Wait()
+	return missing, first
 }

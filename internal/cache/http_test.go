@@ -35,26 +35,26 @@ func TestHTTPBackendProtocol(t *testing.T) {
 	}
 	blob := []byte("blob contents")
 	d := Sum(blob)
-	if has, err := b.HasCAS(ctx, d); err != nil || has {
+	if has, err := hasBlob(ctx, b, SizedDigest{d, int64(len(blob))}); err != nil || has {
 		t.Fatalf("HasCAS of absent blob = %v, %v", has, err)
 	}
 	var buf bytes.Buffer
-	if _, err := b.GetCAS(ctx, d, &buf); !errors.Is(err, ErrMiss) {
+	if _, err := b.GetCAS(ctx, SizedDigest{d, int64(len(blob))}, &buf); !errors.Is(err, ErrMiss) {
 		t.Fatalf("GetCAS of absent blob: %v", err)
 	}
-	if err := b.PutCAS(ctx, d, int64(len(blob)), bytes.NewReader(blob)); err != nil {
+	if err := b.PutCAS(ctx, SizedDigest{d, int64(len(blob))}, bytes.NewReader(blob)); err != nil {
 		t.Fatal(err)
 	}
-	if has, err := b.HasCAS(ctx, d); err != nil || !has {
+	if has, err := hasBlob(ctx, b, SizedDigest{d, int64(len(blob))}); err != nil || !has {
 		t.Fatalf("HasCAS = %v, %v", has, err)
 	}
-	if n, err := b.GetCAS(ctx, d, &buf); err != nil || n != int64(len(blob)) || buf.String() != string(blob) {
+	if n, err := b.GetCAS(ctx, SizedDigest{d, int64(len(blob))}, &buf); err != nil || n != int64(len(blob)) || buf.String() != string(blob) {
 		t.Fatalf("GetCAS = %d %q, %v", n, buf.String(), err)
 	}
 	if _, err := os.Stat(filepath.Join(ng.Root, "prefix", "cas", d.String())); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.PutCAS(ctx, emptyDigest, 0, bytes.NewReader(nil)); err != nil {
+	if err := b.PutCAS(ctx, SizedDigest{emptyDigest, 0}, bytes.NewReader(nil)); err != nil {
 		t.Fatalf("empty PUT: %v", err)
 	}
 }
@@ -145,6 +145,7 @@ func TestHTTPBackendAuth(t *testing.T) {
 		w.expect(t, 1, "401")
 		r.Upload(ctx, key, remoteSample(t, r.local))
 		r.Upload(ctx, key, remoteSample(t, r.local))
+		r.Wait(ctx)
 		w.expect(t, 2)
 		if !strings.Contains(w.list()[1], "refused an upload") {
 			t.Errorf("upload warning: %q", w.list()[1])

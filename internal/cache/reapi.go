@@ -1,8 +1,8 @@
 package cache
 
 // Remote AC values are REAPI v2 ActionResult messages, so the same bucket or
-// HTTP cache can also be read by Bazel and REAPI tools, and a gRPC REAPI
-// backend can later store them unchanged.
+// HTTP cache can also be read by Bazel and REAPI tools, and the gRPC
+// backend stores them unchanged through UpdateActionResult.
 //
 // Mapping of our ActionResult:
 //
@@ -254,18 +254,16 @@ func validName(n string) error {
 
 // treeDigests lists the Tree blobs ar refers to, so they can be fetched
 // before fromREAPI.
-func treeDigests(ar *repb.ActionResult) ([]Digest, []int64, error) {
-	var ds []Digest
-	var sizes []int64
+func treeDigests(ar *repb.ActionResult) ([]SizedDigest, error) {
+	var out []SizedDigest
 	for _, od := range ar.OutputDirectories {
 		d, s, err := fromPBDigest(od.TreeDigest)
 		if err != nil {
-			return nil, nil, fmt.Errorf("output directory %s: %w", od.Path, err)
+			return nil, fmt.Errorf("output directory %s: %w", od.Path, err)
 		}
-		ds = append(ds, d)
-		sizes = append(sizes, s)
+		out = append(out, SizedDigest{d, s})
 	}
-	return ds, sizes, nil
+	return out, nil
 }
 
 // maxTreeDepth and maxTreeEntries bound what a hostile Tree can make us

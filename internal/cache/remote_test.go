@@ -368,6 +368,7 @@ func TestRemoteRoundTrip(t *testing.T) {
 		ww := &recorder{}
 		writer := NewRemote(writerCache, s.proxied, RemoteOptions{Upload: true, AcceptCached: true, Warn: ww.warn})
 		writer.Upload(ctx, key, res)
+		writer.Wait(ctx)
 		ww.expect(t, 0)
 		if s.proxy.count("PUT", "ac") != 1 || s.proxy.count("PUT", "cas") == 0 {
 			t.Fatalf("upload made %d AC and %d CAS PUTs", s.proxy.count("PUT", "ac"), s.proxy.count("PUT", "cas"))
@@ -402,6 +403,7 @@ func TestRemoteRoundTrip(t *testing.T) {
 		again := NewRemote(openTemp(t), s.proxied, RemoteOptions{Upload: true, Warn: ww.warn})
 		againRes := remoteSample(t, again.local)
 		again.Upload(ctx, ActionKey(Sum([]byte("action 2"))), againRes)
+		again.Wait(ctx)
 		ww.expect(t, 0)
 		if n := s.proxy.count("PUT", "cas"); n != casPuts {
 			t.Errorf("re-upload of present blobs made %d CAS PUTs", n-casPuts)
@@ -415,8 +417,10 @@ func TestRemoteReadOnlyNeverWrites(t *testing.T) {
 	r, c, w := newReader(t, s.proxied, RemoteOptions{AcceptCached: true})
 	res := remoteSample(t, c)
 	r.Upload(ctx, ActionKey(Sum([]byte("a"))), res)
+	r.Wait(ctx)
 	r.Fetch(ctx, ActionKey(Sum([]byte("a"))))
 	r.Upload(ctx, ActionKey(Sum([]byte("a"))), res)
+	r.Wait(ctx)
 	if n := s.proxy.count("PUT", ""); n != 0 {
 		t.Fatalf("read-only remote made %d PUTs", n)
 	}
@@ -432,6 +436,7 @@ func TestRemoteAcceptCachedFalseNeverReads(t *testing.T) {
 	key := ActionKey(Sum([]byte("a")))
 	writer := NewRemote(openTemp(t), s.direct, RemoteOptions{Upload: true})
 	writer.Upload(ctx, key, remoteSample(t, writer.local))
+	writer.Wait(ctx)
 	r, _, w := newReader(t, s.proxied, RemoteOptions{AcceptCached: false})
 	for range 3 {
 		if _, ok := r.Fetch(ctx, key); ok {
@@ -456,6 +461,7 @@ func TestRemoteSigning(t *testing.T) {
 			w := &recorder{}
 			r := NewRemote(openTemp(t), s.direct, RemoteOptions{Upload: true, SigningKey: signing, Warn: w.warn})
 			r.Upload(ctx, action, remoteSample(t, r.local))
+			r.Wait(ctx)
 			w.expect(t, 0)
 			return action
 		}
@@ -506,7 +512,7 @@ func TestRemoteSigning(t *testing.T) {
 			// The poisoner points an output at content of their choosing.
 			evil := []byte("evil")
 			ar.OutputFiles[0].Digest = toPBDigest(Sum(evil), int64(len(evil)))
-			if err := s.direct.PutCAS(ctx, Sum(evil), int64(len(evil)), bytes.NewReader(evil)); err != nil {
+			if err := s.direct.PutCAS(ctx, SizedDigest{Sum(evil), int64(len(evil))}, bytes.NewReader(evil)); err != nil {
 				t.Fatal(err)
 			}
 			poisoned, _ := proto.Marshal(ar)
@@ -580,14 +586,14 @@ func TestRemoteLargeBlobStreams(t *testing.T) {
 		d := genDigest(42, size)
 
 		// The backend streams an unseekable body up and down.
-		if err := s.direct.PutCAS(ctx, d, size, newGen(42, size)); err != nil {
+		if err := s.direct.PutCAS(ctx, SizedDigest{d, size}, newGen(42, size)); err != nil {
 			t.Fatal(err)
 		}
-		if has, err := s.direct.HasCAS(ctx, d); err != nil || !has {
+		if has, err := hasBlob(ctx, s.direct, SizedDigest{d, size}); err != nil || !has {
 			t.Fatalf("HasCAS = %v, %v", has, err)
 		}
 		hw := &hashWriter{h: sha256.New()}
-		if n, err := s.direct.GetCAS(ctx, d, hw); err != nil || n != size {
+		if n, err := s.direct.GetCAS(ctx, SizedDigest{d, size}, hw); err != nil || n != size {
 			t.Fatalf("GetCAS = %d, %v", n, err)
 		}
 		var got Digest
@@ -606,6 +612,7 @@ func TestRemoteLargeBlobStreams(t *testing.T) {
 		w := &recorder{}
 		writer.opt.Warn = w.warn
 		writer.Upload(ctx, ActionKey(Sum([]byte("big"))), res)
+		writer.Wait(ctx)
 		w.expect(t, 0)
 		reader, c, rw := newReader(t, s.direct, RemoteOptions{AcceptCached: true, Timeout: 2 * time.Second})
 		if _, ok := reader.Fetch(ctx, ActionKey(Sum([]byte("big")))); !ok {
@@ -621,12 +628,29 @@ func TestRemoteLargeBlobStreams(t *testing.T) {
 func TestOpenRemoteURLs(t *testing.T) {
 	ctx := context.Background()
 	c := openTemp(t)
-	for _, bad := range []string{"ftp://host/x", "host/x", "grpc://host:8980", "s3:///prefix", "http://", "http://h/x?y=1", "%zz"} {
+	for _, bad := range []string{"ftp://host/x", "host/x", "grpc://host:8980/instance", "grpcs://", "grpc://h:1?x=1", "s3:///prefix", "http://", "http://h/x?y=1", "%zz"} {
 		if _, err := OpenRemote(ctx, c, bad, RemoteOptions{}); err == nil {
 			t.Errorf("%q accepted", bad)
-		} else if strings.Contains(bad, "grpc") && !strings.Contains(err.Error(), "not supported yet") {
-			t.Errorf("%q: %v", bad, err)
 		}
+	}
+	for _, good := range []struct{ url, shown string }{
+		{"grpc://cache.example:8980", "grpc://cache.example:8980"},
+		{"grpcs://remote.example", "grpcs://remote.example:443"},
+		{"GRPC://[::1]:9092/", "grpc://[::1]:9092"},
+	} {
+		r, err := OpenRemote(ctx, c, good.url, RemoteOptions{})
+		if err != nil {
+			t.Errorf("%q: %v", good.url, err)
+			continue
+		}
+		if s := r.Backend().String(); s != good.shown {
+			t.Errorf("%q shown as %q, want %q", good.url, s, good.shown)
+		}
+		r.Close(ctx)
+	}
+	// An instance name means nothing to the other stores.
+	if _, err := OpenRemote(ctx, c, "http://h/x", RemoteOptions{Endpoint: Endpoint{InstanceName: "main"}}); err == nil || !strings.Contains(err.Error(), "instance name") {
+		t.Errorf("instance name on http: %v", err)
 	}
 	r, err := OpenRemote(ctx, c, "https://ci:hunter2@cache.example.com/pipe/", RemoteOptions{})
 	if err != nil {
@@ -643,4 +667,10 @@ func TestOpenRemoteURLs(t *testing.T) {
 	if b := r.Backend().(*s3Backend); b.bucket != "bucket" || b.key(casEntry(zero)) != "some/prefix/cas/"+zero.String() {
 		t.Errorf("bucket %q key %q", b.bucket, b.key(casEntry(zero)))
 	}
+}
+
+// hasBlob asks b whether it holds blob.
+func hasBlob(ctx context.Context, b Backend, blob SizedDigest) (bool, error) {
+	missing, err := b.FindMissing(ctx, []SizedDigest{blob})
+	return err == nil && len(missing) == 0, err
 }

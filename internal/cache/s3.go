@@ -251,21 +251,27 @@ func (b *s3Backend) PutAC(ctx context.Context, key ActionKey, value []byte) erro
 	return b.put(ctx, acEntry(key), int64(len(value)), bytes.NewReader(value), sum[:])
 }
 
-func (b *s3Backend) GetCAS(ctx context.Context, d Digest, w io.Writer) (int64, error) {
-	return b.get(ctx, casEntry(d), w, 0)
+func (b *s3Backend) GetCAS(ctx context.Context, blob SizedDigest, w io.Writer) (int64, error) {
+	return b.get(ctx, casEntry(blob.Digest), w, 0)
 }
 
-func (b *s3Backend) PutCAS(ctx context.Context, d Digest, size int64, r io.Reader) error {
-	return b.put(ctx, casEntry(d), size, r, d[:])
+func (b *s3Backend) PutCAS(ctx context.Context, blob SizedDigest, r io.Reader) error {
+	return b.put(ctx, casEntry(blob.Digest), blob.Size, r, blob.Digest[:])
 }
 
-func (b *s3Backend) HasCAS(ctx context.Context, d Digest) (bool, error) {
-	_, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: aws.String(b.key(casEntry(d)))})
+// FindMissing asks with a HEAD per blob; S3 has nothing better.
+func (b *s3Backend) FindMissing(ctx context.Context, bs []SizedDigest) ([]SizedDigest, error) {
+	return findMissingEach(ctx, bs, b.has)
+}
+
+func (b *s3Backend) has(ctx context.Context, blob SizedDigest) (bool, error) {
+	key := b.key(casEntry(blob.Digest))
+	_, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: aws.String(key)})
 	if err == nil {
 		return true, nil
 	}
 	if isNotFound(err) {
 		return false, nil
 	}
-	return false, b.opError(ctx, "head", b.key(casEntry(d)), err)
+	return false, b.opError(ctx, "head", key, err)
 }

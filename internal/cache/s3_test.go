@@ -37,20 +37,20 @@ func TestS3BackendProtocol(t *testing.T) {
 		}
 		blob := []byte("blob contents")
 		d := Sum(blob)
-		if has, err := b.HasCAS(ctx, d); err != nil || has {
+		if has, err := hasBlob(ctx, b, SizedDigest{d, int64(len(blob))}); err != nil || has {
 			t.Fatalf("HasCAS of absent blob = %v, %v", has, err)
 		}
 		var buf bytes.Buffer
-		if _, err := b.GetCAS(ctx, d, &buf); !errors.Is(err, ErrMiss) {
+		if _, err := b.GetCAS(ctx, SizedDigest{d, int64(len(blob))}, &buf); !errors.Is(err, ErrMiss) {
 			t.Fatalf("GetCAS of absent blob: %v", err)
 		}
-		if err := b.PutCAS(ctx, d, int64(len(blob)), bytes.NewReader(blob)); err != nil {
+		if err := b.PutCAS(ctx, SizedDigest{d, int64(len(blob))}, bytes.NewReader(blob)); err != nil {
 			t.Fatal(err)
 		}
-		if has, err := b.HasCAS(ctx, d); err != nil || !has {
+		if has, err := hasBlob(ctx, b, SizedDigest{d, int64(len(blob))}); err != nil || !has {
 			t.Fatalf("HasCAS = %v, %v", has, err)
 		}
-		if n, err := b.GetCAS(ctx, d, &buf); err != nil || n != int64(len(blob)) || buf.String() != string(blob) {
+		if n, err := b.GetCAS(ctx, SizedDigest{d, int64(len(blob))}, &buf); err != nil || n != int64(len(blob)) || buf.String() != string(blob) {
 			t.Fatalf("GetCAS = %d %q, %v", n, buf.String(), err)
 		}
 		// The object layout is the HTTP protocol's, under the prefix.
@@ -72,14 +72,14 @@ func TestS3BackendProtocol(t *testing.T) {
 		// The server checks the sha256 the key names: bytes that do not
 		// match are refused, so even a buggy uploader cannot poison a key.
 		other := Sum([]byte("other"))
-		if err := b.PutCAS(ctx, other, int64(len(blob)), bytes.NewReader(blob)); err == nil {
+		if err := b.PutCAS(ctx, SizedDigest{other, int64(len(blob))}, bytes.NewReader(blob)); err == nil {
 			t.Error("blob stored under a digest it does not match")
 		}
 		// Also when the body is a plain stream, sent unsigned.
-		if err := b.PutCAS(ctx, other, int64(len(blob)), io.MultiReader(bytes.NewReader(blob))); err == nil {
+		if err := b.PutCAS(ctx, SizedDigest{other, int64(len(blob))}, io.MultiReader(bytes.NewReader(blob))); err == nil {
 			t.Error("streamed blob stored under a digest it does not match")
 		}
-		if has, _ := b.HasCAS(ctx, other); has {
+		if has, _ := hasBlob(ctx, b, SizedDigest{other, int64(len(blob))}); has {
 			t.Error("mismatched blob present")
 		}
 	})
@@ -111,10 +111,10 @@ func TestS3BackendFromEnvironment(t *testing.T) {
 				t.Errorf("String() = %q does not name the endpoint", b.String())
 			}
 			blob := []byte(endpointVar)
-			if err := b.PutCAS(ctx, Sum(blob), int64(len(blob)), bytes.NewReader(blob)); err != nil {
+			if err := b.PutCAS(ctx, SizedDigest{Sum(blob), int64(len(blob))}, bytes.NewReader(blob)); err != nil {
 				t.Fatal(err)
 			}
-			if has, err := b.HasCAS(ctx, Sum(blob)); err != nil || !has {
+			if has, err := hasBlob(ctx, b, SizedDigest{Sum(blob), int64(len(blob))}); err != nil || !has {
 				t.Fatalf("HasCAS = %v, %v", has, err)
 			}
 		})

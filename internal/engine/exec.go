@@ -103,7 +103,9 @@ type Executor struct {
 type RemoteCache interface {
 	// Fetch returns a result for key whose blobs are now in the local cache.
 	Fetch(ctx context.Context, key cache.ActionKey) (*cache.ActionResult, bool)
-	// Upload stores a result and its blobs (if uploads are enabled).
+	// Upload stores a result and its blobs (if uploads are enabled). It
+	// may queue them and return at once: it is called while the action
+	// holds its job slot, and r is not changed afterwards.
 	Upload(ctx context.Context, key cache.ActionKey, r *cache.ActionResult)
 }
 

@@ -1,6 +1,7 @@
 // Package testenv is what pipe's tests need from the machine, in one
 // place: the real servers they run against (nginx with WebDAV for the HTTP
-// cache, MinIO and moto for S3, moto for CloudFormation), and the rule for
+// cache, MinIO and moto for S3, bazel-remote for REAPI over gRPC, moto for
+// CloudFormation), and the rule for
 // a component that is missing. That rule is Need: the test is skipped
 // loudly, or fails when PIPE_REQUIRE_ALL=1, so CI, which installs every
 // component, cannot pass by skipping.
@@ -84,7 +85,9 @@ func installHint(name string) string {
 	case "nginx":
 		return "apt-get install -y nginx"
 	case "minio":
-		return "go install github.com/minio/minio@latest"
+		return "go install github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c (the version .ci/run pins)"
+	case "bazel-remote":
+		return bazelRemoteHint
 	}
 	return "install " + name
 }
