@@ -57,6 +57,10 @@ type Stack struct {
 	DockerImages int
 	// Deps are the stacks this one needs deployed first.
 	Deps []*Stack
+	// NoHotswap, when set, says why the stack must never be hotswapped
+	// (its cdk_stack target says hotswap = False): pipe deploy --hotswap
+	// refuses it. A stack tagged pipe:hotswap=false is refused too.
+	NoHotswap string
 }
 
 // Name is how messages name the stack: its construct path, with the
