@@ -175,7 +175,7 @@ type AliasReset struct {
 // functions naming it follow.
 type LayerUpdate struct {
 	LogicalID string
-	// LayerName is the layer's ARN without a version.
+	// LayerName is the layer's name.
 	LayerName                                   string
 	Content                                     S3Location
 	Description, LicenseInfo                    string
@@ -559,11 +559,14 @@ func (d *draft) resolve(old, cur tpl, ev *evaluator) *HotswapPlan {
 		if !ok {
 			continue
 		}
-		lu := &LayerUpdate{LogicalID: id, LayerName: arn}
-		// A layer version's ARN ends in its number.
-		if i := strings.LastIndex(arn, ":"); strings.Count(arn, ":") == 7 {
-			lu.LayerName = arn[:i]
+		// A layer version's ARN is arn:PARTITION:lambda:REGION:ACCOUNT:layer:NAME:VERSION.
+		// The name alone names the layer in the stack's own account.
+		parts := strings.Split(arn, ":")
+		if len(parts) != 8 || parts[5] != "layer" {
+			block(id, "", fmt.Errorf("its physical ID %q is not a layer version ARN", arn))
+			continue
 		}
+		lu := &LayerUpdate{LogicalID: id, LayerName: parts[6]}
 		p := cur.props(id)
 		content, _ := p["Content"].(map[string]any)
 		loc, prop, err := s3Location(ev, content)
