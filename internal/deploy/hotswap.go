@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -158,6 +159,9 @@ type VersionUpdate struct {
 	LogicalID   string
 	Description string
 	Aliases     []*AliasUpdate
+
+	// published is the version number Lambda gave, once published.
+	published string
 }
 
 // AliasUpdate is an alias moved to a version this hotswap publishes.
@@ -516,27 +520,81 @@ func subString(v map[string]any) (string, bool) {
 	return "", false
 }
 
-// addRecord adds to the draft what an earlier hotswap changed, so that it
-// is set from the template again: the deployed stack differs from its
-// template there even where the templates agree.
+// addRecord adds to the draft what earlier hotswaps set, so that it is set
+// from the template again: the deployed stack differs from its template
+// there even where the templates agree. (What already has the template's
+// value is dropped after evaluation, by dropApplied.)
 func (d *draft) addRecord(rec *HotswapRecord, cur tpl) {
 	for id, rf := range rec.Functions {
 		if cur.typeOf(id) != "AWS::Lambda::Function" {
 			continue // gone from the template: CloudFormation deletes it
 		}
 		f := d.fn(id)
-		f.code = f.code || rf.Code
-		f.desc = f.desc || rf.Description
-		f.layers = f.layers || rf.Layers
-		for _, k := range rf.Environment {
+		f.code = f.code || rf.Code != nil
+		f.desc = f.desc || rf.Description != nil
+		f.layers = f.layers || rf.Layers != nil
+		for k := range rf.Environment {
 			f.envKeys[k] = true
 		}
 	}
-	for _, a := range rec.Aliases {
+	for a := range rec.Aliases {
 		if _, moved := d.aliases[a]; !moved && cur.typeOf(a) == "AWS::Lambda::Alias" {
 			d.resets[a] = true
 		}
 	}
+}
+
+// dropApplied leaves out of the plan what the function already has: the
+// values an earlier hotswap set (rec) that equal the template's. A
+// function left with nothing to change publishes no version either: the
+// earlier hotswap published it.
+func (h *HotswapPlan) dropApplied(rec *HotswapRecord) {
+	if rec == nil {
+		return
+	}
+	var fns []*FunctionUpdate
+	for _, u := range h.Functions {
+		rf := rec.Functions[u.LogicalID]
+		if rf != nil {
+			if u.Code != nil && rf.Code != nil && *u.Code == *rf.Code {
+				u.Code = nil
+			}
+			if u.Description != nil && rf.Description != nil && *u.Description == *rf.Description {
+				u.Description = nil
+			}
+			if u.Layers != nil && rf.Layers != nil && len(u.Layers) == len(*rf.Layers) {
+				same := true
+				for i, l := range u.Layers {
+					same = same && l.Layer == nil && l.ARN == (*rf.Layers)[i]
+				}
+				if same {
+					u.Layers = nil
+				}
+			}
+			if u.Env != nil {
+				for k, v := range u.Env.Set {
+					if r, ok := rf.Environment[k]; ok && r != nil && *r == v {
+						delete(u.Env.Set, k)
+					}
+				}
+				u.Env.Remove = slices.DeleteFunc(u.Env.Remove, func(k string) bool {
+					r, ok := rf.Environment[k]
+					return ok && r == nil
+				})
+				if len(u.Env.Set) == 0 && len(u.Env.Remove) == 0 {
+					u.Env = nil
+				}
+			}
+		}
+		if len(u.Changed()) > 0 {
+			fns = append(fns, u)
+		}
+	}
+	h.Functions = fns
+	h.Aliases = slices.DeleteFunc(h.Aliases, func(a *AliasReset) bool {
+		v, ok := rec.Aliases[a.LogicalID]
+		return ok && v == a.Version
+	})
 }
 
 // resolve is the second pass: with the stack's physical IDs, evaluate the
@@ -910,6 +968,7 @@ func (pl *planner) planHotswap(ctx context.Context, rc *regionClients, p *StackP
 	}
 	ev := newEvaluator(s, p.cur, p.Account, p.Region, physical, types)
 	r := d.resolve(old, cur, ev)
+	r.dropApplied(p.Hotswapped)
 	r.Mode = h.Mode
 	r.settles = p.Hotswapped != nil && len(p.Template) == 0
 	*h = *r

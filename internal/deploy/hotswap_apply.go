@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -102,7 +101,7 @@ func (a *applier) hotswapStack(ctx context.Context, p *StackPlan) (outputs map[s
 	}
 	// The record goes first: an interrupted hotswap leaves drift too.
 	if !h.settles {
-		if err := p.records.add(p.Account, p.Region, s.StackName, h, time.Now()); err != nil {
+		if err := p.records.add(p.Account, p.Region, s.StackName, h, nil, time.Now()); err != nil {
 			return nil, StatusFailed, fmt.Errorf("stack %s: %w; not hotswapped", s.Name(), err)
 		}
 	}
@@ -120,16 +119,18 @@ func (a *applier) hotswapStack(ctx context.Context, p *StackPlan) (outputs map[s
 	if err != nil {
 		return nil, StatusFailed, err
 	}
-	if err := a.updateFunctions(ctx, lc, s, h.Functions, arns, EventHotswapped); err != nil {
-		return nil, StatusFailed, err
-	}
-	if err := a.resetAliases(ctx, lc, s, h.Aliases); err != nil {
+	ferr := a.updateFunctions(ctx, lc, s, h.Functions, arns, EventHotswapped)
+	if err := errors.Join(ferr, a.resetAliases(ctx, lc, s, h.Aliases)); err != nil {
 		return nil, StatusFailed, err
 	}
 	if h.settles {
-		if err := p.records.remove(p.Account, p.Region, s.StackName); err != nil {
-			return nil, StatusFailed, err
-		}
+		err = p.records.remove(p.Account, p.Region, s.StackName)
+	} else {
+		// Now with the published layer versions and function versions.
+		err = p.records.add(p.Account, p.Region, s.StackName, h, arns, time.Now())
+	}
+	if err != nil {
+		return nil, StatusFailed, err
 	}
 	return p.Outputs, StatusHotswapped, nil
 }
@@ -303,6 +304,7 @@ func updateFunction(ctx context.Context, lc *lambda.Client, u *FunctionUpdate, l
 			return nil, fmt.Errorf("publish version %s: %w", v.LogicalID, brief(err))
 		}
 		version := aws.ToString(out.Version)
+		v.published = version
 		changed = append(changed, "version "+version)
 		for _, al := range v.Aliases {
 			if _, err := lc.UpdateAlias(ctx, &lambda.UpdateAliasInput{FunctionName: name, Name: aws.String(al.Name), FunctionVersion: aws.String(version)}); err != nil {
@@ -378,6 +380,7 @@ func (a *applier) converge(ctx context.Context, p *StackPlan) error {
 	d := newDraft()
 	d.addRecord(p.Hotswapped, ct)
 	h := d.resolve(tpl{}, ct, newEvaluator(s, cur, se.account, se.region, physical, types))
+	h.dropApplied(p.Hotswapped)
 	if len(h.Blockers) > 0 {
 		why := make([]string, len(h.Blockers))
 		for i, b := range h.Blockers {
@@ -386,10 +389,7 @@ func (a *applier) converge(ctx context.Context, p *StackPlan) error {
 		return fmt.Errorf("stack %s: what an earlier hotswap changed cannot be set back to the template:\n  %s\nfix the function by hand; then delete %s", s.Name(), strings.Join(why, "\n  "), p.records.path(se.account, se.region, s.StackName))
 	}
 	lc := a.env.lambdaClient(se.regionClients)
-	// Only the variables the hotswaps set are set back; a description or
-	// code is set back whole.
-	fns := slices.DeleteFunc(h.Functions, func(u *FunctionUpdate) bool { return len(u.Changed()) == 0 })
-	if err := a.updateFunctions(ctx, lc, s, fns, nil, EventReset); err != nil {
+	if err := a.updateFunctions(ctx, lc, s, h.Functions, nil, EventReset); err != nil {
 		return err
 	}
 	if err := a.resetAliases(ctx, lc, s, h.Aliases); err != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -144,8 +145,14 @@ func TestApplyHotswapPlan(t *testing.T) {
 		t.Errorf("alias live → %s, want 2", aws.ToString(alias.FunctionVersion))
 	}
 	recs, err := records.find(f.region, "HotswapStack")
-	if err != nil || len(recs) != 1 || !recs[0].Functions["Fn"].Code || strings.Join(recs[0].Functions["Fn"].Environment, ",") != "A,B,GONE" || strings.Join(recs[0].Aliases, ",") != "Live" {
-		t.Errorf("record %+v, %v", recs, err)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("records %+v, %v", recs, err)
+	}
+	rf := recs[0].Functions["Fn"]
+	if rf == nil || rf.Code == nil || rf.Code.Key != "code2.zip" || *rf.Environment["A"] != "2" || rf.Environment["GONE"] != nil || rf.Layers == nil ||
+		!strings.HasSuffix((*rf.Layers)[0], ":layer:deps:2") || recs[0].Aliases["Live"] != "2" {
+		b, _ := json.Marshal(recs[0])
+		t.Errorf("record %s, want what the hotswap set", b)
 	}
 
 	// A protected stack is refused before any call.

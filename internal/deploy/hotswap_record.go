@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"time"
 
 	"github.com/pipebuild/pipe/internal/files"
@@ -25,8 +23,9 @@ type HotswapRecords struct {
 	Dir string
 }
 
-// HotswapRecord is what hotswaps changed on one deployed stack since its
-// last deployment.
+// HotswapRecord is what hotswaps set on one deployed stack since its last
+// deployment: the values the functions have now, where they may differ
+// from what CloudFormation deployed.
 type HotswapRecord struct {
 	Account string `json:"account"`
 	Region  string `json:"region"`
@@ -36,17 +35,20 @@ type HotswapRecord struct {
 	Last  time.Time `json:"last"`
 	// Functions are the hotswapped functions by logical ID.
 	Functions map[string]*RecordedFunction `json:"functions"`
-	// Aliases are the aliases moved to versions a hotswap published.
-	Aliases []string `json:"aliases,omitempty"`
+	// Aliases are the aliases moved (logical ID → version).
+	Aliases map[string]string `json:"aliases,omitempty"`
 }
 
-// RecordedFunction is what hotswaps changed on one function.
+// RecordedFunction is what hotswaps set on one function; nil is what
+// CloudFormation deployed.
 type RecordedFunction struct {
-	Code        bool `json:"code,omitempty"`
-	Description bool `json:"description,omitempty"`
-	Layers      bool `json:"layers,omitempty"`
-	// Environment are the variables set or removed.
-	Environment []string `json:"environment,omitempty"`
+	Code *S3Location `json:"code,omitempty"`
+	// Environment are the variables set, and those removed (nil).
+	Environment map[string]*string `json:"environment,omitempty"`
+	Description *string            `json:"description,omitempty"`
+	// Layers are the layer version ARNs, "" for a version whose
+	// publication was not seen to finish.
+	Layers *[]string `json:"layers,omitempty"`
 }
 
 func (r *HotswapRecords) path(account, region, stack string) string {
@@ -90,10 +92,11 @@ func readRecord(file string) (*HotswapRecord, error) {
 	return &rec, nil
 }
 
-// add merges what a hotswap changes into the stack's record, before the
-// first call that changes anything: an interrupted hotswap leaves drift
-// too.
-func (r *HotswapRecords) add(account, region, stack string, h *HotswapPlan, now time.Time) error {
+// add merges what a hotswap sets into the stack's record. It is called
+// before the first call that changes anything (an interrupted hotswap
+// leaves drift too), and again once new layer versions are published
+// (layers: their ARNs).
+func (r *HotswapRecords) add(account, region, stack string, h *HotswapPlan, layers map[*LayerUpdate]string, now time.Time) error {
 	if r == nil || r.Dir == "" {
 		return nil
 	}
@@ -111,25 +114,52 @@ func (r *HotswapRecords) add(account, region, stack string, h *HotswapPlan, now 
 			f = &RecordedFunction{}
 			rec.Functions[u.LogicalID] = f
 		}
-		f.Code = f.Code || u.Code != nil
-		f.Description = f.Description || u.Description != nil
-		f.Layers = f.Layers || u.Layers != nil
+		if u.Code != nil {
+			c := *u.Code
+			f.Code = &c
+		}
+		if u.Description != nil {
+			d := *u.Description
+			f.Description = &d
+		}
 		if u.Env != nil {
-			for k := range u.Env.Set {
-				f.Environment = append(f.Environment, k)
+			if f.Environment == nil {
+				f.Environment = map[string]*string{}
 			}
-			f.Environment = append(f.Environment, u.Env.Remove...)
-			sort.Strings(f.Environment)
-			f.Environment = slices.Compact(f.Environment)
+			for k, v := range u.Env.Set {
+				f.Environment[k] = &v
+			}
+			for _, k := range u.Env.Remove {
+				f.Environment[k] = nil
+			}
+		}
+		if u.Layers != nil {
+			arns := make([]string, len(u.Layers))
+			for i, l := range u.Layers {
+				arns[i] = l.ARN
+				if l.Layer != nil {
+					arns[i] = layers[l.Layer]
+				}
+			}
+			f.Layers = &arns
 		}
 		for _, v := range u.Versions {
 			for _, a := range v.Aliases {
-				rec.Aliases = append(rec.Aliases, a.LogicalID)
+				if rec.Aliases == nil {
+					rec.Aliases = map[string]string{}
+				}
+				// The version is known once published; until then the
+				// alias counts as moved somewhere unknown.
+				rec.Aliases[a.LogicalID] = v.published
 			}
 		}
 	}
-	sort.Strings(rec.Aliases)
-	rec.Aliases = slices.Compact(rec.Aliases)
+	for _, a := range h.Aliases {
+		if rec.Aliases == nil {
+			rec.Aliases = map[string]string{}
+		}
+		rec.Aliases[a.LogicalID] = a.Version
+	}
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return err

@@ -103,7 +103,9 @@ func planHotswapOf(t *testing.T, oldB, newB []byte, reasons []string, rec *Hotsw
 	}
 	s := &Stack{StackName: "stack"}
 	ev := newEvaluator(s, &deployed{id: "arn:aws:cloudformation:eu-west-1:123456789012:stack/stack/1", params: map[string]cfntypes.Parameter{}}, "123456789012", "eu-west-1", hotswapPhysical, types)
-	return d.resolve(old, cur, ev)
+	h := d.resolve(old, cur, ev)
+	h.dropApplied(rec)
+	return h
 }
 
 func blockers(h *HotswapPlan) string {
@@ -256,10 +258,18 @@ func TestHotswapLayerFollowedByFunctions(t *testing.T) {
 }
 
 // A record of an earlier hotswap makes the functions' recorded properties
-// set from the template again, even where the templates agree.
+// set from the template again, even where the templates agree; what the
+// function already has is left alone.
 func TestHotswapRecordResetsWhatWasHotswapped(t *testing.T) {
 	tpl := hotswapTemplate(nil)
-	rec := &HotswapRecord{Functions: map[string]*RecordedFunction{"Fn": {Code: true, Environment: []string{"GONE", "STAGE"}}}, Aliases: []string{"Live"}}
+	on, dev := "on", "dev"
+	rec := &HotswapRecord{
+		Functions: map[string]*RecordedFunction{"Fn": {
+			Code:        &S3Location{Bucket: "cdk-hnb659fds-assets-123456789012-eu-west-1", Key: "code2.zip"},
+			Environment: map[string]*string{"GONE": &on, "STAGE": &dev, "REMOVED": nil},
+		}},
+		Aliases: map[string]string{"Live": "7"},
+	}
 	h := planHotswapOf(t, tpl, tpl, []string{reasonHotswapped}, rec)
 	if !h.Hotswappable() || len(h.Functions) != 1 {
 		t.Fatalf("blockers:\n%s\nfunctions %+v", blockers(h), h.Functions)
@@ -268,11 +278,32 @@ func TestHotswapRecordResetsWhatWasHotswapped(t *testing.T) {
 	if u.Code == nil || u.Code.Key != "code1.zip" {
 		t.Errorf("code %+v, want the template's code1.zip", u.Code)
 	}
-	if u.Env == nil || len(u.Env.Set) != 1 || u.Env.Set["STAGE"] != "dev" || strings.Join(u.Env.Remove, ",") != "GONE" {
-		t.Errorf("env %+v, want STAGE=dev set back and GONE removed, nothing else touched", u.Env)
+	// STAGE has the template's value already; GONE, which the template
+	// lacks, goes; REMOVED was removed and the template lacks it too.
+	if u.Env == nil || len(u.Env.Set) != 0 || strings.Join(u.Env.Remove, ",") != "GONE" {
+		t.Errorf("env %+v, want GONE removed and nothing else touched", u.Env)
 	}
 	if len(h.Aliases) != 1 || h.Aliases[0].Name != "live" || h.Aliases[0].Version != "1" || h.Aliases[0].FunctionName != "stack-Fn-123" {
 		t.Errorf("aliases %+v, want live back on version 1", h.Aliases)
+	}
+
+	// A second hotswap changes what differs from what the first one set:
+	// the environment, not the code it set already.
+	cur := hotswapTemplate(func(res map[string]any) {
+		props(res, "Fn")["Code"].(map[string]any)["S3Key"] = "code2.zip"
+		props(res, "Fn")["Environment"].(map[string]any)["Variables"].(map[string]any)["NEW"] = "1"
+		newVersion(res)
+	})
+	rec.Aliases = map[string]string{"Live": "2"}
+	h = planHotswapOf(t, tpl, cur, []string{reasonTemplate, reasonHotswapped}, rec)
+	if !h.Hotswappable() || len(h.Functions) != 1 {
+		t.Fatalf("blockers:\n%s\nfunctions %+v", blockers(h), h.Functions)
+	}
+	if got := strings.Join(h.Functions[0].Changed(), "; "); got != "environment (GONE, NEW)" {
+		t.Errorf("the second hotswap changes %q, want the environment alone", got)
+	}
+	if len(h.Functions[0].Versions) != 1 {
+		t.Errorf("the function changes, so its new version is published: %+v", h.Functions[0].Versions)
 	}
 }
 
@@ -319,13 +350,19 @@ func TestHotswapRecords(t *testing.T) {
 		t.Fatalf("find in an empty store: %v, %v", recs, err)
 	}
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	h := &HotswapPlan{Functions: []*FunctionUpdate{{LogicalID: "Fn", Code: &S3Location{}, Env: &EnvUpdate{Set: map[string]string{"B": "1"}, Remove: []string{"A"}},
-		Versions: []*VersionUpdate{{Aliases: []*AliasUpdate{{LogicalID: "Live"}}}}}}}
-	if err := r.add("123456789012", "eu-west-1", "S", h, now); err != nil {
+	ver := &VersionUpdate{Aliases: []*AliasUpdate{{LogicalID: "Live"}}}
+	h := &HotswapPlan{Functions: []*FunctionUpdate{{LogicalID: "Fn", Code: &S3Location{Bucket: "b", Key: "k"}, Env: &EnvUpdate{Set: map[string]string{"B": "1"}, Remove: []string{"A"}},
+		Versions: []*VersionUpdate{ver}}}}
+	if err := r.add("123456789012", "eu-west-1", "S", h, nil, now); err != nil {
 		t.Fatal(err)
 	}
-	h2 := &HotswapPlan{Functions: []*FunctionUpdate{{LogicalID: "Fn", Env: &EnvUpdate{Set: map[string]string{"C": "2", "B": "3"}}}, {LogicalID: "Other", Description: new(string)}}}
-	if err := r.add("123456789012", "eu-west-1", "S", h2, now.Add(time.Minute)); err != nil {
+	ver.published = "4"
+	if err := r.add("123456789012", "eu-west-1", "S", h, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	desc := ""
+	h2 := &HotswapPlan{Functions: []*FunctionUpdate{{LogicalID: "Fn", Env: &EnvUpdate{Set: map[string]string{"C": "2", "B": "3"}}}, {LogicalID: "Other", Description: &desc}}}
+	if err := r.add("123456789012", "eu-west-1", "S", h2, nil, now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := r.find("eu-west-1", "S")
@@ -334,8 +371,18 @@ func TestHotswapRecords(t *testing.T) {
 	}
 	rec := recs[0]
 	fn := rec.Functions["Fn"]
-	if rec.Account != "123456789012" || !rec.First.Equal(now) || !rec.Last.Equal(now.Add(time.Minute)) || fn == nil || !fn.Code ||
-		strings.Join(fn.Environment, ",") != "A,B,C" || rec.Functions["Other"] == nil || !rec.Functions["Other"].Description || strings.Join(rec.Aliases, ",") != "Live" {
+	env := func(k string) string {
+		v, ok := fn.Environment[k]
+		switch {
+		case !ok:
+			return "unset"
+		case v == nil:
+			return "removed"
+		}
+		return *v
+	}
+	if rec.Account != "123456789012" || !rec.First.Equal(now) || !rec.Last.Equal(now.Add(time.Minute)) || fn == nil || fn.Code == nil || fn.Code.Key != "k" ||
+		env("A") != "removed" || env("B") != "3" || env("C") != "2" || rec.Functions["Other"] == nil || rec.Functions["Other"].Description == nil || rec.Aliases["Live"] != "4" {
 		b, _ := json.Marshal(rec)
 		t.Errorf("merged record %s", b)
 	}
@@ -349,7 +396,7 @@ func TestHotswapRecords(t *testing.T) {
 		t.Errorf("the record is still there after remove")
 	}
 	var none *HotswapRecords
-	if err := none.add("a", "r", "s", h, now); err != nil {
+	if err := none.add("a", "r", "s", h, nil, now); err != nil {
 		t.Errorf("a nil store records nothing, without error: %v", err)
 	}
 }
