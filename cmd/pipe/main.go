@@ -92,6 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		affectedCmd(ctx, g),
 		deployCmd(ctx, g),
 		diffCmd(ctx, g),
+		watchCmd(ctx, g),
 		newCmd(ctx, g),
 		cacheCmd(ctx),
 	)
