@@ -332,7 +332,7 @@ func countResults(results []*deploy.Result) string {
 		counts[r.Status]++
 	}
 	var parts []string
-	for _, st := range []deploy.Status{deploy.StatusHotswapped, deploy.StatusDeployed, deploy.StatusWould, deploy.StatusUnchanged, deploy.StatusFailed, deploy.StatusSkipped, deploy.StatusNotStarted} {
+	for _, st := range []deploy.Status{deploy.StatusHotswapped, deploy.StatusDeployed, deploy.StatusWouldHotswap, deploy.StatusWould, deploy.StatusUnchanged, deploy.StatusFailed, deploy.StatusSkipped, deploy.StatusNotStarted} {
 		if n := counts[st]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, st))
 		}

@@ -196,12 +196,19 @@ func (d *deployUI) dryRun(plans []*deploy.StackPlan) ([]*deploy.Result, error) {
 			errs = append(errs, r.Err)
 			fmt.Fprintf(&b, "✗ %s: %s\n", s.DisplayName, withoutStack(s, r.Err))
 		case p.Hotswap.Hotswappable():
+			r.Status = deploy.StatusWouldHotswap
 			fmt.Fprintf(&b, "• %s would be hotswapped (%s)\n", s.DisplayName, strings.Join(p.Reasons, ", "))
 			for _, l := range p.Hotswap.Layers {
 				fmt.Fprintf(&b, "  layer %s: new version from s3://%s/%s\n", l.LogicalID, l.Content.Bucket, l.Content.Key)
 			}
 			for _, u := range p.Hotswap.Functions {
 				fmt.Fprintf(&b, "  function %s (%s): %s\n", u.LogicalID, u.FunctionName, strings.Join(u.Changed(), ", "))
+			}
+			for _, a := range p.Hotswap.Aliases {
+				fmt.Fprintf(&b, "  alias %s (%s): back to version %s\n", a.LogicalID, a.Name, a.Version)
+			}
+			if len(p.Hotswap.Layers)+len(p.Hotswap.Functions)+len(p.Hotswap.Aliases) == 0 {
+				b.WriteString("  nothing to update: the functions have the template's values already\n")
 			}
 		default:
 			fmt.Fprintf(&b, "• %s would be deployed (%s)\n", s.DisplayName, strings.Join(p.Reasons, ", "))

@@ -7,11 +7,15 @@ package main
 // with its template; protected stacks are refused.
 
 import (
+	"bufio"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
@@ -218,5 +222,173 @@ func wantNoWrites(t *testing.T, p *testenv.CountingProxy) {
 	t.Helper()
 	if w := p.Writes(); len(w) > 0 {
 		t.Errorf("want no write calls, got %v", w)
+	}
+}
+
+// stackOutput reads one output of a deployed stack.
+func (r *awsRegion) stackOutput(t *testing.T, stack, key string) string {
+	t.Helper()
+	out, err := cloudformation.NewFromConfig(r.aws()).DescribeStacks(context.Background(), &cloudformation.DescribeStacksInput{StackName: aws.String(stack)})
+	if err != nil || len(out.Stacks) != 1 {
+		t.Fatalf("describe %s: %v", stack, err)
+	}
+	for _, o := range out.Stacks[0].Outputs {
+		if aws.ToString(o.OutputKey) == key {
+			return aws.ToString(o.OutputValue)
+		}
+	}
+	t.Fatalf("stack %s has no output %s", stack, key)
+	return ""
+}
+
+// watchProcess is a running pipe watch whose stderr lines the test reads.
+type watchProcess struct {
+	cmd   *exec.Cmd
+	lines chan string
+	all   *lockedBuffer
+	done  chan error
+}
+
+func startWatch(t *testing.T, ws *workspace, env []string, args ...string) *watchProcess {
+	t.Helper()
+	cmd := pipeCmdEnv(ws, env, append([]string{"watch"}, args...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &watchProcess{cmd: cmd, lines: make(chan string, 1000), all: &lockedBuffer{}, done: make(chan error, 1)}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			w.all.Write([]byte(sc.Text() + "\n"))
+			w.lines <- sc.Text()
+		}
+		close(w.lines)
+		w.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		t.Logf("pipe watch printed:\n%s", w.all.String())
+	})
+	return w
+}
+
+// cycle waits for the next cycle line (the one starting with a time) and
+// returns it.
+func (w *watchProcess) cycle(t *testing.T, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l, ok := <-w.lines:
+			if !ok {
+				t.Fatalf("pipe watch ended")
+			}
+			if cycleLine.MatchString(l) {
+				return l
+			}
+		case <-deadline:
+			t.Fatalf("no cycle line within %v", timeout)
+		}
+	}
+}
+
+// quiet checks that no cycle starts for a while.
+func (w *watchProcess) quiet(t *testing.T, d time.Duration) {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case l := <-w.lines:
+			if cycleLine.MatchString(l) {
+				t.Errorf("a cycle ran: %s", l)
+			}
+		case <-deadline:
+			return
+		}
+	}
+}
+
+var cycleLine = regexp.MustCompile(`^\[\d\d:\d\d:\d\d\] `)
+
+// TestWatchHotswaps: pipe watch --deploy --hotswap deploys at start, sees a
+// Python edit and hotswaps it, ignores files that are no input (a README,
+// a non-Python file the glob leaves out, an editor's swap file), survives a
+// syntax error in the CDK app and recovers, and ends with status 0 on
+// Ctrl-C while it waits.
+func TestWatchHotswaps(t *testing.T) {
+	nm := testenv.CDKNodeModules(t)
+	r := newAWSRegion(t, "eu-south-1", true)
+	ws, env := cdkDeployWorkspace(t, nm)
+	w := startWatch(t, ws, append(r.env(), env...), "//...", "--deploy", "--hotswap", "--require-approval", "never", "--debounce", "50ms")
+
+	l := w.cycle(t, 3*time.Minute)
+	if !regexp.MustCompile(`\] start · build \d+\.\d\ds \(5 executed, 0 cached\) · deploy \d+\.\d\ds \(3 deployed\) · ok$`).MatchString(l) {
+		t.Fatalf("first cycle: %q, want the build and three stacks deployed", l)
+	}
+	fn := r.stackOutput(t, "MyApiStack", "FunctionName")
+	first := checkFunction(t, r, ws, fn, cdkAppMain)
+
+	edited := cdkAppMain + "\nVERSION = 2\n"
+	r.proxy.Reset()
+	ws.write(t, "packages/my-api/my_api/main.py", edited)
+	l = w.cycle(t, 2*time.Minute)
+	if !regexp.MustCompile(`\] packages/my-api/my_api/main\.py changed · build \d+\.\d\ds \(\d executed, \d cached\) · deploy \d+\.\d\ds \(1 hotswapped, 2 unchanged\) · ok$`).MatchString(l) {
+		t.Errorf("after the edit: %q, want main.py changed, built and hotswapped", l)
+	}
+	if !strings.Contains(w.all.String(), handlerPrefix) {
+		t.Errorf("no `%s…` line", handlerPrefix)
+	}
+	if code := checkFunction(t, r, ws, fn, edited); code == first {
+		t.Errorf("the function still runs the first code")
+	}
+	if cw := r.cfnWrites(); len(cw) > 0 {
+		t.Errorf("the watch's hotswap made CloudFormation write calls: %v", cw)
+	}
+
+	// Files no target reads start nothing.
+	ws.write(t, "packages/my-api/README.md", "notes\n")
+	ws.write(t, "packages/my-api/my_api/data.txt", "not in glob([\"my_api/**/*.py\"])\n")
+	ws.write(t, "packages/my-api/my_api/.main.py.swp", "vim swap\n")
+	ws.write(t, "packages/my-api/my_api/main.py~", "backup\n")
+	ws.write(t, "dist/stray.txt", "pipe's\n")
+	w.quiet(t, 2*time.Second)
+
+	// A syntax error fails the cycle; fixing it recovers.
+	const mainTS = "packages/infra/src/main.ts"
+	good := ws.read(t, mainTS)
+	ws.write(t, mainTS, good+"\nconst broken: = ;\n")
+	l = w.cycle(t, 2*time.Minute)
+	if !regexp.MustCompile(`\] packages/infra/src/main\.ts changed · build failed \(\d+\.\d\ds\) · waiting for a change$`).MatchString(l) {
+		t.Errorf("after the syntax error: %q, want the build failed", l)
+	}
+	if !strings.Contains(w.all.String(), "FAIL //packages/infra:infra (CdkBundle)") {
+		t.Errorf("the failed build's reason was not printed")
+	}
+	ws.write(t, mainTS, good)
+	l = w.cycle(t, 2*time.Minute)
+	if !regexp.MustCompile(`\] packages/infra/src/main\.ts changed · build \d+\.\d\ds .* · deploy \d+\.\d\ds \(3 unchanged\) · ok$`).MatchString(l) {
+		t.Errorf("after the fix: %q, want a build and nothing to deploy", l)
+	}
+	// A new Python file the glob picks up starts a cycle.
+	ws.write(t, "packages/my-api/my_api/extra.py", "X = 1\n")
+	l = w.cycle(t, 2*time.Minute)
+	if !regexp.MustCompile(`\] packages/my-api/my_api/extra\.py changed · .*\(1 hotswapped, 2 unchanged\) · ok$`).MatchString(l) {
+		t.Errorf("after a new module: %q, want it built and hotswapped", l)
+	}
+
+	if err := w.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-w.done:
+		if code := exitCode(t, err); code != 0 {
+			t.Errorf("Ctrl-C while waiting: exit %d, want 0", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("pipe watch did not stop on Ctrl-C")
 	}
 }

@@ -132,10 +132,11 @@ func runWatch(ctx context.Context, g *globalFlags, f *watchFlags, patterns, comm
 
 	changed := []string(nil) // nil: the first cycle
 	for {
-		if err := w.cycle(ctx, changed); err != nil {
+		interrupted, err := w.cycle(ctx, changed)
+		if err != nil {
 			return err
 		}
-		if ctx.Err() != nil {
+		if interrupted {
 			return &exitError{code: 130}
 		}
 		if changed, err = w.wait(ctx); err != nil {
@@ -148,8 +149,9 @@ func runWatch(ctx context.Context, g *globalFlags, f *watchFlags, patterns, comm
 }
 
 // cycle builds, deploys and runs the command once, and prints the cycle's
-// line. Only what stops watching altogether is an error.
-func (w *watcher) cycle(ctx context.Context, changed []string) error {
+// line. interrupted says Ctrl-C cut it short; only what stops watching
+// altogether is an error.
+func (w *watcher) cycle(ctx context.Context, changed []string) (interrupted bool, err error) {
 	start := time.Now()
 	var b strings.Builder
 	fmt.Fprintf(&b, "[%s] %s", start.Format("15:04:05"), describeChanges(changed))
@@ -168,15 +170,15 @@ func (w *watcher) cycle(ctx context.Context, changed []string) error {
 	if err != nil {
 		w.stderr.Write(out.Bytes())
 		line("build failed: " + err.Error())
-		return nil
+		return false, nil
 	}
 	pats, err := s.patterns(w.patterns)
 	if err != nil {
-		return err
+		return false, err
 	}
 	lock, err := s.lock(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer lock.Release()
 	plan, err := s.buildLocked(ctx, pats)
@@ -190,12 +192,13 @@ func (w *watcher) cycle(ctx context.Context, changed []string) error {
 		switch {
 		case ctx.Err() != nil:
 			line(fmt.Sprintf("build interrupted (%s)", formatDuration(buildTime)))
+			return true, nil
 		case errors.As(err, &ee):
 			line(fmt.Sprintf("build failed (%s) · waiting for a change", formatDuration(buildTime)))
 		default:
 			line(fmt.Sprintf("build failed (%s): %v · waiting for a change", formatDuration(buildTime), err))
 		}
-		return nil
+		return false, nil
 	}
 	fmt.Fprintf(&b, " · build %s (%s)", formatDuration(buildTime), buildCounts(s.ui))
 
@@ -206,13 +209,13 @@ func (w *watcher) cycle(ctx context.Context, changed []string) error {
 		if err != nil {
 			if ctx.Err() != nil {
 				line(fmt.Sprintf("deploy interrupted (%s)", d))
-				return nil
+				return true, nil
 			}
 			if summary == "" {
 				fmt.Fprintf(w.stderr, "pipe: %v\n", err)
 			}
 			line(fmt.Sprintf("deploy failed (%s%s) · waiting for a change", d, prefixed(", ", summary)))
-			return nil
+			return false, nil
 		}
 		fmt.Fprintf(&b, " · deploy %s (%s)", d, summary)
 	}
@@ -225,15 +228,15 @@ func (w *watcher) cycle(ctx context.Context, changed []string) error {
 		switch {
 		case ctx.Err() != nil:
 			line(fmt.Sprintf("%s interrupted (%s)", w.command[0], d))
-			return nil
+			return true, nil
 		case err != nil:
 			line(fmt.Sprintf("%s failed (%s): %v", w.command[0], d, err))
-			return nil
+			return false, nil
 		}
 		fmt.Fprintf(&b, " · %s %s", w.command[0], d)
 	}
 	line("ok")
-	return nil
+	return false, nil
 }
 
 func prefixed(sep, s string) string {

@@ -17,9 +17,14 @@ import (
 // PhaseHotswap: Lambda calls of a hotswap were in flight.
 const PhaseHotswap Phase = "hotswap"
 
-// StatusHotswapped: the stack's changes were applied with Lambda calls;
-// the deployed stack now differs from its template until it is deployed.
-const StatusHotswapped Status = "hotswapped"
+const (
+	// StatusHotswapped: the stack's changes were applied with Lambda
+	// calls; the deployed stack differs from its template until it is
+	// deployed.
+	StatusHotswapped Status = "hotswapped"
+	// StatusWouldHotswap: --dry-run of a stack that would be hotswapped.
+	StatusWouldHotswap Status = "would hotswap"
+)
 
 // maxFunctionUpdates bounds the functions of a stack updated at once.
 const maxFunctionUpdates = 8
@@ -78,6 +83,11 @@ func (a *applier) applyStack(ctx context.Context, p *StackPlan) (map[string]stri
 // new versions and moves the aliases.
 func (a *applier) hotswapStack(ctx context.Context, p *StackPlan) (outputs map[string]string, status Status, err error) {
 	s, h := p.Stack, p.Hotswap
+	if h.empty() && !h.settles {
+		// The functions have what the template says already (an earlier
+		// hotswap set it): nothing to call. The stack stays recorded.
+		return p.Outputs, StatusUnchanged, nil
+	}
 	a.emit(&StackEvent{Kind: EventHotswapping, Stack: s, Reasons: p.Reasons})
 	if p.Blocker != nil {
 		return nil, StatusFailed, p.Blocker
@@ -133,6 +143,11 @@ func (a *applier) hotswapStack(ctx context.Context, p *StackPlan) (outputs map[s
 		return nil, StatusFailed, err
 	}
 	return p.Outputs, StatusHotswapped, nil
+}
+
+// empty reports a plan without a call to make.
+func (h *HotswapPlan) empty() bool {
+	return len(h.Layers) == 0 && len(h.Functions) == 0 && len(h.Aliases) == 0
 }
 
 // publishLayers publishes the layers' new versions, in parallel, and
