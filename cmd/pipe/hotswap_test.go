@@ -178,6 +178,28 @@ func TestDeployHotswap(t *testing.T) {
 		t.Errorf("deploy after converging: exit %d, writes %v; want no changes", b.code, r.proxy.Writes())
 	}
 
+	// An edit hotswapped, then undone: --hotswap sets the function back to
+	// the deployed template and forgets the record.
+	ws.write(t, "packages/my-api/my_api/main.py", edited)
+	if b = r.deploy(t, ws, env, "deploy", "//...", "--hotswap"); b.code != 0 {
+		t.Fatalf("deploy --hotswap: exit %d", b.code)
+	}
+	ws.write(t, "packages/my-api/my_api/main.py", cdkAppMain)
+	r.proxy.Reset()
+	b = r.deploy(t, ws, env, "deploy", "//...", "--hotswap")
+	if b.code != 0 || !strings.Contains(b.stderr, "MyApiStack: set back to the template Handler") || !strings.Contains(b.stderr, "3 stacks: 1 deployed, 2 unchanged") || strings.Contains(b.stderr, "note: hotswapped") {
+		t.Errorf("deploy --hotswap of the deployed sources: exit %d, want the function set back, the stack deployed", b.code)
+	}
+	if w := r.cfnWrites(); len(w) > 0 {
+		t.Errorf("CloudFormation write calls: %v", w)
+	}
+	if code := checkFunction(t, r, ws, fn, cdkAppMain); code != firstCode {
+		t.Errorf("the function runs %s, want the template's %s", code, firstCode)
+	}
+	if _, err := os.Stat(recordFile(ws, r.region, "MyApiStack")); !os.IsNotExist(err) {
+		t.Errorf("the record outlived the stack's return to its template: %v", err)
+	}
+
 	// An IAM change (with a code edit) cannot be hotswapped: refused with
 	// --hotswap-fallback=never, deployed with a change set otherwise, each
 	// naming the resource and property.

@@ -129,17 +129,24 @@ func (a *applier) hotswapStack(ctx context.Context, p *StackPlan) (outputs map[s
 	if err != nil {
 		return nil, StatusFailed, err
 	}
-	ferr := a.updateFunctions(ctx, lc, s, h.Functions, arns, EventHotswapped)
+	// A stack whose template is the deployed one, hotswapped earlier, is
+	// set back to it: afterwards it matches its template again.
+	kind := EventHotswapped
+	if h.settles {
+		kind = EventReset
+	}
+	ferr := a.updateFunctions(ctx, lc, s, h.Functions, arns, kind)
 	if err := errors.Join(ferr, a.resetAliases(ctx, lc, s, h.Aliases)); err != nil {
 		return nil, StatusFailed, err
 	}
 	if h.settles {
-		err = p.records.remove(p.Account, p.Region, s.StackName)
-	} else {
-		// Now with the published layer versions and function versions.
-		err = p.records.add(p.Account, p.Region, s.StackName, h, arns, time.Now())
+		if err := p.records.remove(p.Account, p.Region, s.StackName); err != nil {
+			return nil, StatusFailed, err
+		}
+		return p.Outputs, StatusDeployed, nil
 	}
-	if err != nil {
+	// Now with the published layer versions and function versions.
+	if err := p.records.add(p.Account, p.Region, s.StackName, h, arns, time.Now()); err != nil {
 		return nil, StatusFailed, err
 	}
 	return p.Outputs, StatusHotswapped, nil
