@@ -431,6 +431,13 @@ func (w *watcher) wait(ctx context.Context) ([]string, error) {
 			if !ok {
 				return nil, errors.New("the file watcher stopped")
 			}
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				// Events were lost: any input may have changed, and the
+				// build finds out which.
+				changed["(file events lost)"] = true
+				quiet = time.After(w.f.debounce)
+				continue
+			}
 			fmt.Fprintf(w.stderr, "pipe: warning: watching files: %v\n", err)
 		case ev, ok := <-w.fs.Events:
 			if !ok {
