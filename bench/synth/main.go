@@ -26,16 +26,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/pipebuild/pipe/bench/internal/example"
 	"github.com/pipebuild/pipe/bench/internal/timing"
 
-	"github.com/pipebuild/pipe/internal/files"
 	"github.com/pipebuild/pipe/internal/testenv"
 )
 
@@ -84,11 +82,11 @@ func run(pipe, nm, cdk string, runs int) error {
 	}
 	defer os.RemoveAll(work)
 	b := &bench{pipe: pipe, ws: filepath.Join(work, "ws"), cache: filepath.Join(work, "cache")}
-	if err := writeWorkspace(b.ws, nm); err != nil {
+	if err := example.WriteWorkspace(b.ws, nm); err != nil {
 		return err
 	}
-	b.env = append(cleanEnv(), "PIPE_CACHE_DIR="+b.cache, "HOME="+filepath.Join(work, "home"))
-	fmt.Printf("machine: %s; node %s\n", timing.Machine(), nodeVersion())
+	b.env = append(example.CleanEnv(), "PIPE_CACHE_DIR="+b.cache, "HOME="+filepath.Join(work, "home"))
+	fmt.Printf("machine: %s; node %s\n", timing.Machine(), example.NodeVersion())
 
 	measure := func(what string, n int, prepare func(i int) error, want string) error {
 		var walls, synths []time.Duration
@@ -239,107 +237,4 @@ func (b *bench) deploy(cdk string, runs int) error {
 	fmt.Printf("%-58s %s; %d AWS calls, %d writes (%s)\n", "cdk deploy --all --app cdk.out, same moto:", timing.Stats(cdkTimes), len(proxy.Calls()), len(writes), strings.Join(writes, "; "))
 	fmt.Printf("ratio (median): cdk --app / pipe deploy //... = %.1f×\n", float64(timing.Median(cdkTimes))/float64(timing.Median(pipeBuild)))
 	return nil
-}
-
-// writeWorkspace copies the example's infra package and writes stand-ins
-// for its Python-built dependencies.
-func writeWorkspace(ws, nm string) error {
-	example := filepath.Join("examples", "fastapi")
-	if _, err := os.Stat(filepath.Join(example, "packages", "infra", "src", "main.ts")); err != nil {
-		return fmt.Errorf("run from the repository root: %v", err)
-	}
-	infra := filepath.Join(example, "packages", "infra")
-	err := filepath.WalkDir(infra, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(infra, p)
-		if d.IsDir() {
-			if d.Name() == "node_modules" || d.Name() == "cdk.out" {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		switch {
-		case rel == "BUILD.star", rel == "cdk.json", rel == "tsconfig.json", rel == "package.json", strings.HasPrefix(rel, "src"+string(filepath.Separator)):
-			dst := filepath.Join(ws, "packages", "infra", rel)
-			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-				return err
-			}
-			return files.Copy(p, dst, files.CopyOptions{Perm: 0o644})
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	metadata := filepath.Join(example, "packages/common/constructs/src/generated/my-api/metadata.gen.ts")
-	meta, err := os.ReadFile(metadata)
-	if err != nil {
-		meta = []byte(metadataStandIn)
-	}
-	mainPy, err := os.ReadFile(filepath.Join(example, "packages/my-api/my_api/main.py"))
-	if err != nil {
-		return err
-	}
-	files := map[string]string{
-		"WORKSPACE.star": fmt.Sprintf("workspace(name = \"bench\", node_modules = %q)\n", nm),
-		"packages/common/constructs/BUILD.star": `# Stand-in for api_metadata (which needs the app's Python to run).
-filegroup(name = "my-api-metadata", srcs = ["src/generated/my-api/metadata.gen.ts"])
-`,
-		"packages/common/constructs/src/generated/my-api/metadata.gen.ts": string(meta),
-		"packages/my-api/my_api/__init__.py":                              "",
-		"packages/my-api/my_api/main.py":                                  string(mainPy),
-		"packages/my-api/run.sh":                                          "#!/bin/sh\nexec python -m uvicorn my_api.main:app --host 0.0.0.0 --port ${PORT:-8000}\n",
-		"packages/my-api/BUILD.star": `# Stand-in for python_bundle: the app and run.sh, without dependencies.
-genrule(
-    name = "bundle",
-    srcs = ["run.sh"] + glob(["my_api/**/*.py"]),
-    outs = ["bundle/run.sh", "bundle/my_api/__init__.py", "bundle/my_api/main.py"],
-    cmd = "mkdir -p $(RULEDIR)/bundle/my_api && cp packages/my-api/run.sh $(RULEDIR)/bundle/run.sh && cp packages/my-api/my_api/*.py $(RULEDIR)/bundle/my_api/",
-)
-`,
-	}
-	for rel, content := range files {
-		p := filepath.Join(ws, filepath.FromSlash(rel))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		mode := os.FileMode(0o644)
-		if strings.HasSuffix(rel, ".sh") {
-			mode = 0o755
-		}
-		if err := os.WriteFile(p, []byte(content), mode); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-const metadataStandIn = `export const OPERATION_DETAILS = {
-  createItemItemsPost: { path: '/items', method: 'POST' },
-  getItemItemsItemIdGet: { path: '/items/{item_id}', method: 'GET' },
-  'items.list': { path: '/items', method: 'GET' },
-} as const;
-`
-
-// cleanEnv is the environment without the developer's AWS, CDK and pipe
-// settings.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "AWS_") || strings.HasPrefix(kv, "CDK_") || strings.HasPrefix(kv, "PIPE_") || strings.HasPrefix(kv, "HOME=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
-func nodeVersion() string {
-	out, err := exec.Command("node", "--version").Output()
-	if err != nil {
-		return "missing"
-	}
-	return strings.TrimSpace(string(out))
 }

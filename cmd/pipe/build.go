@@ -107,7 +107,8 @@ func runBuild(ctx context.Context, g *globalFlags, aff *affectedFlags, args []st
 }
 
 // build plans and executes the patterns under the workspace lock and prints
-// the summary line. It returns the plan so callers (pipe run) can use it.
+// the summary line. It returns the plan so callers (pipe run) can use it;
+// a failed execution returns it with the error.
 func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Plan, error) {
 	lock, err := s.lock(ctx)
 	if err != nil {
@@ -211,7 +212,9 @@ func (s *session) buildLocked(ctx context.Context, pats []engine.Pattern) (*engi
 			fmt.Fprintln(stderr, "pipe: interrupted; finished outputs are kept, the rest will build next time")
 			return nil, &exitError{code: 130}
 		}
-		return nil, &exitError{code: 1}
+		// The plan goes back with the failure: pipe watch watches the
+		// inputs of a build that failed as well.
+		return plan, &exitError{code: 1}
 	}
 	s.autoTrim(ctx, c)
 	return plan, nil

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -32,6 +33,30 @@ type deployFlags struct {
 	// destroy: --stacks adds the stacks that depend on the named ones
 	// (they must go first), not the ones they depend on.
 	destroy bool
+	// hotswap and hotswapFallback are --hotswap and --hotswap-fallback.
+	hotswap         bool
+	hotswapFallback string
+}
+
+// hotswapMode checks --hotswap and --hotswap-fallback.
+func (f *deployFlags) hotswapMode() (deploy.HotswapMode, error) {
+	switch {
+	case f.hotswapFallback != "deploy" && f.hotswapFallback != "never":
+		return "", engine.Usagef("--hotswap-fallback %q: want deploy or never", f.hotswapFallback)
+	case !f.hotswap && f.hotswapFallback != "deploy":
+		return "", engine.Usagef("--hotswap-fallback needs --hotswap")
+	case !f.hotswap:
+		return deploy.HotswapOff, nil
+	case f.hotswapFallback == "never":
+		return deploy.HotswapOnly, nil
+	}
+	return deploy.HotswapFallBack, nil
+}
+
+func addHotswapFlags(cmd *cobra.Command, f *deployFlags) {
+	fl := cmd.Flags()
+	fl.BoolVar(&f.hotswap, "hotswap", false, "update Lambda functions (code, environment, description, layers, versions and aliases) directly where that is all that changed; other stacks deploy with change sets. For development: the stacks then differ from their templates until the next pipe deploy")
+	fl.StringVar(&f.hotswapFallback, "hotswap-fallback", "deploy", "with --hotswap, what to do with a stack that cannot be hotswapped: deploy (with a change set) or never (refuse it)")
 }
 
 func deployCmd(ctx context.Context, g *globalFlags) *cobra.Command {
@@ -50,6 +75,18 @@ again), creates a change set, shows it, asks for approval when
 Stacks wait for the stacks they depend on; independent ones deploy
 concurrently. Ctrl-C starts nothing new and reports what was in flight.
 
+--hotswap is for development: a stack whose template differs from the
+deployed one only in its Lambda functions' code, environment variables or
+description (or a layer's content the functions follow, with the versions
+and aliases that move along) is updated with Lambda calls instead of a
+change set, in about a second; any other difference deploys that stack with
+a change set, saying why (--hotswap-fallback=never refuses it instead).
+The deployed stack then differs from its template: pipe records that in
+.pipe/hotswap/, and the next deploy without --hotswap deploys the stack and
+sets the functions back to the template. Stacks of a cdk_stack with
+hotswap = False (or context pipe:hotswap = "false"), and stacks tagged
+pipe:hotswap=false, are never hotswapped.
+
 Region and credentials come from the standard AWS chain (AWS_PROFILE,
 AWS_REGION, SSO…); AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> are
 honoured.`,
@@ -64,6 +101,7 @@ honoured.`,
 	fl.BoolVar(&f.dryRun, "dry-run", false, "show what would be deployed, using read calls only")
 	fl.BoolVar(&f.force, "force", false, "deploy stacks even when they are up to date")
 	fl.StringVar(&f.outputsFile, "outputs-file", "", "write the stacks' outputs as JSON ({stack: {key: value}}) to `FILE`")
+	addHotswapFlags(cmd, f)
 	return cmd
 }
 
@@ -103,6 +141,14 @@ type deployInput struct {
 	ui      *ui
 	start   time.Time
 	release func()
+	// records are the workspace's hotswap records (.pipe/hotswap); nil
+	// for --app outside a workspace.
+	records *deploy.HotswapRecords
+}
+
+// hotswapRecords are the hotswap records of the workspace at root.
+func hotswapRecords(root string) *deploy.HotswapRecords {
+	return &deploy.HotswapRecords{Dir: filepath.Join(root, ".pipe", "hotswap")}
 }
 
 // loadDeployInput builds the patterns under the workspace lock, which it
@@ -137,6 +183,9 @@ func loadDeployInput(ctx context.Context, g *globalFlags, f *deployFlags, args [
 		if stacks, err = deploy.LoadAssemblies(dirs); err != nil {
 			return nil, err
 		}
+		if root, err := engine.FindWorkspace(base); err == nil {
+			in.records = hotswapRecords(root)
+		}
 	} else {
 		s, err := openWorkspace(g, stderr)
 		if err != nil {
@@ -165,6 +214,7 @@ func loadDeployInput(ctx context.Context, g *globalFlags, f *deployFlags, args [
 			return nil, engine.Usagef("no cdk_stack target among %s: nothing to deploy (or give a synthesized cloud assembly with --app DIR)", strings.Join(patternArgs(args), " "))
 		}
 		stacks, in.zips = d.Stacks, d.Zips
+		in.records = hotswapRecords(s.ws.Root)
 	}
 	pick := deploy.Select
 	if f.destroy {
@@ -207,6 +257,10 @@ func runDeploy(ctx context.Context, g *globalFlags, f *deployFlags, args []strin
 	if f.concurrency < 1 {
 		return engine.Usagef("--concurrency %d: want 1 or more", f.concurrency)
 	}
+	hotswap, err := f.hotswapMode()
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	in, err := loadDeployInput(ctx, g, f, args, stderr)
 	if err != nil {
@@ -214,32 +268,23 @@ func runDeploy(ctx context.Context, g *globalFlags, f *deployFlags, args []strin
 	}
 	defer in.release()
 	defer in.writeEvents(stderr)
+	if hotswap != deploy.HotswapOff && in.records == nil {
+		return engine.Usagef("--hotswap records what it changed in the workspace's .pipe/hotswap, and --app %s is outside any workspace: run it inside one", strings.Join(f.apps, " "))
+	}
 	cfg, err := deploy.LoadConfig(ctx)
 	if err != nil {
 		return err
 	}
-	plans, err := deploy.Plan(ctx, cfg, in.stacks, deploy.PlanOptions{Force: f.force, Approval: approval})
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
+	rep := newDeployUI(stderr, in.ui, in.start)
+	results, planned, derr := planAndApply(ctx, cfg, in, f, deploy.PlanOptions{Force: f.force, Approval: approval, Hotswap: hotswap, Records: in.records}, rep, stderr)
+	if !planned {
+		if errors.Is(derr, context.Canceled) {
 			fmt.Fprintln(stderr, "pipe: interrupted; no stack was started")
 			return &exitError{code: 130}
 		}
-		return err
+		return derr
 	}
-	rep := newDeployUI(stderr, in.ui, in.start)
-	var results []*deploy.Result
-	var derr error
-	if f.dryRun {
-		results, derr = rep.dryRun(plans)
-	} else {
-		opt := deploy.ApplyOptions{Concurrency: f.concurrency, Zips: in.zips}
-		if term.IsTerminal(int(os.Stdin.Fd())) {
-			opt.Prompt = terminalPrompt(stderr)
-		}
-		results, derr = deploy.Apply(ctx, cfg, plans, opt, rep)
-	}
-
-	printStackSummary(stderr, results, start, deploy.StatusDeployed, deploy.StatusWould, deploy.StatusUnchanged, deploy.StatusFailed, deploy.StatusSkipped, deploy.StatusNotStarted)
+	fmt.Fprintf(stderr, "%d stack%s: %s (%.2fs)\n", len(results), plural(len(results)), countResults(results), time.Since(start).Seconds())
 
 	if lines := deploy.SortedOutputs(results); len(lines) > 0 && !f.dryRun {
 		fmt.Fprintln(stdout, "Outputs:")
@@ -268,20 +313,42 @@ func runDeploy(ctx context.Context, g *globalFlags, f *deployFlags, args []strin
 	}
 }
 
-// printStackSummary prints the line a deploy or destroy ends with: how many
-// stacks ended in each status, in the order given.
-func printStackSummary(w io.Writer, results []*deploy.Result, start time.Time, order ...deploy.Status) {
+// planAndApply plans the stacks and applies the plans, or with --dry-run
+// prints them. planned is false when planning failed as a whole (err).
+func planAndApply(ctx context.Context, cfg aws.Config, in *deployInput, f *deployFlags, po deploy.PlanOptions, rep *deployUI, stderr io.Writer) (results []*deploy.Result, planned bool, err error) {
+	plans, err := deploy.Plan(ctx, cfg, in.stacks, po)
+	if err != nil {
+		return nil, false, err
+	}
+	if f.dryRun {
+		results, err = rep.dryRun(plans)
+		return results, true, err
+	}
+	opt := deploy.ApplyOptions{Concurrency: f.concurrency, Zips: in.zips}
+	if term.IsTerminal(int(os.Stdin.Fd())) {
+		opt.Prompt = terminalPrompt(stderr)
+	}
+	results, err = deploy.Apply(ctx, cfg, plans, opt, rep)
+	return results, true, err
+}
+
+// countResults is the summary of a deployment (or, with order, of a
+// destroy): how many stacks ended how, in the order of the statuses.
+func countResults(results []*deploy.Result, order ...deploy.Status) string {
 	counts := map[deploy.Status]int{}
 	for _, r := range results {
 		counts[r.Status]++
 	}
 	var parts []string
+	if len(order) == 0 {
+		order = []deploy.Status{deploy.StatusHotswapped, deploy.StatusDeployed, deploy.StatusWouldHotswap, deploy.StatusWould, deploy.StatusUnchanged, deploy.StatusFailed, deploy.StatusSkipped, deploy.StatusNotStarted}
+	}
 	for _, st := range order {
 		if n := counts[st]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, st))
 		}
 	}
-	fmt.Fprintf(w, "%d stack%s: %s (%.2fs)\n", len(results), plural(len(results)), strings.Join(parts, ", "), time.Since(start).Seconds())
+	return strings.Join(parts, ", ")
 }
 
 func plural(n int) string {

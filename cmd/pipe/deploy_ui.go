@@ -20,17 +20,32 @@ type deployUI struct {
 	w     io.Writer
 	rec   *ui // nil: nothing records
 	start time.Time
+	// quiet leaves out the lines of stacks with no changes (pipe watch
+	// deploys every cycle).
+	quiet bool
+	// driftSaid is set once the note that hotswapped stacks differ from
+	// their templates was printed: once per process is enough.
+	driftSaid *bool
 }
 
 func newDeployUI(w io.Writer, rec *ui, start time.Time) *deployUI {
-	return &deployUI{w: w, rec: rec, start: start}
+	return &deployUI{w: w, rec: rec, start: start, driftSaid: new(bool)}
 }
+
+// driftNote follows the first hotswapped stack.
+const driftNote = "  note: hotswapped stacks differ from their templates until deployed without --hotswap (pipe records them in .pipe/hotswap/); the next pipe deploy deploys them and sets the functions back to the templates\n"
 
 // StackEvent prints the event and records it.
 func (d *deployUI) StackEvent(ev *deploy.StackEvent) {
 	var b strings.Builder
-	writeStackEvent(&b, ev)
+	if !(d.quiet && ev.Kind == deploy.EventDone && ev.Status == deploy.StatusUnchanged) {
+		writeStackEvent(&b, ev)
+	}
 	d.mu.Lock()
+	if ev.Kind == deploy.EventDone && ev.Status == deploy.StatusHotswapped && !*d.driftSaid {
+		*d.driftSaid = true
+		b.WriteString(driftNote)
+	}
 	io.WriteString(d.w, b.String())
 	d.mu.Unlock()
 	if d.rec != nil {
@@ -52,6 +67,20 @@ func writeStackEvent(b *strings.Builder, ev *deploy.StackEvent) {
 	switch ev.Kind {
 	case deploy.EventDeploying:
 		line("%s: deploying (%s)", name, strings.Join(ev.Reasons, ", "))
+	case deploy.EventHotswapping:
+		line("%s: hotswapping (%s)", name, strings.Join(ev.Reasons, ", "))
+	case deploy.EventHotswapFallback:
+		line("%s: cannot hotswap, deploying with a change set:", name)
+		for _, f := range ev.Fallback {
+			line("  %s", f)
+		}
+	case deploy.EventHotswapped, deploy.EventReset:
+		h := ev.Hotswap
+		verb := "hotswapped"
+		if ev.Kind == deploy.EventReset {
+			verb = "set back to the template"
+		}
+		line("%s: %s %s (%s): %s (%s)", name, verb, h.LogicalID, h.PhysicalName, strings.Join(h.Changed, ", "), formatDuration(ev.Duration))
 	case deploy.EventWaiting:
 		line("%s: waiting for the stack's current operation (%s) to finish", name, ev.StackStatus)
 	case deploy.EventRecreating:
@@ -85,6 +114,8 @@ func writeStackEvent(b *strings.Builder, ev *deploy.StackEvent) {
 			} else {
 				line("! %s: interrupted before executing; change set deleted, the stack is unchanged", name)
 			}
+		case deploy.PhaseHotswap:
+			line("! %s: interrupted while hotswapping: some functions may run the new code already; the stack stays recorded as hotswapped, and pipe deploy sets it right", name)
 		case deploy.PhaseExecuting:
 			if ev.Err != nil {
 				line("! %s: interrupted while CloudFormation executes the change; its state could not be read: %v", name, ev.Err)
@@ -106,6 +137,8 @@ func writeStackEvent(b *strings.Builder, ev *deploy.StackEvent) {
 			line("✓ %s (no changes)", name)
 		case deploy.StatusDeployed:
 			line("✓ %s (deployed, %.1fs)", name, ev.Duration.Seconds())
+		case deploy.StatusHotswapped:
+			line("✓ %s (hotswapped, %.1fs)", name, ev.Duration.Seconds())
 		case deploy.StatusSkipped:
 			dep := "a dependency"
 			if ev.Dependency != nil {
@@ -166,6 +199,25 @@ func (d *deployUI) dryRun(plans []*deploy.StackPlan) ([]*deploy.Result, error) {
 		case p.UpToDate():
 			r.Status = deploy.StatusUnchanged
 			fmt.Fprintf(&b, "✓ %s (no changes)\n", s.DisplayName)
+		case p.Hotswap != nil && p.Hotswap.Refused != nil:
+			r.Status, r.Err = deploy.StatusFailed, p.Hotswap.Refused
+			errs = append(errs, r.Err)
+			fmt.Fprintf(&b, "✗ %s: %s\n", s.DisplayName, withoutStack(s, r.Err))
+		case p.Hotswap.Hotswappable():
+			r.Status = deploy.StatusWouldHotswap
+			fmt.Fprintf(&b, "• %s would be hotswapped (%s)\n", s.DisplayName, strings.Join(p.Reasons, ", "))
+			for _, l := range p.Hotswap.Layers {
+				fmt.Fprintf(&b, "  layer %s: new version from s3://%s/%s\n", l.LogicalID, l.Content.Bucket, l.Content.Key)
+			}
+			for _, u := range p.Hotswap.Functions {
+				fmt.Fprintf(&b, "  function %s (%s): %s\n", u.LogicalID, u.FunctionName, strings.Join(u.Changed(), ", "))
+			}
+			for _, a := range p.Hotswap.Aliases {
+				fmt.Fprintf(&b, "  alias %s (%s): back to version %s\n", a.LogicalID, a.Name, a.Version)
+			}
+			if len(p.Hotswap.Layers)+len(p.Hotswap.Functions)+len(p.Hotswap.Aliases) == 0 {
+				b.WriteString("  nothing to update: the functions have the template's values already\n")
+			}
 		default:
 			fmt.Fprintf(&b, "• %s would be deployed (%s)\n", s.DisplayName, strings.Join(p.Reasons, ", "))
 			if p.TemplateErr != nil {
@@ -175,6 +227,18 @@ func (d *deployUI) dryRun(plans []*deploy.StackPlan) ([]*deploy.Result, error) {
 			}
 			for _, g := range p.Broadening {
 				fmt.Fprintf(&b, "  IAM broadening: %s\n", g)
+			}
+			if h := p.Hotswap; h != nil {
+				what := "deploy it with a change set"
+				if h.Mode == deploy.HotswapOnly {
+					what = "would refuse it (--hotswap-fallback=never)"
+					r.Status, r.Err = deploy.StatusFailed, fmt.Errorf("stack %s cannot be hotswapped", s.Name())
+					errs = append(errs, r.Err)
+				}
+				fmt.Fprintf(&b, "  cannot hotswap, %s:\n", what)
+				for _, f := range h.Blockers {
+					fmt.Fprintf(&b, "    %s\n", f)
+				}
 			}
 			if p.Blocker != nil {
 				fmt.Fprintf(&b, "  would fail: %v\n", p.Blocker)
@@ -312,6 +376,11 @@ type stackEventRecord struct {
 	Phase      string   `json:"phase,omitempty"`
 	Dependency string   `json:"dependency,omitempty"`
 	Error      string   `json:"error,omitempty"`
+	// Physical and Changed describe a hotswapped (or reset) resource;
+	// Fallback lists why a stack could not be hotswapped.
+	Physical string   `json:"physical,omitempty"`
+	Changed  []string `json:"changed,omitempty"`
+	Fallback []string `json:"fallback,omitempty"`
 }
 
 func newStackEventRecord(ev *deploy.StackEvent, start time.Time) stackEventRecord {
@@ -339,6 +408,12 @@ func newStackEventRecord(ev *deploy.StackEvent, start time.Time) stackEventRecor
 	}
 	if ev.Dependency != nil {
 		rec.Dependency = ev.Dependency.DisplayName
+	}
+	if h := ev.Hotswap; h != nil {
+		rec.Resource, rec.Type, rec.Physical, rec.Changed = h.LogicalID, h.Type, h.PhysicalName, h.Changed
+	}
+	for _, f := range ev.Fallback {
+		rec.Fallback = append(rec.Fallback, f.String())
 	}
 	if ev.Err != nil {
 		rec.Error = ev.Err.Error()

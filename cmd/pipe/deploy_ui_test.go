@@ -143,3 +143,37 @@ func TestDeployUIEvents(t *testing.T) {
 		}
 	}
 }
+
+// Hotswap events read as one line per resource, with the timing; the note
+// that hotswapped stacks differ from their templates comes once.
+func TestDeployUIHotswap(t *testing.T) {
+	api := &deploy.Stack{DisplayName: "Api", StackName: "Api"}
+	other := &deploy.Stack{DisplayName: "Other", StackName: "Other"}
+	var out strings.Builder
+	d := newDeployUI(&out, nil, time.Now())
+	d.StackEvent(&deploy.StackEvent{Kind: deploy.EventHotswapFallback, Stack: other, Fallback: []deploy.HotswapBlocker{
+		{Section: "Resources", LogicalID: "Role", Type: "AWS::IAM::Role", Property: "Properties.Policies[0]", Reason: "changed"},
+		{Section: "Outputs", LogicalID: "Url", Reason: "changed"},
+		{Reason: "tags differ"},
+	}})
+	d.StackEvent(&deploy.StackEvent{Kind: deploy.EventHotswapping, Stack: api, Reasons: []string{"template differs"}})
+	d.StackEvent(&deploy.StackEvent{Kind: deploy.EventHotswapped, Stack: api, Duration: 310 * time.Millisecond,
+		Hotswap: &deploy.HotswapEvent{LogicalID: "Handler", Type: "AWS::Lambda::Function", PhysicalName: "Api-Handler-1", Changed: []string{"code", "environment (STAGE)", "version 3", "alias live → 3"}}})
+	d.StackEvent(&deploy.StackEvent{Kind: deploy.EventDone, Stack: api, Status: deploy.StatusHotswapped, Duration: 400 * time.Millisecond})
+	d.StackEvent(&deploy.StackEvent{Kind: deploy.EventDone, Stack: other, Status: deploy.StatusHotswapped, Duration: 400 * time.Millisecond})
+	d.StackEvent(&deploy.StackEvent{Kind: deploy.EventReset, Stack: api, Duration: 20 * time.Millisecond,
+		Hotswap: &deploy.HotswapEvent{LogicalID: "Handler", PhysicalName: "Api-Handler-1", Changed: []string{"code"}}})
+	want := `Other: cannot hotswap, deploying with a change set:
+  Role (AWS::IAM::Role) Properties.Policies[0]: changed
+  output Url: changed
+  tags differ
+Api: hotswapping (template differs)
+Api: hotswapped Handler (Api-Handler-1): code, environment (STAGE), version 3, alias live → 3 (0.31s)
+✓ Api (hotswapped, 0.4s)
+` + driftNote + `✓ Other (hotswapped, 0.4s)
+Api: set back to the template Handler (Api-Handler-1): code (0.02s)
+`
+	if out.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", out.String(), want)
+	}
+}

@@ -71,7 +71,8 @@ func runDestroy(ctx context.Context, g *globalFlags, f *deployFlags, args []stri
 	}
 	rep := newDeployUI(stderr, in.ui, in.start)
 	results, derr := deploy.Destroy(ctx, cfg, in.stacks, deploy.DestroyOptions{Concurrency: f.concurrency}, rep)
-	printStackSummary(stderr, results, start, deploy.StatusDestroyed, deploy.StatusAbsent, deploy.StatusFailed, deploy.StatusKept, deploy.StatusNotStarted)
+	fmt.Fprintf(stderr, "%d stack%s: %s (%.2fs)\n", len(results), plural(len(results)),
+		countResults(results, deploy.StatusDestroyed, deploy.StatusAbsent, deploy.StatusFailed, deploy.StatusKept, deploy.StatusNotStarted), time.Since(start).Seconds())
 	switch {
 	case derr == nil:
 		return nil

@@ -108,6 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		deployCmd(ctx, g),
 		diffCmd(ctx, g),
 		destroyCmd(ctx, g),
+		watchCmd(ctx, g),
 		newCmd(ctx, g),
 		initCmd(g),
 		migrateCmd(g),

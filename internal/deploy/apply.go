@@ -126,7 +126,7 @@ func Apply(ctx context.Context, cfg aws.Config, plans []*StackPlan, opt ApplyOpt
 		if p.Err != nil {
 			res.Status, res.Err = StatusFailed, p.Err
 		} else {
-			res.Outputs, res.Status, res.Err = a.deployStack(ctx, p)
+			res.Outputs, res.Status, res.Err = a.applyStack(ctx, p)
 		}
 		res.End = time.Now()
 		a.emit(&StackEvent{Kind: EventDone, Stack: p.Stack, Status: res.Status, Err: res.Err, Outputs: res.Outputs, Duration: res.End.Sub(res.Start)})

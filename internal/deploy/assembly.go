@@ -1,8 +1,9 @@
 // Package deploy reads CDK cloud assemblies and deploys their stacks to
 // CloudFormation in two steps: Plan finds, with read calls only, what
 // deploying each stack would do; Apply carries the plans out (asset
-// publishing, change sets, approval, execution) and reports each step as a
-// StackEvent. It prints nothing: showing plans and events is the caller's.
+// publishing, change sets, approval, execution, or with a hotswap plan
+// Lambda calls) and reports each step as a StackEvent. It prints nothing:
+// showing plans and events is the caller's.
 package deploy
 
 import (
@@ -57,6 +58,10 @@ type Stack struct {
 	DockerImages int
 	// Deps are the stacks this one needs deployed first.
 	Deps []*Stack
+	// NoHotswap, when set, says why the stack must never be hotswapped
+	// (its cdk_stack target says hotswap = False): pipe deploy --hotswap
+	// refuses it. A stack tagged pipe:hotswap=false is refused too.
+	NoHotswap string
 }
 
 // Name is how messages name the stack: its construct path, with the

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -44,6 +45,9 @@ type regionClients struct {
 	cfn    *cloudformation.Client
 	s3     *s3.Client
 	ssm    *ssm.Client
+	// lambda is made on first use: only a hotswap calls Lambda.
+	lambdaOnce sync.Once
+	lambda     *lambda.Client
 	// s3Base is the S3 endpoint override, if any, for template URLs.
 	s3Base string
 
@@ -82,6 +86,14 @@ func (e *awsEnv) clients(region string) (*regionClients, error) {
 	})
 	e.regions[region] = c
 	return c, nil
+}
+
+// lambdaClient returns the region's Lambda client.
+func (e *awsEnv) lambdaClient(rc *regionClients) *lambda.Client {
+	rc.lambdaOnce.Do(func() {
+		rc.lambda = lambda.NewFromConfig(e.cfg, func(o *lambda.Options) { o.Region = rc.region })
+	})
+	return rc.lambda
 }
 
 // accountID asks STS once which account the credentials are for.

@@ -30,6 +30,19 @@ const (
 	// Phase; ChangeSet was deleted unless Err says why not, StackStatus is
 	// the stack's state when executing.
 	EventInterrupted EventKind = "interrupted"
+	// EventHotswapping: the stack's changes are hotswapped (Lambda calls,
+	// no change set) instead of deployed; Reasons say why it changes.
+	EventHotswapping EventKind = "hotswapping"
+	// EventHotswapFallback: the stack's changes cannot all be hotswapped
+	// (Fallback lists the ones that cannot), so it is deployed with a
+	// change set.
+	EventHotswapFallback EventKind = "hotswap fallback"
+	// EventHotswapped: one resource was updated directly (Hotswap says
+	// which and how) in Duration.
+	EventHotswapped EventKind = "hotswapped"
+	// EventReset: a resource an earlier hotswap changed was set back to
+	// what the template says (Hotswap), after the stack was deployed.
+	EventReset EventKind = "reset"
 	// EventDone: the stack's deployment ended with Status; Err says why
 	// it failed or was skipped (Dependency is the stack it waited for),
 	// Outputs are the stack's outputs, Duration the deployment's time.
@@ -68,6 +81,19 @@ type StackEvent struct {
 	Dependency  *Stack
 	Outputs     map[string]string
 	Duration    time.Duration
+	Hotswap     *HotswapEvent
+	Fallback    []HotswapBlocker
+}
+
+// HotswapEvent is one resource a hotswap updated.
+type HotswapEvent struct {
+	LogicalID, Type string
+	// PhysicalName is the function's name or the layer's ARN.
+	PhysicalName string
+	// Changed says what changed: "code", "environment (STAGE)",
+	// "description", "layers", "version 3", "alias live → 3", "version 4
+	// published".
+	Changed []string
 }
 
 // ResourceChange is one resource a change set adds, modifies or removes.

@@ -57,6 +57,13 @@ type PlanOptions struct {
 	// TemplateS3Base overrides the endpoint of template URLs handed to
 	// CloudFormation; default AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION.
 	TemplateS3Base string
+	// Hotswap asks, for each stack that needs deploying, whether its
+	// changes can be applied with Lambda calls (StackPlan.Hotswap).
+	Hotswap HotswapMode
+	// Records are where hotswaps are recorded; a stack with a record is
+	// planned for deployment even when its template matches
+	// (StackPlan.Hotswapped). Nil: no records are read or written.
+	Records *HotswapRecords
 }
 
 // StackPlan is what deploying one stack would do, found with read calls
@@ -109,8 +116,17 @@ type StackPlan struct {
 	// plan is unknown.
 	Err error
 
+	// Hotswap, with PlanOptions.Hotswap, says how the stack's changes
+	// would be hotswapped, or why not; nil for a stack left alone.
+	Hotswap *HotswapPlan
+	// Hotswapped is the record of hotswaps since the stack's last
+	// deployment: the deployed functions differ from the template, and
+	// deploying sets them back.
+	Hotswapped *HotswapRecord
+
 	cur      *deployed
 	diffOnly bool
+	records  *HotswapRecords
 }
 
 // AssetPlan is one asset of a stack and where it goes.
@@ -215,7 +231,7 @@ type presence struct {
 }
 
 func (pl *planner) plan(ctx context.Context, s *Stack) *StackPlan {
-	p := &StackPlan{Stack: s, diffOnly: pl.opt.DiffOnly}
+	p := &StackPlan{Stack: s, diffOnly: pl.opt.DiffOnly, records: pl.opt.Records}
 	fail := func(err error) *StackPlan {
 		p.State, p.Err = StateUnknown, err
 		return p
@@ -233,6 +249,16 @@ func (pl *planner) plan(ctx context.Context, s *Stack) *StackPlan {
 	why, err := changes(ctx, rc, s, cur, !pl.opt.DiffOnly)
 	if err != nil {
 		return fail(err)
+	}
+	if !pl.opt.DiffOnly {
+		rec, err := pl.record(ctx, rc, s)
+		if err != nil {
+			return fail(err)
+		}
+		p.Hotswapped = rec
+		if rec != nil && cur.exists && updatable[cur.status] {
+			why = append(why, reasonHotswapped)
+		}
 	}
 	if pl.opt.Force && len(why) == 0 {
 		why = []string{"--force"}
@@ -280,7 +306,30 @@ func (pl *planner) plan(ctx context.Context, s *Stack) *StackPlan {
 		return p
 	}
 	pl.prepare(ctx, p)
+	if pl.opt.Hotswap != HotswapOff {
+		pl.planHotswap(ctx, rc, p)
+	}
 	return p
+}
+
+// record finds the hotswap record of the stack in the account of the
+// credentials. Only a stack with a record in some account costs the STS
+// call that tells the account.
+func (pl *planner) record(ctx context.Context, rc *regionClients, s *Stack) (*HotswapRecord, error) {
+	recs, err := pl.opt.Records.find(rc.region, s.StackName)
+	if err != nil || len(recs) == 0 {
+		return nil, err
+	}
+	acct, err := pl.env.accountID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("stack %s: %w", s.Name(), err)
+	}
+	for _, r := range recs {
+		if r.Account == acct {
+			return r, nil
+		}
+	}
+	return nil, nil
 }
 
 // prepare finds what deploying needs beyond the template: the account, the

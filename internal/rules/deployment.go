@@ -65,6 +65,13 @@ func DeploymentOf(root string, plan *engine.Plan, roots []engine.Label) (*Deploy
 		for _, s := range sel {
 			keep[s] = true
 		}
+		// A target's refusal covers every stack of its assembly, the
+		// dependencies it pulls in included.
+		if info.NoHotswap != "" {
+			for _, s := range own {
+				s.NoHotswap = info.NoHotswap
+			}
+		}
 	}
 	for _, s := range all {
 		if keep[s] {

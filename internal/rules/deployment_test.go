@@ -132,3 +132,27 @@ func TestDeploymentOf(t *testing.T) {
 		t.Errorf("a glob matching nothing: %v", err)
 	}
 }
+
+// A cdk_stack that refuses hotswaps marks every stack of its assembly.
+func TestDeploymentOfNoHotswap(t *testing.T) {
+	root := t.TempDir()
+	writeAssembly(t, filepath.Join(root, "dist/p/prod/cdk.out"), map[string][]string{"Base": nil, "Api": {"Base"}})
+	writeAssembly(t, filepath.Join(root, "dist/p/dev/cdk.out"), map[string][]string{"DevApi": nil})
+	plan := planOf(t, root, map[string]cdk.AssemblyInfo{
+		"prod": {Dir: "dist/p/prod/cdk.out", Stacks: []string{"Api"}, NoHotswap: "//p:prod says hotswap = False"},
+		"dev":  {Dir: "dist/p/dev/cdk.out"},
+	}, nil)
+	d, err := DeploymentOf(root, plan, plan.Targets.Roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range d.Stacks {
+		want := ""
+		if s.StackName != "DevApi" {
+			want = "//p:prod says hotswap = False"
+		}
+		if s.NoHotswap != want {
+			t.Errorf("stack %s: NoHotswap %q, want %q", s.StackName, s.NoHotswap, want)
+		}
+	}
+}

@@ -38,7 +38,8 @@ func (c Call) String() string {
 // CountingProxy is a test double in front of moto: a loopback reverse
 // proxy that records every call, so tests can count write calls (any
 // CloudFormation, S3 or SSM request whose action is not Describe*, Get*,
-// List* or Head*) and see when each stack's calls happened.
+// List* or Head*; for REST services such as Lambda, any method but GET and
+// HEAD) and see when each stack's calls happened.
 type CountingProxy struct {
 	URL string
 	// Delay, when set, holds every write call that long before forwarding
@@ -141,6 +142,13 @@ func classify(r *http.Request) Call {
 		c.Stack = q.Get("StackName")
 	default:
 		c.Action = r.URL.Query().Get("Action")
+		if c.Action == "" {
+			// A REST protocol (Lambda): the method and path are the
+			// operation; reads are GETs.
+			c.Action = r.Method + " " + r.URL.Path
+			c.Write = r.Method != http.MethodGet && r.Method != http.MethodHead
+			return c
+		}
 	}
 	c.Write = true
 	for _, p := range []string{"Describe", "Get", "List", "Head"} {

@@ -22,7 +22,16 @@ type AssemblyInfo struct {
 	// Stacks are the stack names or globs of the stacks attribute; empty
 	// means every stack of the assembly.
 	Stacks []string
+	// NoHotswap says why pipe deploy --hotswap must refuse the target's
+	// stacks ("" allows hotswaps): hotswap = False, or the context value
+	// pipe:hotswap = "false".
+	NoHotswap string
 }
+
+// hotswapContext is the context key that, set to "false", marks a
+// cdk_stack's stacks as ones pipe deploy --hotswap must refuse: the same
+// value can tell the app itself that it synthesizes a production stage.
+const hotswapContext = "pipe:hotswap"
 
 // AssemblyKey is the key of a cdk_stack target's AssemblyInfo.
 var AssemblyKey = engine.NewInfoKey[AssemblyInfo]("cdk.assembly")
@@ -49,6 +58,7 @@ var Stack = &engine.Rule{
 		{Name: "region", Type: engine.AttrString, Doc: "CDK_DEFAULT_REGION for the app; unset, stacks that read it are environment-agnostic"},
 		{Name: "typecheck", Type: engine.AttrBool, Doc: "also run tsc --noEmit -p <package> (needs typescript in node_modules and a tsconfig.json)"},
 		{Name: "module_format", Type: engine.AttrString, Values: []string{"esm", "cjs"}, Doc: `how the app is bundled and run: "esm" (ES modules) or "cjs" (CommonJS); default: the app's extension (.mts, .cts), else the "type" of the nearest package.json above it`},
+		{Name: "hotswap", Type: engine.AttrBool, Default: true, Doc: "whether pipe deploy --hotswap may update the stacks' Lambda functions directly; False for production stacks (so does context {\"pipe:hotswap\": \"false\"})"},
 	},
 	Analyze: analyze,
 }
@@ -206,7 +216,14 @@ func analyze(ctx *engine.AnalysisContext) error {
 	}
 
 	ctx.Provide(provided...)
-	engine.SetInfo(ctx, AssemblyKey, AssemblyInfo{Dir: cdkOut.Path, Stacks: append([]string(nil), ctx.Strings("stacks")...)})
+	info := AssemblyInfo{Dir: cdkOut.Path, Stacks: append([]string(nil), ctx.Strings("stacks")...)}
+	switch {
+	case !ctx.Bool("hotswap"):
+		info.NoHotswap = fmt.Sprintf("%s says hotswap = False", ctx.Label())
+	case strings.EqualFold(ctxAttr[hotswapContext], "false"):
+		info.NoHotswap = fmt.Sprintf("%s sets context %s = %q", ctx.Label(), hotswapContext, ctxAttr[hotswapContext])
+	}
+	engine.SetInfo(ctx, AssemblyKey, info)
 	return nil
 }
 

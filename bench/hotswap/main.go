@@ -1,0 +1,362 @@
+// Command hotswap times the inner loop of a Python edit against moto: from
+// saving main.py to the Lambda function running the new code, for
+//
+//   - pipe deploy --hotswap //... (build, synth and Lambda calls; no change
+//     set),
+//   - pipe deploy //... (build, synth and a change set),
+//   - pipe deploy --hotswap --app cdk.out and cdk deploy --hotswap --app
+//     cdk.out (the CDK CLI 2.1148.1) of the assembly pipe build made, each
+//     timed alone and with the build,
+//
+// in one run, on examples/fastapi's CDK app (three stacks; the function's
+// code is the bundle, a genrule stand-in; see bench/internal/example).
+// Every timed run edits main.py and is checked: the function's CodeSha256
+// must become the one of the new code object the template names, and
+// pipe's hotswap must make no CloudFormation write call.
+//
+//	go run ./bench/hotswap -pipe PIPE [-node-modules DIR] [-cdk CDK] [-runs 3]
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/pipebuild/pipe/bench/internal/example"
+	"github.com/pipebuild/pipe/bench/internal/timing"
+
+	"github.com/pipebuild/pipe/internal/testenv"
+)
+
+func main() {
+	pipe := flag.String("pipe", "", "pipe binary")
+	nm := flag.String("node-modules", "internal/rules/cdk/testdata/npm/node_modules", "node_modules with aws-cdk-lib, constructs and the aws-cdk CLI")
+	cdk := flag.String("cdk", "", "the CDK CLI (default: the node_modules' .bin/cdk if there; \"none\" skips it)")
+	runs := flag.Int("runs", 3, "timed edits of each")
+	flag.Parse()
+	if err := run(*pipe, *nm, *cdk, *runs); err != nil {
+		fmt.Fprintln(os.Stderr, "bench hotswap:", err)
+		os.Exit(1)
+	}
+}
+
+const assembly = "dist/packages/infra/infra/cdk.out"
+
+type bench struct {
+	pipe, ws string
+	env      []string
+	proxy    *testenv.CountingProxy
+	srv      *testenv.Moto
+	fn       string
+	edits    int
+	// synth is the CdkSynth action's time in the last pipe run.
+	synth time.Duration
+}
+
+func run(pipe, nm, cdk string, runs int) error {
+	if pipe == "" {
+		return errors.New("-pipe is required")
+	}
+	var err error
+	if pipe, err = filepath.Abs(pipe); err != nil {
+		return err
+	}
+	if nm, err = filepath.Abs(nm); err != nil {
+		return err
+	}
+	if cdk == "" {
+		if _, err := os.Stat(filepath.Join(nm, ".bin", "cdk")); err == nil {
+			cdk = filepath.Join(nm, ".bin", "cdk")
+		}
+	}
+	if err := testenv.MotoAvailable(); err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "pipe-bench-hotswap-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	b := &bench{pipe: pipe, ws: filepath.Join(work, "ws")}
+	if err := example.WriteWorkspace(b.ws, nm); err != nil {
+		return err
+	}
+	if b.srv, err = testenv.StartMoto(); err != nil {
+		return err
+	}
+	defer b.srv.Close()
+	if err := b.srv.Bootstrap(testenv.Region); err != nil {
+		return err
+	}
+	if b.proxy, err = testenv.NewCountingProxy(b.srv.URL); err != nil {
+		return err
+	}
+	defer b.proxy.Close()
+	b.env = append(example.CleanEnv(), "PIPE_CACHE_DIR="+filepath.Join(work, "cache"), "HOME="+filepath.Join(work, "home"))
+	b.env = append(b.env, testenv.AWSEnv(b.proxy.URL)...)
+	b.env = append(b.env, "AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION="+strings.Replace(b.proxy.URL, "127.0.0.1", "localhost", 1),
+		"CDK_DISABLE_VERSION_CHECK=1", "CDK_DISABLE_CLI_TELEMETRY=1")
+	fmt.Printf("machine: %s; node %s\n", timing.Machine(), example.NodeVersion())
+
+	if out, err := timing.Command(b.ws, b.env, pipe, "deploy", "//...", "--require-approval", "never"); err != nil {
+		return fmt.Errorf("first deploy: %v\n%s", err, out)
+	}
+	if b.fn, err = b.function(); err != nil {
+		return err
+	}
+
+	type result struct {
+		what        string
+		times, rest []time.Duration
+		detail      string
+	}
+	var results []result
+	// Each run's wall time, and the rest once the CDK synth (node and
+	// aws-cdk-lib, the same for every tool) is taken out of it.
+	measure := func(what string, step func() (string, error)) error {
+		var times, rest []time.Duration
+		var detail string
+		for i := 0; i < runs; i++ {
+			if err := b.edit(); err != nil {
+				return err
+			}
+			b.synth = 0
+			t0 := time.Now()
+			d, err := step()
+			if err != nil {
+				return fmt.Errorf("%s: %v", what, err)
+			}
+			wall := time.Since(t0)
+			times, rest = append(times, wall), append(rest, wall-b.synth)
+			detail = d
+			if err := b.checkCode(); err != nil {
+				return fmt.Errorf("%s: %v", what, err)
+			}
+		}
+		results = append(results, result{what, times, rest, detail})
+		fmt.Printf("%-62s %s\n  without the CdkSynth action: %s\n  %s\n", what+":", timing.Stats(times), timing.Stats(rest), detail)
+		return nil
+	}
+	err = measure("edit → pipe deploy --hotswap //...", func() (string, error) {
+		b.proxy.Reset()
+		out, err := b.pipeRun("deploy", "//...", "--hotswap")
+		if err != nil {
+			return "", err
+		}
+		if !strings.Contains(out, "1 hotswapped, 2 unchanged") {
+			return "", fmt.Errorf("want MyApiStack hotswapped:\n%s", out)
+		}
+		for _, c := range b.proxy.Writes() {
+			if c.Service == "cloudformation" {
+				return "", fmt.Errorf("a hotswap made a CloudFormation write call: %v", c)
+			}
+		}
+		return b.phases(), nil
+	})
+	if err != nil {
+		return err
+	}
+	// The first plain deploy also sets back what the hotswaps changed.
+	err = measure("edit → pipe deploy //... (change set)", func() (string, error) {
+		out, err := b.pipeRun("deploy", "//...")
+		if err != nil {
+			return "", err
+		}
+		if !strings.Contains(out, "1 deployed, 2 unchanged") {
+			return "", fmt.Errorf("want MyApiStack deployed:\n%s", out)
+		}
+		return b.phases(), nil
+	})
+	if err != nil {
+		return err
+	}
+	// The same assembly, deployed by each tool: pipe build first (not
+	// timed alone), then the deploy step.
+	build := func() error {
+		out, err := b.pipeRun("build", "//...")
+		if err == nil && !strings.Contains(out, "0 failed") {
+			err = fmt.Errorf("pipe build:\n%s", out)
+		}
+		b.phases() // notes the synth's time
+		return err
+	}
+	var pipeAlone []time.Duration
+	err = measure("edit → pipe build //... + pipe deploy --hotswap --app cdk.out", func() (string, error) {
+		if err := build(); err != nil {
+			return "", err
+		}
+		t0 := time.Now()
+		out, err := b.pipeRun("deploy", "--hotswap", "--app", assembly)
+		if err != nil {
+			return "", err
+		}
+		if !strings.Contains(out, "1 hotswapped, 2 unchanged") {
+			return "", fmt.Errorf("want MyApiStack hotswapped:\n%s", out)
+		}
+		pipeAlone = append(pipeAlone, time.Since(t0))
+		return "pipe deploy --hotswap --app alone: " + timing.Stats(pipeAlone), nil
+	})
+	if err != nil {
+		return err
+	}
+	if cdk == "" || cdk == "none" {
+		fmt.Println("cdk: no CDK CLI (-cdk); comparison skipped")
+		return nil
+	}
+	var cdkAlone []time.Duration
+	err = measure("edit → pipe build //... + cdk deploy --hotswap --app cdk.out", func() (string, error) {
+		if err := build(); err != nil {
+			return "", err
+		}
+		t0 := time.Now()
+		out, err := timing.Command(b.ws, b.env, cdk, "deploy", "--all", "--hotswap", "--app", filepath.Join(b.ws, assembly), "--require-approval", "never", "--no-notices", "--ci")
+		if err != nil {
+			return "", fmt.Errorf("%v\n%s", err, out)
+		}
+		if !strings.Contains(out, "hotswap") {
+			return "", fmt.Errorf("cdk deploy --hotswap did not hotswap:\n%s", out)
+		}
+		cdkAlone = append(cdkAlone, time.Since(t0))
+		return "cdk deploy --hotswap alone: " + timing.Stats(cdkAlone), nil
+	})
+	if err != nil {
+		return err
+	}
+	ratio := func(a, b []time.Duration) float64 { return float64(timing.Median(a)) / float64(timing.Median(b)) }
+	hot, plain, cdkTotal := results[0], results[1], results[3]
+	fmt.Printf("ratios of medians, wall (without CdkSynth): pipe deploy / pipe deploy --hotswap = %.2f× (%.2f×); (pipe build + cdk deploy --hotswap) / pipe deploy --hotswap = %.2f× (%.1f×)\n",
+		ratio(plain.times, hot.times), ratio(plain.rest, hot.rest), ratio(cdkTotal.times, hot.times), ratio(cdkTotal.rest, hot.rest))
+	fmt.Printf("same assembly, deploy step alone: cdk deploy --hotswap / pipe deploy --hotswap --app = %.1f×\n", float64(timing.Median(cdkAlone))/float64(timing.Median(pipeAlone)))
+	return nil
+}
+
+func (b *bench) aws() aws.Config {
+	return aws.Config{Region: testenv.Region, Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""), BaseEndpoint: aws.String(b.srv.URL)}
+}
+
+// function finds the name of MyApiStack's function.
+func (b *bench) function() (string, error) {
+	out, err := cloudformation.NewFromConfig(b.aws()).ListStackResources(context.Background(), &cloudformation.ListStackResourcesInput{StackName: aws.String("MyApiStack")})
+	if err != nil {
+		return "", err
+	}
+	for _, r := range out.StackResourceSummaries {
+		if aws.ToString(r.ResourceType) == "AWS::Lambda::Function" {
+			return aws.ToString(r.PhysicalResourceId), nil
+		}
+	}
+	return "", errors.New("MyApiStack has no Lambda function")
+}
+
+// edit changes main.py, as saving it in an editor does.
+func (b *bench) edit() error {
+	b.edits++
+	p := filepath.Join(b.ws, "packages/my-api/my_api/main.py")
+	src, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	if i := bytes.Index(src, []byte("\nEDIT = ")); i >= 0 {
+		src = src[:i]
+	}
+	return os.WriteFile(p, append(src, fmt.Sprintf("\nEDIT = %d\n", b.edits)...), 0o644)
+}
+
+func (b *bench) pipeRun(args ...string) (string, error) {
+	out, err := timing.Command(b.ws, b.env, b.pipe, append(args, "--events", filepath.Join(b.ws, "..", "events.jsonl"))...)
+	if err != nil {
+		return "", fmt.Errorf("pipe %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out, nil
+}
+
+// phases says where a pipe run's time went, from its --events file.
+func (b *bench) phases() string {
+	data, err := os.ReadFile(filepath.Join(b.ws, "..", "events.jsonl"))
+	if err != nil {
+		return ""
+	}
+	var parts []string
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		var e struct {
+			Mnemonic   string   `json:"mnemonic"`
+			Status     string   `json:"status"`
+			DurationMs float64  `json:"duration_ms"`
+			Event      string   `json:"event"`
+			Stack      string   `json:"stack"`
+			Changed    []string `json:"changed"`
+		}
+		if json.Unmarshal(line, &e) != nil {
+			continue
+		}
+		if e.Mnemonic == "CdkSynth" && e.Status == "executed" {
+			b.synth = time.Duration(e.DurationMs * float64(time.Millisecond))
+		}
+		switch {
+		case e.Mnemonic != "" && e.Status == "executed":
+			parts = append(parts, fmt.Sprintf("%s %.0f ms", e.Mnemonic, e.DurationMs))
+		case e.Event == "done" && e.Status != "unchanged":
+			parts = append(parts, fmt.Sprintf("%s %s in %.0f ms", e.Stack, e.Status, e.DurationMs))
+		case e.Event == "hotswapped":
+			parts = append(parts, fmt.Sprintf("Lambda update %.0f ms", e.DurationMs))
+		}
+	}
+	return "last run: " + strings.Join(parts, ", ")
+}
+
+// checkCode checks that the function runs the code object the local
+// template names.
+func (b *bench) checkCode() error {
+	ctx := context.Background()
+	cfg := b.aws()
+	data, err := os.ReadFile(filepath.Join(b.ws, assembly, "MyApiStack.template.json"))
+	if err != nil {
+		return err
+	}
+	var tpl struct {
+		Resources map[string]struct {
+			Type       string
+			Properties struct{ Code struct{ S3Key string } }
+		}
+	}
+	if err := json.Unmarshal(data, &tpl); err != nil {
+		return err
+	}
+	key := ""
+	for _, r := range tpl.Resources {
+		if r.Type == "AWS::Lambda::Function" {
+			key = r.Properties.Code.S3Key
+		}
+	}
+	obj, err := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }).GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(testenv.BootstrapBucket(testenv.Region)), Key: aws.String(key)})
+	if err != nil {
+		return fmt.Errorf("code object %s: %v", key, err)
+	}
+	var body bytes.Buffer
+	body.ReadFrom(obj.Body)
+	obj.Body.Close()
+	sum := sha256.Sum256(body.Bytes())
+	fn, err := lambda.NewFromConfig(cfg).GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String(b.fn)})
+	if err != nil {
+		return err
+	}
+	if got, want := aws.ToString(fn.Configuration.CodeSha256), base64.StdEncoding.EncodeToString(sum[:]); got != want {
+		return fmt.Errorf("the function runs %s, not the new code %s (%s)", got, want, key)
+	}
+	return nil
+}
