@@ -46,6 +46,9 @@ type ActionEvent struct {
 	// Explain says why the action ran (with Executor.Explain).
 	Explain string
 	Worker  int
+	// RanFor is how long the action took when it executed: this time, or,
+	// for a cached result, the run that produced it.
+	RanFor time.Duration
 }
 
 // Reporter receives progress from the executor. Calls may come from many
@@ -90,6 +93,9 @@ type Executor struct {
 	// Verify re-executes every cache hit and fails the action when its
 	// outputs differ from the cached ones (see verify.go).
 	Verify bool
+	// RerunTests runs test actions (Action.Test) even when a passing
+	// result is cached (pipe test --cache-test-results=no).
+	RerunTests bool
 }
 
 // RemoteCache is the executor's view of a shared cache: look up results
@@ -254,9 +260,11 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 		e.Ledger.Record(a, r)
 		s.result, s.outDigests, s.ok = r, resultDigests(r), true
 		ev.Status, ev.Restored, ev.End = StatusCached, restored, time.Now()
+		ev.RanFor = time.Duration(r.DurationMs) * time.Millisecond
 		return ev
 	}
-	if r, err := e.Cache.GetAC(key); err == nil {
+	lookup := !(a.Test && e.RerunTests)
+	if r, err := e.Cache.GetAC(key); lookup && err == nil {
 		restored, err := e.materializeCached(r)
 		if err == nil {
 			<-checkSem
@@ -272,7 +280,7 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 		}
 	}
 	<-checkSem
-	if e.Remote != nil {
+	if e.Remote != nil && lookup {
 		if r, ok := e.Remote.Fetch(ctx, key); ok {
 			if restored, err := e.materializeCached(r); err == nil {
 				err := e.Cache.PutAC(key, r)
@@ -308,14 +316,20 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 	}
 	r, out, err := e.execute(ctx, a, true)
 	ev.Output = out
+	ev.RanFor = time.Since(ev.Start)
 	if err != nil {
 		if ctx.Err() != nil {
 			ev.Status, ev.Err, ev.End = StatusSkipped, ctx.Err(), time.Now()
 			return ev
 		}
+		if r != nil {
+			// A failed test's logs and reports are in place: pipe owns
+			// them, though nothing is cached.
+			e.Ledger.Record(a, r)
+		}
 		return fail(err)
 	}
-	r.DurationMs = time.Since(ev.Start).Milliseconds()
+	r.DurationMs = ev.RanFor.Milliseconds()
 	if err := e.Cache.PutAC(key, r); err != nil {
 		w := nondeterminism(a, err, "it ran again and its result differs from the one cached for the same inputs")
 		if w == "" {
