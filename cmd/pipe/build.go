@@ -91,7 +91,38 @@ func runBuild(ctx context.Context, g *globalFlags, aff *affectedFlags, args []st
 
 // build plans and executes the patterns under the workspace lock and prints
 // the summary line. It returns the plan so callers (pipe run) can use it.
+// Tests are built but not run: that is pipe test.
 func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Plan, error) {
+	return s.buildWith(ctx, pats, buildOptions{})
+}
+
+// buildOptions is what pipe test changes in a build.
+type buildOptions struct {
+	// needed picks the actions to execute from the plan; nil means the
+	// selected targets' actions and what they need, tests left out.
+	needed func(plan *engine.Plan) []*engine.Action
+	// rerunTests runs test actions whose passing result is cached.
+	rerunTests bool
+	// reporter, when set, wraps the progress display (it must pass every
+	// call on).
+	reporter func(ui *ui) engine.Reporter
+	// done runs after the summary line, before the exit status is
+	// decided; its error, if any, is the command's.
+	done func(plan *engine.Plan, buildErr error) error
+}
+
+// withoutTests drops test actions: a build never runs them.
+func withoutTests(actions []*engine.Action) []*engine.Action {
+	out := actions[:0:0]
+	for _, a := range actions {
+		if !a.Test {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (s *session) buildWith(ctx context.Context, pats []engine.Pattern, opts buildOptions) (*engine.Plan, error) {
 	g, stderr := s.g, s.stderr
 	lock, err := s.lock(ctx)
 	if err != nil {
@@ -118,9 +149,17 @@ func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Pla
 	if err != nil {
 		return nil, err
 	}
-	ui, err := newUI(g, stderr, len(plan.Needed))
+	needed := withoutTests(plan.Needed)
+	if opts.needed != nil {
+		needed = opts.needed(plan)
+	}
+	ui, err := newUI(g, stderr, len(needed))
 	if err != nil {
 		return nil, err
+	}
+	var reporter engine.Reporter = ui
+	if opts.reporter != nil {
+		reporter = opts.reporter(ui)
 	}
 	remote, err := s.openRemote(ctx, c)
 	if err != nil {
@@ -132,18 +171,19 @@ func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Pla
 		Digests:     digests,
 		Jobs:        g.jobs,
 		KeepGoing:   g.keepGoing,
-		Reporter:    ui,
+		Reporter:    reporter,
 		PipeVersion: pipeVersion(),
 		Graph:       plan.Actions,
 		Explain:     g.explain,
 		Verify:      g.verify,
 		Ledger:      ledger,
+		RerunTests:  opts.rerunTests,
 	}
 	if remote != nil {
 		exec.Remote = remote
 	}
 	execStart := time.Now()
-	sum, buildErr := exec.Execute(ctx, plan.Needed)
+	sum, buildErr := exec.Execute(ctx, needed)
 	phases := append(plan.Phases, engine.Phase{Name: "execute", Start: execStart, End: time.Now()})
 	if err := digests.Save(); err != nil {
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
@@ -159,6 +199,11 @@ func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Pla
 	ui.finish(sum, buildErr)
 	if err := ui.writeFiles(phases, s.start); err != nil {
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
+	}
+	if opts.done != nil {
+		if err := opts.done(plan, buildErr); err != nil {
+			return nil, err
+		}
 	}
 	if buildErr != nil {
 		if errors.Is(buildErr, context.Canceled) {

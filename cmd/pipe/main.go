@@ -94,6 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		diffCmd(ctx, g),
 		newCmd(ctx, g),
 		cacheCmd(ctx),
+		testCmd(ctx, g),
+		pythonCmd(ctx, g),
 	)
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

@@ -124,3 +124,10 @@ func (c *Cache) treeEntries(ctx context.Context, info *Info) ([]trimEntry, error
 	}
 	return out, nil
 }
+
+// TreeKindDir is the directory holding the trees of kind in the cache at
+// dir, for readers that have no open Cache (analysis looks for downloaded
+// interpreters there without creating anything).
+func TreeKindDir(dir, kind string) string {
+	return filepath.Join(dir, treesDir, kind)
+}

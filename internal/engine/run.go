@@ -177,6 +177,11 @@ func (ec *ExecContext) Run(ctx context.Context, c Command) error {
 	return runProcess(ctx, c)
 }
 
+// RunCommand runs c as ExecContext.Run does, for work outside an action
+// (readying a runnable target's environment). c.Dir, c.Stdout and
+// c.Stderr must be set.
+func RunCommand(ctx context.Context, c Command) error { return runProcess(ctx, c) }
+
 func runProcess(ctx context.Context, c Command) error {
 	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
 	cmd.Dir = c.Dir
