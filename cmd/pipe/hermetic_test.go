@@ -335,4 +335,41 @@ func TestPipeTestBuildFailureExits1(t *testing.T) {
 	}
 }
 
+// ruffScript is a TEST DOUBLE of ruff's binary, made by pipe's tests (the
+// real one cannot be installed here): ruff check reports a line that says
+// RUFF-DOUBLE-LINT-ERROR, ruff format --check a file that says
+// RUFF-DOUBLE-UNFORMATTED, each with ruff's exit status 1.
+const ruffScript = `#!/bin/sh
+# TEST DOUBLE of ruff, made by pipe's tests.
+cmd=$1; shift
+status=0
+for a in "$@"; do
+  case "$a" in
+    *.py)
+      if [ "$cmd" = check ] && grep -n RUFF-DOUBLE-LINT-ERROR "$a" >/dev/null; then
+        grep -n RUFF-DOUBLE-LINT-ERROR "$a" | sed "s|^\([0-9]*\):.*|$a:\1:1: E999 the double's lint error|"
+        status=1
+      fi
+      if [ "$cmd" = format ] && grep RUFF-DOUBLE-UNFORMATTED "$a" >/dev/null; then
+        echo "Would reformat: $a"
+        status=1
+      fi
+      ;;
+  esac
+done
+[ $status = 0 ] && echo "All checks passed!"
+exit $status
+`
+
+// ruffTestDouble is a wheel of ruff as PyPI ships it (the binary in
+// ruff-<v>.data/scripts/), holding ruffScript.
+func ruffTestDouble(t *testing.T) testWheel {
+	t.Helper()
+	w := makeWheel(t, "ruff", "0.0.0", "py3-none-manylinux_2_17_x86_64", nil, map[string][]byte{
+		"ruff/__init__.py":              []byte(""),
+		"ruff-0.0.0.data/scripts/ruff": []byte(ruffScript),
+	})
+	return w
+}
+
 var _ = exec.Command
