@@ -56,9 +56,11 @@ func (d PythonDownload) Version() string { return fmt.Sprintf("%d.%d.%d", d.Majo
 // TreeName is the cache tree the archive unpacks into.
 func (d PythonDownload) TreeName() string { return strings.TrimSuffix(d.File, ".tar.gz") }
 
-// URL is where the archive lives under base.
+// URL is where the archive lives under base, spelt as the releases
+// spell it ("+" as %2B).
 func (d PythonDownload) URL(base string) string {
-	return strings.TrimRight(base, "/") + "/" + url.PathEscape(d.Release) + "/" + url.PathEscape(d.File)
+	esc := func(s string) string { return strings.ReplaceAll(url.PathEscape(s), "+", "%2B") }
+	return strings.TrimRight(base, "/") + "/" + esc(d.Release) + "/" + esc(d.File)
 }
 
 // Identity is what action keys record of an interpreter from this
