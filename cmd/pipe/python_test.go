@@ -1351,6 +1351,10 @@ func TestServeRuns(t *testing.T) {
 	if _, ok := spec.Paths["/items/{item_id}"]; !ok {
 		t.Errorf("/openapi.json lacks /items/{item_id}: %v", spec.Paths)
 	}
+	// --verbose: what it runs on. The workspace names Debian's python3.
+	if want := "python: Python 3.11.2 (" + debianPython + ", workspace python) with the locked environment (11 distributions: runtime dependencies) in " + ws.Cache + "/trees/pyenv/"; !strings.Contains(out.String(), want) {
+		t.Errorf("pipe run --verbose does not say %q:\n%s", want, out.String())
+	}
 	if body := waitHTTP(t, base+"/docs", exited, out); !strings.Contains(body, "swagger-ui") {
 		t.Errorf("GET /docs: not the Swagger UI page:\n%s", body)
 	}

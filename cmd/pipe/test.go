@@ -192,6 +192,9 @@ const (
 	testCached  testStatus = "CACHED"
 	testSkipped testStatus = "SKIPPED"
 	testNotRun  testStatus = "NO STATUS"
+	// testBuildFailed: what the test needs did not build (its
+	// environment, say), so it did not run.
+	testBuildFailed testStatus = "FAILED TO BUILD"
 )
 
 // testResult is one test target's line.
@@ -229,6 +232,10 @@ func (r *testReport) results(ws *engine.Workspace, plan *engine.Plan) []testResu
 			case engine.StatusFailed:
 				res.status = testFailed
 				res.note = fmt.Sprint(ev.Err)
+				if !engine.IsTestFailure(ev.Err) {
+					res.status = testBuildFailed
+					res.note = firstLine(res.note)
+				}
 			case engine.StatusSkipped:
 				res.note = "not run: a dependency failed or the run stopped"
 			}
@@ -281,6 +288,9 @@ func (r *testReport) print(s *session, plan *engine.Plan) {
 	var passed, failed, cached, skipped, notRun int
 	for _, res := range results {
 		line := fmt.Sprintf("%-9s %-*s", res.status, width, res.label)
+		if res.status == testBuildFailed {
+			line = fmt.Sprintf("%s %s", res.status, res.label)
+		}
 		counts := ""
 		if res.junit != nil && res.junit.Tests > 0 && res.status != testSkipped {
 			counts = fmt.Sprintf(", %d test%s", res.junit.Tests, plural(res.junit.Tests))
@@ -298,6 +308,9 @@ func (r *testReport) print(s *session, plan *engine.Plan) {
 			if res.report != "" {
 				line += "; see " + filepath.Join(filepath.Dir(res.report), logName(res.report))
 			}
+		case testBuildFailed:
+			failed++
+			line += "  " + res.note
 		case testSkipped:
 			skipped++
 			line += "  " + res.note
@@ -377,4 +390,9 @@ func writeAggregateJUnit(ws *engine.Workspace, file string, plan *engine.Plan, r
 
 func xmlEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
