@@ -381,12 +381,11 @@ exit $status
 func ruffTestDouble(t *testing.T) testWheel {
 	t.Helper()
 	w := makeWheel(t, "ruff", "0.0.0", "py3-none-manylinux_2_17_x86_64", nil, map[string][]byte{
-		"ruff/__init__.py":              []byte(""),
+		"ruff/__init__.py":             []byte(""),
 		"ruff-0.0.0.data/scripts/ruff": []byte(ruffScript),
 	})
 	return w
 }
-
 
 // key is the action key of the run's event of mnemonic.
 func (r testRun) key(mnemonic string) string {

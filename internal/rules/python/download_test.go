@@ -43,13 +43,13 @@ func TestPinnedDownloadsParse(t *testing.T) {
 func TestParseDownloadTableErrors(t *testing.T) {
 	sha := strings.Repeat("a", 64)
 	for in, want := range map[string]string{
-		"3.12.7 20241008 x86_64 " + sha:                                       "t.txt:1: want 5 fields",
-		"3.12 20241008 x86_64 " + sha + " f.tar.gz":                           `t.txt:1: version "3.12": want a release`,
-		"3.12.7 ../x x86_64 " + sha + " f.tar.gz":                             `t.txt:1: release "../x"`,
-		"3.12.7 20241008 riscv " + sha + " f.tar.gz":                          `t.txt:1: arch "riscv"`,
-		"3.12.7 20241008 x86_64 abc f.tar.gz":                                 `t.txt:1: sha256 "abc"`,
-		"3.12.7 20241008 x86_64 " + sha + " ../f.tar.gz":                      `t.txt:1: file "../f.tar.gz"`,
-		"3.12.7 20241008 x86_64 " + sha + " f.zip":                            `t.txt:1: file "f.zip"`,
+		"3.12.7 20241008 x86_64 " + sha:                                                   "t.txt:1: want 5 fields",
+		"3.12 20241008 x86_64 " + sha + " f.tar.gz":                                       `t.txt:1: version "3.12": want a release`,
+		"3.12.7 ../x x86_64 " + sha + " f.tar.gz":                                         `t.txt:1: release "../x"`,
+		"3.12.7 20241008 riscv " + sha + " f.tar.gz":                                      `t.txt:1: arch "riscv"`,
+		"3.12.7 20241008 x86_64 abc f.tar.gz":                                             `t.txt:1: sha256 "abc"`,
+		"3.12.7 20241008 x86_64 " + sha + " ../f.tar.gz":                                  `t.txt:1: file "../f.tar.gz"`,
+		"3.12.7 20241008 x86_64 " + sha + " f.zip":                                        `t.txt:1: file "f.zip"`,
 		"# c\n3.12.7 1 x86_64 " + sha + " f.tar.gz\n3.12.7 2 x86_64 " + sha + " g.tar.gz": "t.txt:3: 3.12.7 for x86_64 is pinned twice (first at line 2)",
 	} {
 		if _, err := ParseDownloadTable([]byte(in), "t.txt"); err == nil || !strings.Contains(err.Error(), want) {
