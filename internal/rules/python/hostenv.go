@@ -168,8 +168,12 @@ func (env *hostEnv) Describe(c *cache.Cache) string {
 		where = " in " + c.TreePath(envTrees, env.Key)
 	}
 	groups := ""
-	if len(env.Groups) > 0 {
-		groups = " and groups " + strings.Join(env.Groups, ", ")
+	switch len(env.Groups) {
+	case 0:
+	case 1:
+		groups = " and the " + env.Groups[0] + " group"
+	default:
+		groups = " and the groups " + strings.Join(env.Groups, ", ")
 	}
 	return fmt.Sprintf("the locked environment (%d distributions: runtime dependencies%s)%s", n, groups, where)
 }

@@ -73,7 +73,11 @@ func analyzePyLint(ctx *engine.AnalysisContext) error {
 	// of a project that does not lint.
 	missing := ""
 	if pt.env.Err == nil && !pt.env.Has("ruff") {
-		missing = fmt.Sprintf("ruff is not in the lock (dependency groups %s of the project): add it with uv add --dev ruff and run `uv lock` to lint %s", strings.Join(groups, ", "), label)
+		add := "uv add --dev ruff"
+		if !sameStrings(groups, []string{"dev"}) {
+			add = "uv add --group " + groups[0] + " ruff"
+		}
+		missing = fmt.Sprintf("ruff is not in the lock (groups: %s); to lint, %s and uv lock", strings.Join(groups, ", "), add)
 	}
 	ctx.AddAction(&engine.Action{
 		Mnemonic:    "Ruff",
