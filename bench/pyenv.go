@@ -13,7 +13,8 @@ import (
 // pyenv times the locked host environment: an openapi_schema target whose
 // lock holds 30 MB of wheels (the bundle benchmark's), built cold (empty
 // cache: wheels copied from a file:// index into the CAS, unpacked,
-// compiled), warm (wheels in the CAS, the environment tree removed) and
+// not compiled, as uv does by default), warm (wheels in the CAS, the
+// environment tree removed) and
 // hot (the tree present: only Python runs), against pip install --target
 // of the same wheels with the same interpreter.
 func pyenv(args []string) error {
@@ -115,7 +116,7 @@ func pyenv(args []string) error {
 		fmt.Printf("%-62s median %7.0f ms (min %.0f, max %.0f, %d runs)\n", what, ms(m), ms(minOf(ds)), ms(maxOf(ds)), n)
 		return m, nil
 	}
-	cold, err := median("cold: wheels into the CAS, unpacked, compiled; python runs", func() { os.RemoveAll(cache) }, *runs)
+	cold, err := median("cold: wheels into the CAS, unpacked; python runs", func() { os.RemoveAll(cache) }, *runs)
 	if err != nil {
 		return err
 	}
@@ -151,7 +152,7 @@ func pyenv(args []string) error {
 			}
 			ds = append(ds, time.Since(start))
 		}
-		what := "pip install --target (compiles, as pipe does)"
+		what := "pip install --target (compiling, its default)"
 		if !compile {
 			what = "pip install --target --no-compile"
 		}

@@ -32,7 +32,7 @@ const envTrees = "pyenv"
 
 // envLayout is the version of the environment tree's layout and of how it
 // is made: bumping it makes every environment anew.
-const envLayout = "1"
+const envLayout = "2"
 
 // hostEnv is a locked host environment as analysis decides it: which
 // distributions, for which interpreter. Nothing is fetched or unpacked
@@ -192,10 +192,14 @@ type envRecord struct {
 // ensure returns the environment's tree, making it first if this machine
 // does not have it: wheels fetched into the CAS (each once per machine,
 // checked against the lock's sha256), unpacked as pip --target lays them
-// out (importable files in site/, scripts in bin/), compiled to bytecode
-// by python (the interpreter the action runs), made read-only, and
+// out (importable files in site/, scripts in bin/), made read-only, and
 // renamed into place in one step.
-func (env *hostEnv) ensure(ctx context.Context, c *cache.Cache, python string, progress func(string)) (string, error) {
+//
+// It is not compiled to bytecode, as uv leaves it by default: compiling
+// was most of the cost of making an environment (see benchmarks.md) and
+// saves little per run, since a program imports a fraction of what it
+// installs and actions run with -B.
+func (env *hostEnv) ensure(ctx context.Context, c *cache.Cache, progress func(string)) (string, error) {
 	if env.Err != nil {
 		return "", env.Err
 	}
@@ -257,13 +261,6 @@ func (env *hostEnv) ensure(ctx context.Context, c *cache.Cache, python string, p
 	if err := os.MkdirAll(filepath.Join(tmp, "site"), 0o755); err != nil {
 		return fail(err)
 	}
-	final := c.TreePath(envTrees, env.Key)
-	if progress != nil {
-		progress("environment: compiling")
-	}
-	if err := compileEnv(ctx, python, filepath.Join(tmp, "site"), filepath.Join(final, "site")); err != nil {
-		return fail(err)
-	}
 	sort.Strings(rec.Wheels)
 	b, _ := json.MarshalIndent(rec, "", "  ")
 	if err := os.WriteFile(filepath.Join(tmp, "env.json"), append(b, '\n'), 0o644); err != nil {
@@ -274,34 +271,6 @@ func (env *hostEnv) ensure(ctx context.Context, c *cache.Cache, python string, p
 	}
 	return c.CommitTree(tmp, envTrees, env.Key)
 }
-
-// compileEnv writes the environment's bytecode once, so no action
-// compiles the dependencies again (actions run with -B and the tree is
-// read-only). unchecked-hash .pyc files are never compared with their
-// sources, which never change; -d names the final path in tracebacks.
-// A file that does not compile (a Python 2 leftover in some wheel) is
-// left to fail at import, as pip leaves it.
-func compileEnv(ctx context.Context, python, dir, final string) error {
-	c := engine.Command{
-		Argv:   []string{python, "-I", "-S", "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", "-d", final, dir},
-		Env:    map[string]string{"PYTHONHASHSEED": "0"},
-		Dir:    dir,
-		Stdout: discard{}, Stderr: discard{},
-	}
-	err := engine.RunCommand(ctx, c)
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	var ce *engine.CommandError
-	if err != nil && !errors.As(err, &ce) {
-		return fmt.Errorf("compile the environment with %s: %w", python, err)
-	}
-	return nil
-}
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // readOnly takes the write bits off every file and directory below root
 // (root itself stays writable, so the tree can be renamed into place and

@@ -131,7 +131,7 @@ func (t *pyTarget) ready(ctx context.Context, c *cache.Cache, progress func(stri
 	if err != nil {
 		return "", "", err
 	}
-	envDir, err = t.env.ensure(ctx, c, python, progress)
+	envDir, err = t.env.ensure(ctx, c, progress)
 	if err != nil {
 		return "", "", err
 	}
