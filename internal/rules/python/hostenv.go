@@ -206,8 +206,7 @@ func (env *hostEnv) ensure(ctx context.Context, c *cache.Cache, progress func(st
 	if dir, ok := c.Tree(envTrees, env.Key); ok {
 		return dir, nil
 	}
-	d, _ := cache.ParseDigest(env.Key)
-	unlock := c.LockBlob(d)
+	unlock := c.LockBlob(cache.Sum([]byte("environment " + env.Key)))
 	defer unlock()
 	if dir, ok := c.Tree(envTrees, env.Key); ok {
 		return dir, nil

@@ -510,6 +510,10 @@ func (tc *Toolchain) ensure(ctx context.Context, c *cache.Cache, progress func(s
 	}
 	ctx, cancel := context.WithTimeout(ctx, downloadTimeout)
 	defer cancel()
+	// Tests of one run share the interpreter: one downloads and unpacks
+	// it, the others wait and find it.
+	// (Not the archive's digest: the fetch inside locks that one.)
+	defer c.LockBlob(cache.Sum([]byte("install " + tc.Interp.Download.SHA256)))()
 	d := &Downloader{Base: tc.Downloads, Cache: c, Progress: progress}
 	return d.Install(ctx, *tc.Interp.Download)
 }
