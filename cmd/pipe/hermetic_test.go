@@ -283,9 +283,20 @@ func TestPipeTestPassesCachesAndFails(t *testing.T) {
 		t.Errorf("second run's summary:\n%s", r.stderr)
 	}
 
-	r = a.pipe(t, "test", "--cache-test-results=no")
+	r = a.pipe(t, "test", "--cache-test-results=no", "--verbose")
 	if r.code != 0 || r.status(label) != "PASSED" || r.executed("PyTest") != 1 {
 		t.Errorf("--cache-test-results=no: exit %d, status %q\n%s", r.code, r.status(label), r.stderr)
+	}
+	// --verbose: the interpreter, where its version came from, and the
+	// environment with its distributions.
+	for _, want := range []string{
+		"python: Python 3.11.7 (" + pyenvRoot() + "/versions/3.11.7/bin/python3.11, pyenv), for 3.11 (from python_version)",
+		"environment: the locked environment (20 distributions: runtime dependencies and the dev group) in " + a.ws.Cache + "/trees/pyenv/",
+		"distributions: anyio 3.6.2, ", "pytest 7.2.1",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("pipe test --verbose lacks %q:\n%s", want, r.stderr)
+		}
 	}
 
 	// An edit of the app (a dep of the test) runs the test again.
