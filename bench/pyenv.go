@@ -12,11 +12,10 @@ import (
 
 // pyenv times the locked host environment: an openapi_schema target whose
 // lock holds 30 MB of wheels (the bundle benchmark's), built cold (empty
-// cache: wheels copied from a file:// index into the CAS, unpacked,
-// not compiled, as uv does by default), warm (wheels in the CAS, the
-// environment tree removed) and
-// hot (the tree present: only Python runs), against pip install --target
-// of the same wheels with the same interpreter.
+// cache: wheels copied from a file:// index into the CAS and unpacked),
+// warm (wheels in the CAS, the environment tree removed) and hot (the tree
+// present: only Python runs), against pip install --target of the same
+// wheels with the same interpreter, compiling (its default) and not.
 func pyenv(args []string) error {
 	fs := flag.NewFlagSet("pyenv", flag.ExitOnError)
 	pipe := fs.String("pipe", "pipe", "pipe binary")

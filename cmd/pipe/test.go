@@ -244,33 +244,11 @@ func (r *testReport) results(ws *engine.Workspace, plan *engine.Plan) []testResu
 		}
 		if (res.status == testPassed || res.status == testCached) && res.junit != nil && res.junit.Tests > 0 && res.junit.Skipped == res.junit.Tests {
 			res.status = testSkipped
-			res.note = skippedReason(ws.Abs(res.report))
+			res.note = res.junit.SkipReason
 		}
 		out = append(out, res)
 	}
 	return out
-}
-
-// skippedReason is the message of the first skipped case of a report.
-func skippedReason(file string) string {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return ""
-	}
-	s := string(b)
-	i := strings.Index(s, "<skipped message=\"")
-	if i < 0 {
-		return ""
-	}
-	s = s[i+len("<skipped message=\""):]
-	if j := strings.IndexByte(s, '"'); j >= 0 {
-		return htmlUnescape(s[:j])
-	}
-	return ""
-}
-
-func htmlUnescape(s string) string {
-	return strings.NewReplacer("&#34;", `"`, "&quot;", `"`, "&#39;", "'", "&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(s)
 }
 
 // print writes one line per test target and the summary line.

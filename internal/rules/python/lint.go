@@ -93,7 +93,7 @@ func analyzePyLint(ctx *engine.AnalysisContext) error {
 				if err := os.WriteFile(ec.Output(logOut), []byte(missing+"\n"), 0o644); err != nil {
 					return err
 				}
-				return writeJUnit(ec.Output(xmlOut), label.String(), 0, false, "skipped: "+missing, "")
+				return writeJUnit(ec.Output(xmlOut), label.String(), 0, outcomeSkipped, missing, "")
 			}
 			python, envDir, err := pt.ready(c, ec.Cache(), ec.Progress)
 			if err != nil {
@@ -134,7 +134,11 @@ func analyzePyLint(ctx *engine.AnalysisContext) error {
 			if len(failed) > 0 {
 				reason = strings.Join(failed, " and ") + " found problems"
 			}
-			if err := writeJUnit(ec.Output(xmlOut), label.String(), time.Since(start), reason != "", orPassed(reason), log.String()); err != nil {
+			how, msg := outcomePassed, "passed"
+			if reason != "" {
+				how, msg = outcomeFailed, reason
+			}
+			if err := writeJUnit(ec.Output(xmlOut), label.String(), time.Since(start), how, msg, log.String()); err != nil {
 				return err
 			}
 			if reason != "" {
@@ -146,11 +150,4 @@ func analyzePyLint(ctx *engine.AnalysisContext) error {
 	})
 	ctx.Provide(logOut, xmlOut)
 	return nil
-}
-
-func orPassed(s string) string {
-	if s == "" {
-		return "passed"
-	}
-	return s
 }

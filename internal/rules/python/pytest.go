@@ -226,11 +226,11 @@ func runTest(ctx context.Context, ec *engine.ExecContext, timeout time.Duration,
 		return err
 	}
 	if _, serr := os.Stat(xmlPath); serr != nil {
-		msg := reason
-		if msg == "" {
-			msg = "passed"
+		how, msg := outcomePassed, "passed"
+		if reason != "" {
+			how, msg = outcomeFailed, reason
 		}
-		if werr := writeJUnit(xmlPath, suite, elapsed, reason != "", msg, tail(logPath, 64<<10)); werr != nil {
+		if werr := writeJUnit(xmlPath, suite, elapsed, how, msg, tail(logPath, 64<<10)); werr != nil {
 			return werr
 		}
 	}
@@ -263,6 +263,8 @@ func tail(file string, n int64) string {
 // JUnitSummary counts a JUnit XML report's test cases.
 type JUnitSummary struct {
 	Tests, Failures, Errors, Skipped int
+	// SkipReason is the message of the first skipped case.
+	SkipReason string
 }
 
 type junitSuite struct {
@@ -270,6 +272,11 @@ type junitSuite struct {
 	Failures int `xml:"failures,attr"`
 	Errors   int `xml:"errors,attr"`
 	Skipped  int `xml:"skipped,attr"`
+	Cases    []struct {
+		Skipped *struct {
+			Message string `xml:"message,attr"`
+		} `xml:"skipped"`
+	} `xml:"testcase"`
 }
 
 // ReadJUnit sums the suites of a JUnit XML report (a <testsuites> root or
@@ -297,13 +304,28 @@ func ReadJUnit(file string) (JUnitSummary, error) {
 		s.Failures += su.Failures
 		s.Errors += su.Errors
 		s.Skipped += su.Skipped
+		for _, c := range su.Cases {
+			if c.Skipped != nil && s.SkipReason == "" {
+				s.SkipReason = c.Skipped.Message
+			}
+		}
 	}
 	return s, nil
 }
 
-// writeJUnit writes a report of one test case: the whole target, passed,
-// failed (with the reason and output), or skipped.
-func writeJUnit(file, suite string, elapsed time.Duration, failed bool, message, output string) error {
+// outcome is how a target's one test case ended, for writeJUnit.
+type outcome int
+
+const (
+	outcomePassed outcome = iota
+	outcomeFailed
+	outcomeSkipped
+)
+
+// writeJUnit writes a report of one test case, the whole target: passed
+// (with its output), failed (with the reason and output), or skipped
+// (with the reason).
+func writeJUnit(file, suite string, elapsed time.Duration, how outcome, message, output string) error {
 	type body struct {
 		Message string `xml:"message,attr"`
 		Text    string `xml:",chardata"`
@@ -332,12 +354,12 @@ func writeJUnit(file, suite string, elapsed time.Duration, failed bool, message,
 	secs := strconv.FormatFloat(elapsed.Seconds(), 'f', 3, 64)
 	tc := testcase{Name: suite, Classname: suite, Time: secs}
 	ts := testsuite{Name: suite, Tests: 1, Time: secs}
-	switch {
-	case failed:
+	switch how {
+	case outcomeFailed:
 		tc.Failure = &body{Message: message, Text: output}
 		ts.Failures = 1
-	case strings.HasPrefix(message, "skipped: "):
-		tc.Skipped = &body{Message: strings.TrimPrefix(message, "skipped: ")}
+	case outcomeSkipped:
+		tc.Skipped = &body{Message: message}
 		ts.Skipped = 1
 	default:
 		if output != "" {
