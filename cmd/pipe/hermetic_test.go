@@ -831,3 +831,33 @@ func TestDownloadedInterpreter(t *testing.T) {
 		}
 	}
 }
+
+// TestPipeTestTimeoutAndOthersRun: a test over its timeout fails as a
+// test (exit 3) with a report written for it, and a failing test does not
+// stop the others, even one at a time (--jobs 1).
+func TestPipeTestTimeoutAndOthersRun(t *testing.T) {
+	t.Parallel()
+	requirePyenv(t, "3.11")
+	a := newHermeticApp(t, hermeticOptions{pythonVersion: "3.11", build: `
+py_test(
+    name = "a_slow",
+    srcs = ["slow_tests/test_slow.py"],
+    python_version = "3.11",
+    timeout = "2s",
+)
+`})
+	a.ws.write(t, "packages/my-api/slow_tests/test_slow.py", "import time\n\ndef test_slow():\n    time.sleep(30)\n")
+	r := a.pipe(t, "test", "--jobs", "1")
+	if r.code != 3 {
+		t.Fatalf("exit %d, want 3\n%s", r.code, r.stderr)
+	}
+	if r.status("//packages/my-api:a_slow") != "FAILED" || !strings.Contains(r.line("//packages/my-api:a_slow"), "timed out after 2s") {
+		t.Errorf("the slow test:\n%s", r.stderr)
+	}
+	if r.status("//packages/my-api:test") != "PASSED" {
+		t.Errorf("the other test did not run after the failure:\n%s", r.stderr)
+	}
+	if s := a.ws.read(t, "dist/packages/my-api/a_slow/test.xml"); !strings.Contains(s, `message="timed out after 2s"`) {
+		t.Errorf("the timed-out test's report:\n%s", s)
+	}
+}

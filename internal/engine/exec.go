@@ -198,7 +198,9 @@ func (e *Executor) Execute(ctx context.Context, actions []*Action) (Summary, err
 		if e.Reporter != nil {
 			e.Reporter.ActionFinished(ev)
 		}
-		if ev.Status == StatusFailed && !e.KeepGoing {
+		// A failed test is a result, not a broken build: the other tests
+		// still run, as they would one by one.
+		if ev.Status == StatusFailed && !e.KeepGoing && !(ev.Action.Test && IsTestFailure(ev.Err)) {
 			stopped.Store(true)
 		}
 		for _, d := range s.dependents {
