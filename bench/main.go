@@ -33,6 +33,10 @@ func main() {
 		err = bundle(os.Args[2:])
 	case "remote":
 		err = remote(os.Args[2:])
+	case "pyenv":
+		err = pyenv(os.Args[2:])
+	case "pytest":
+		err = pytestNoop(os.Args[2:])
 	default:
 		usage()
 	}
@@ -43,7 +47,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench gen [-packages N] [-files N] DIR | bench noop [-pipe PATH] [-runs N] DIR | bench bundle [-pipe PATH] [-mb N] DIR | bench remote [-pipe PATH] [-bazel-remote BIN] [-packages N] [-latency D] [-mbps N] DIR")
+	fmt.Fprintln(os.Stderr, "usage: bench gen [-packages N] [-files N] DIR | bench noop [-pipe PATH] [-runs N] DIR | bench bundle [-pipe PATH] [-mb N] DIR | bench remote [-pipe PATH] [-bazel-remote BIN] [-packages N] [-latency D] [-mbps N] DIR | bench pyenv [-pipe PATH] [-mb N] [-python V] DIR | bench pytest [-pipe PATH] [-runs N] DIR")
 	os.Exit(2)
 }
 

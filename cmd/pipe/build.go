@@ -108,20 +108,56 @@ func runBuild(ctx context.Context, g *globalFlags, aff *affectedFlags, args []st
 
 // build plans and executes the patterns under the workspace lock and prints
 // the summary line. It returns the plan so callers (pipe run) can use it;
-// a failed execution returns it with the error.
+// a failed execution returns it with the error. Tests are built but not
+// run: that is pipe test.
 func (s *session) build(ctx context.Context, pats []engine.Pattern) (*engine.Plan, error) {
+	return s.buildWith(ctx, pats, buildOptions{})
+}
+
+// buildOptions is what pipe test changes in a build.
+type buildOptions struct {
+	// needed picks the actions to execute from the plan; nil means the
+	// selected targets' actions and what they need, tests left out.
+	needed func(plan *engine.Plan) []*engine.Action
+	// rerunTests runs test actions whose passing result is cached.
+	rerunTests bool
+	// reporter, when set, wraps the progress display (it must pass every
+	// call on).
+	reporter func(ui *ui) engine.Reporter
+	// done runs after the summary line, before the exit status is
+	// decided; its error, if any, is the command's.
+	done func(plan *engine.Plan, buildErr error) error
+}
+
+// withoutTests drops test actions: a build never runs them.
+func withoutTests(actions []*engine.Action) []*engine.Action {
+	out := actions[:0:0]
+	for _, a := range actions {
+		if !a.Test {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// buildWith is build with options, under the workspace lock.
+func (s *session) buildWith(ctx context.Context, pats []engine.Pattern, opts buildOptions) (*engine.Plan, error) {
 	lock, err := s.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Release()
-	return s.buildLocked(ctx, pats)
+	return s.buildLockedWith(ctx, pats, opts)
 }
 
 // buildLocked is build for a caller that holds the workspace lock and goes
 // on holding it: pipe deploy reads dist/ after building, and another pipe
 // must not rebuild it in between.
 func (s *session) buildLocked(ctx context.Context, pats []engine.Pattern) (*engine.Plan, error) {
+	return s.buildLockedWith(ctx, pats, buildOptions{})
+}
+
+func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, opts buildOptions) (*engine.Plan, error) {
 	g, stderr := s.g, s.stderr
 	plan, err := engine.PlanBuild(ctx, s.ws, s.loader, pats)
 	s.saveState()
@@ -150,11 +186,19 @@ func (s *session) buildLocked(ctx context.Context, pats []engine.Pattern) (*engi
 	if err != nil {
 		return nil, err
 	}
-	ui, err := newUI(g, stderr, len(plan.Needed))
+	needed := withoutTests(plan.Needed)
+	if opts.needed != nil {
+		needed = opts.needed(plan)
+	}
+	ui, err := newUI(g, stderr, len(needed))
 	if err != nil {
 		return nil, err
 	}
 	s.ui = ui
+	var reporter engine.Reporter = ui
+	if opts.reporter != nil {
+		reporter = opts.reporter(ui)
+	}
 	remote, err := s.openRemote(ctx, c, ui.warn)
 	if err != nil {
 		return nil, err
@@ -167,18 +211,19 @@ func (s *session) buildLocked(ctx context.Context, pats []engine.Pattern) (*engi
 		KeepGoing: g.keepGoing,
 		// Only a failed action's directory is kept; the others go.
 		KeepFailedScratch: g.sandboxDebug,
-		Reporter:          ui,
+		Reporter:          reporter,
 		PipeVersion:       pipeVersion(),
 		Graph:             plan.Actions,
 		Explain:           g.explain,
 		Verify:            g.verify,
 		Ledger:            ledger,
+		RerunTests:        opts.rerunTests,
 	}
 	if remote != nil {
 		exec.Remote = remote
 	}
 	execStart := time.Now()
-	sum, buildErr := exec.Execute(ctx, plan.Needed)
+	sum, buildErr := exec.Execute(ctx, needed)
 	phases := append(plan.Phases, engine.Phase{Name: "execute", Start: execStart, End: time.Now()})
 	if remote != nil {
 		// Results were uploaded in the background while the build went
@@ -206,6 +251,11 @@ func (s *session) buildLocked(ctx context.Context, pats []engine.Pattern) (*engi
 	ui.finish(sum, buildErr)
 	if err := ui.writeFiles(phases, s.start); err != nil {
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
+	}
+	if opts.done != nil {
+		if err := opts.done(plan, buildErr); err != nil {
+			return nil, err
+		}
 	}
 	if buildErr != nil {
 		if errors.Is(buildErr, context.Canceled) {

@@ -43,6 +43,7 @@ func cacheInfoCmd(ctx context.Context) *cobra.Command {
 			fmt.Fprintf(w, "size:          %s\n", formatBytes(info.Bytes))
 			fmt.Fprintf(w, "action cache:  %d entries\n", info.ActionCount)
 			fmt.Fprintf(w, "blobs:         %d\n", info.BlobCount)
+			fmt.Fprintf(w, "trees:         %d (Python environments and interpreters)\n", info.TreeCount)
 			last := "never"
 			if !info.LastTrim.IsZero() {
 				last = info.LastTrim.Format(time.RFC3339) + " (" + time.Since(info.LastTrim).Round(time.Minute).String() + " ago)"

@@ -113,6 +113,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		initCmd(g),
 		migrateCmd(g),
 		cacheCmd(ctx),
+		testCmd(ctx, g),
+		pythonCmd(ctx, g),
 	)
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

@@ -114,11 +114,10 @@ func printFastAPIResult(w io.Writer, ws *engine.Workspace, res *scaffold.Result)
 	}
 	steps := [][2]string{
 		{"uv lock", "pin the service's dependencies in uv.lock (pipe cannot: it needs PyPI or your mirror)"},
-		{"uv sync --all-packages", "a .venv with them: the Python pipe runs :openapi and :serve with"},
 		{"npm install", "aws-cdk-lib, constructs and TypeScript for " + scaffold.InfraDir},
 		{"pipe build //...", "OpenAPI spec, metadata.gen.ts, Lambda bundle, type check and CDK synth"},
 		{"pipe run //" + res.Service + ":serve", "the app on http://localhost:8000, reloading on edits"},
-		{"(cd " + res.Service + " && uv run pytest)", "the app's tests"},
+		{"pipe test //" + res.Service + "/...", "the app's tests and ruff, on the locked environment"},
 		{"pipe deploy", "deploy the stacks that changed"},
 	}
 	width = 0

@@ -7,10 +7,10 @@ package main
 // node synth with aws-cdk-lib from npm), the generated app's own tests,
 // a deploy to moto, regeneration over edited files, and bad input.
 //
-// aws-lambda-powertools cannot be installed here (no PyPI). The tests put
-// a test double of it (genPowertoolsTestDouble) where the generated code
-// looks for it: in the workspace's .venv for :openapi and pytest, and as a
-// wheel in the lock for the bundle. The generated code is the real thing.
+// aws-lambda-powertools and ruff cannot be installed here (no PyPI). The
+// tests put test doubles of them (genPowertoolsTestDouble, ruffTestDouble)
+// in the lock as wheels, where :openapi, :test, :lint and the bundle find
+// them. The generated code is the real thing.
 
 import (
 	"encoding/json"
@@ -268,34 +268,10 @@ func genDoubleWheels(t *testing.T) []testWheel {
 	}
 }
 
-// genVenv gives the workspace the .venv `uv sync` would leave, pipe's
-// default interpreter: Debian's Python (with its FastAPI, pytest and httpx)
-// and the powertools double in the venv's site-packages.
-func genVenv(t *testing.T, ws *workspace) string {
-	t.Helper()
-	out, err := exec.Command(debianPython, "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ver := strings.TrimSpace(string(out))
-	ws.write(t, ".venv/pyvenv.cfg", "home = "+filepath.Dir(debianPython)+"\ninclude-system-site-packages = true\nversion = "+ver+"\n")
-	if err := os.MkdirAll(ws.path(".venv/bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(debianPython, ws.path(".venv/bin/python")); err != nil {
-		t.Fatal(err)
-	}
-	site := ".venv/lib/python" + ver + "/site-packages/"
-	for name, content := range genPowertoolsTestDouble {
-		ws.write(t, site+name, content)
-	}
-	return ws.path(".venv/bin/python")
-}
-
 // genLock renders the uv.lock `uv lock` would write for the services
 // (package directories) of a workspace made by `pipe new fastapi`, with
 // wheels as registry packages.
-func genLock(services []string, wheels []testWheel) string {
+func genLock(services []string, wheels []testWheel, dev []string) string {
 	var b strings.Builder
 	b.WriteString("version = 1\nrevision = 3\nrequires-python = \">=3.12\"\n\n[manifest]\nmembers = [\n")
 	var names []string
@@ -316,6 +292,13 @@ func genLock(services []string, wheels []testWheel) string {
 		var p strings.Builder
 		fmt.Fprintf(&p, "\n[[package]]\nname = %q\nversion = \"0.1.0\"\nsource = { virtual = %q }\n", filepath.Base(s), s)
 		p.WriteString("dependencies = [\n    { name = \"aws-lambda-powertools\", extra = [\"tracer\"] },\n    { name = \"fastapi\" },\n    { name = \"uvicorn\" },\n]\n")
+		if len(dev) > 0 {
+			p.WriteString("\n[package.dev-dependencies]\ndev = [\n")
+			for _, d := range dev {
+				fmt.Fprintf(&p, "    { name = %q },\n", d)
+			}
+			p.WriteString("]\n")
+		}
 		p.WriteString("\n[package.metadata]\nrequires-dist = [\n    { name = \"aws-lambda-powertools\", extras = [\"tracer\"] },\n    { name = \"fastapi\" },\n    { name = \"uvicorn\" },\n]\n")
 		pkgs = append(pkgs, pkg{filepath.Base(s), p.String()})
 	}
@@ -348,29 +331,38 @@ func genLock(services []string, wheels []testWheel) string {
 }
 
 // genWorkspace is a pipe workspace with node_modules (the npm
-// fixture, as `npm install` of the generated package.json leaves it) and a
-// .venv, ready for `pipe new fastapi`.
+// fixture, as `npm install` of the generated package.json leaves it),
+// ready for `pipe new fastapi`. It has no .venv: pipe needs none.
 func genWorkspace(t *testing.T, nm string) *workspace {
 	t.Helper()
 	ws := newWorkspace(t, map[string]string{"WORKSPACE.star": "workspace(name = \"t\")\n"})
 	if err := os.Symlink(nm, ws.path("node_modules")); err != nil {
 		t.Fatal(err)
 	}
-	genVenv(t, ws)
 	return ws
 }
 
 // genLockServices writes uv.lock for the services and returns the build
-// environment that serves its wheels.
+// environment that serves its wheels. The services are for Python 3.12
+// (pyenv's), so typing-extensions is a newer one than Debian's; the dev
+// group holds pytest, httpx and the ruff double.
 func genLockServices(t *testing.T, ws *workspace, services []string) []string {
 	t.Helper()
+	requirePyenv(t, "3.12")
 	// A copy: debianWheels' slice is shared by the package's tests.
 	wheels := append(slices.Clone(debianWheels(t)), genDoubleWheels(t)...)
+	te := newTypingExtensions(t)
+	for i, w := range wheels {
+		if w.Name == te.Name {
+			wheels[i] = te
+		}
+	}
+	wheels = append(append(wheels, debianDevWheels(t)...), ruffTestDouble(t))
 	m := newWheelMirror(t)
 	for _, w := range wheels {
 		m.serve(w, w.Data)
 	}
-	ws.write(t, "uv.lock", genLock(services, wheels))
+	ws.write(t, "uv.lock", genLock(services, wheels, []string{"httpx", "pytest", "ruff"}))
 	return []string{"PIPE_PYTHON_INDEX=" + m.srv.URL}
 }
 
@@ -558,6 +550,7 @@ func TestNewFastAPIEveryCombination(t *testing.T) {
 	t.Parallel()
 	nm := testenv.CDKNodeModules(t)
 	requirePython(t)
+	requirePyenv(t, "3.12")
 	ws := genWorkspace(t, nm)
 
 	start := time.Now()
@@ -631,22 +624,25 @@ func TestNewFastAPIEveryCombination(t *testing.T) {
 		ws.buildEnvOK(t, env, "//packages/infra")
 	})
 
-	t.Run("pytest", func(t *testing.T) {
-		genRequirePytest(t)
+	t.Run("pipe test", func(t *testing.T) {
 		c := genCombinations()[0]
-		dir := ws.path("packages/" + c.name())
 		module := strings.ReplaceAll(c.name(), "-", "_")
 		extra := strings.NewReplacer("{{module}}", module, "{{name}}", c.name()).Replace(genPowertoolsPytest)
 		ws.write(t, "packages/"+c.name()+"/tests/test_powertools_double.py", extra)
-		cmd := exec.Command(ws.path(".venv/bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
+		cmd := pipeCmdEnv(ws, env, "test", "//packages/"+c.name()+"/...")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			t.Fatalf("the generated app's tests failed: %v\n%s", err, out)
+			t.Fatalf("pipe test of the generated app failed: %v\n%s", err, out)
 		}
-		if !strings.Contains(string(out), "13 passed") {
-			t.Errorf("pytest did not run the 9 generated and 4 added tests:\n%s", out)
+		label := "//packages/" + c.name()
+		for _, want := range []string{
+			"PASSED    " + label + ":test  in ", ", 13 tests\n",
+			"PASSED    " + label + ":lint  in ",
+			"2 tests: 2 passed, 0 failed, 0 cached\n",
+		} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("pipe test output lacks %q (the 9 generated and 4 added tests, and ruff):\n%s", want, out)
+			}
 		}
 	})
 

@@ -143,13 +143,17 @@ func buildWheel(name, version, tag string, deps []string, files map[string][]byt
 	return w, nil
 }
 
+// debianDist is a distribution Debian installed for /usr/bin/python3, and
+// the runtime edges of its lock entry.
+type debianDist struct {
+	name string
+	deps []string
+}
+
 // debianDists are the distributions the bundle tests wheel from Debian's
 // packages, with the runtime edges of their lock entries. uvicorn 0.17
 // imports asgiref at startup, so asgiref is among them.
-var debianDists = []struct {
-	name string
-	deps []string
-}{
+var debianDists = []debianDist{
 	{"anyio", []string{"idna", "sniffio"}},
 	{"asgiref", nil},
 	{"click", nil},
@@ -184,8 +188,13 @@ func debianWheels(t *testing.T) []testWheel {
 }
 
 func makeDebianWheels() ([]testWheel, error) {
+	return wheelDebianDists(debianDists)
+}
+
+// wheelDebianDists wheels the given Debian-installed distributions.
+func wheelDebianDists(dists []debianDist) ([]testWheel, error) {
 	var names []string
-	for _, d := range debianDists {
+	for _, d := range dists {
 		names = append(names, d.name)
 	}
 	// One interpreter run for every version and top_level.txt.
@@ -212,7 +221,7 @@ print(json.dumps(out))
 		return nil, err
 	}
 	var wheels []testWheel
-	for _, d := range debianDists {
+	for _, d := range dists {
 		in := info[d.name]
 		var mods []string
 		for _, l := range strings.Fields(in.TopLevel) {
@@ -357,6 +366,11 @@ type pyApp struct {
 	Pyproject []string
 	Packages  []lockEntry
 	MainPy    string // default: a placeholder module
+	// Dev is my-api's dev dependency group, as the lock records it.
+	Dev []string
+	// RequiresPython is the lock's and pyproject's requires-python
+	// (default ">=3.11").
+	RequiresPython string
 }
 
 // fastAPIMain is the app the bundle tests serve.
@@ -393,7 +407,11 @@ def where() -> dict:
 // writeLock renders the uv.lock uv would write for app.
 func writeLock(app pyApp) string {
 	var b strings.Builder
-	b.WriteString("version = 1\nrevision = 3\nrequires-python = \">=3.11\"\n\n[manifest]\nmembers = [\"my-api\"]\n")
+	rp := app.RequiresPython
+	if rp == "" {
+		rp = ">=3.11"
+	}
+	fmt.Fprintf(&b, "version = 1\nrevision = 3\nrequires-python = %q\n\n[manifest]\nmembers = [\"my-api\"]\n", rp)
 	deps := func(names []string) {
 		if len(names) == 0 {
 			return
@@ -411,11 +429,25 @@ func writeLock(app pyApp) string {
 		if p.Name == "my-api" {
 			b.WriteString("source = { editable = \"packages/my-api\" }\n")
 			deps(app.Deps)
+			if len(app.Dev) > 0 {
+				b.WriteString("\n[package.dev-dependencies]\ndev = [\n")
+				for _, d := range app.Dev {
+					fmt.Fprintf(&b, "    { name = %q },\n", d)
+				}
+				b.WriteString("]\n")
+			}
 			b.WriteString("\n[package.metadata]\nrequires-dist = [\n")
 			for _, d := range app.Deps {
 				fmt.Fprintf(&b, "    { name = %q },\n", d)
 			}
 			b.WriteString("]\n")
+			if len(app.Dev) > 0 {
+				b.WriteString("\n[package.metadata.requires-dev]\ndev = [\n")
+				for _, d := range app.Dev {
+					fmt.Fprintf(&b, "    { name = %q },\n", d)
+				}
+				b.WriteString("]\n")
+			}
 			continue
 		}
 		b.WriteString("source = { registry = \"https://pypi.org/simple\" }\n")
@@ -1189,25 +1221,34 @@ func TestBundleLockOutOfDateAfterBuild(t *testing.T) {
 	}
 }
 
-// TestOpenAPIAndMetadataOnExample builds the example's OpenAPI schema with
-// Debian's FastAPI and the TypeScript operation table made from it.
+// TestOpenAPIAndMetadataOnExample builds the example's OpenAPI schema on
+// the locked environment and the TypeScript operation table made from it.
+// The example locks Python 3.14 and FastAPI from PyPI, neither of which
+// this machine has: the test locks it again for Python 3.11 with wheels of
+// Debian's FastAPI, as `uv lock` would against such an index.
 func TestOpenAPIAndMetadataOnExample(t *testing.T) {
 	t.Parallel()
-	requirePython(t)
+	wheels := debianWheels(t)
+	requirePyenv(t, "3.11")
 	ws := copyWorkspace(t, filepath.Join("..", "..", "examples", "fastapi"))
-	// The example names no interpreter: python3 on the action PATH
-	// (/usr/local/bin:/usr/bin:/bin), which is Debian's unless something
-	// sits in /usr/local/bin.
-	if _, err := os.Stat("/usr/local/bin/python3"); err == nil {
-		ws.write(t, "WORKSPACE.star", strings.Replace(ws.read(t, "WORKSPACE.star"),
-			`name = "fastapi-example",`, `name = "fastapi-example",`+"\n    python = \""+debianPython+"\",", 1))
+	m := newWheelMirror(t)
+	app := pyApp{Deps: []string{"fastapi", "uvicorn"}}
+	for _, w := range wheels {
+		m.serve(w, w.Data)
+		app.Packages = append(app.Packages, lockEntryOf(w))
 	}
+	ws.write(t, "uv.lock", writeLock(app))
+	for _, f := range []string{"pyproject.toml", "packages/my-api/pyproject.toml"} {
+		ws.write(t, f, strings.ReplaceAll(ws.read(t, f), ">=3.14", ">=3.11"))
+	}
+	ws.write(t, "packages/my-api/BUILD.star", strings.Replace(ws.read(t, "packages/my-api/BUILD.star"), `"3.14"`, `"3.11"`, 1))
+	env := []string{"PIPE_PYTHON_INDEX=" + m.srv.URL}
 	const gen = "packages/common/constructs/src/generated/my-api/metadata.gen.ts"
 	// A copy of a built example may carry it; pipe must write it.
 	os.RemoveAll(ws.path("packages/common/constructs/src/generated"))
 	targets := []string{"//packages/my-api:openapi", "//packages/common/constructs:my-api-metadata"}
 
-	b := ws.buildOK(t, targets...)
+	b := ws.buildEnvOK(t, env, targets...)
 	wantLabels(t, "first build: executed", b.labels("executed"), targets...)
 	var spec struct {
 		OpenAPI string                                `json:"openapi"`
@@ -1252,7 +1293,7 @@ func TestOpenAPIAndMetadataOnExample(t *testing.T) {
 		t.Errorf("dist's metadata.gen.ts differs from the source tree's")
 	}
 
-	b = ws.buildOK(t, targets...)
+	b = ws.buildEnvOK(t, env, targets...)
 	wantLabels(t, "second build: executed", b.labels("executed"))
 	wantLabels(t, "second build: cached", b.labels("cached"), targets...)
 
@@ -1260,7 +1301,7 @@ func TestOpenAPIAndMetadataOnExample(t *testing.T) {
 	// target's label.
 	mainPy := ws.read(t, "packages/my-api/my_api/main.py")
 	ws.write(t, "packages/my-api/my_api/main.py", "import nonexistent\n"+mainPy)
-	b = ws.build(t, targets...)
+	b = ws.buildEnv(t, env, targets...)
 	if b.code != 1 {
 		t.Fatalf("with an import error: exit %d, want 1\nstderr:\n%s", b.code, b.stderr)
 	}
@@ -1283,7 +1324,7 @@ func TestOpenAPIAndMetadataOnExample(t *testing.T) {
 
 	// Fixed again: the earlier results come back from the cache.
 	ws.write(t, "packages/my-api/my_api/main.py", mainPy)
-	b = ws.buildOK(t, targets...)
+	b = ws.buildEnvOK(t, env, targets...)
 	wantLabels(t, "after the fix: executed", b.labels("executed"))
 	if got := ws.read(t, gen); got != ts {
 		t.Errorf("%s after the fix differs from the first build's", gen)
@@ -1294,11 +1335,10 @@ func TestOpenAPIAndMetadataOnExample(t *testing.T) {
 // app with uvicorn --reload, picks up an edit, and stops on SIGINT.
 func TestServeRuns(t *testing.T) {
 	t.Parallel()
-	requirePython(t)
-	ws := newPyWorkspace(t, pyApp{MainPy: fastAPIMain})
+	ws, _, env, _ := fastAPIWorkspace(t)
 	port := freePort(t)
 	// uvicorn takes the last --port: the one after --.
-	cmd := pipeCmd(ws, "run", "//packages/my-api:serve", "--", "--port", fmt.Sprint(port))
+	cmd := pipeCmdEnv(ws, env, "run", "--verbose", "//packages/my-api:serve", "--", "--port", fmt.Sprint(port))
 	exited, out := startGroup(t, cmd)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 
@@ -1310,6 +1350,10 @@ func TestServeRuns(t *testing.T) {
 	}
 	if _, ok := spec.Paths["/items/{item_id}"]; !ok {
 		t.Errorf("/openapi.json lacks /items/{item_id}: %v", spec.Paths)
+	}
+	// --verbose: what it runs on. The workspace names Debian's python3.
+	if want := "python: Python 3.11.2 (" + debianPython + ", workspace python) with the locked environment (11 distributions: runtime dependencies) in " + ws.Cache + "/trees/pyenv/"; !strings.Contains(out.String(), want) {
+		t.Errorf("pipe run --verbose does not say %q:\n%s", want, out.String())
 	}
 	if body := waitHTTP(t, base+"/docs", exited, out); !strings.Contains(body, "swagger-ui") {
 		t.Errorf("GET /docs: not the Swagger UI page:\n%s", body)

@@ -45,6 +45,19 @@ commands can build while it runs. Arguments after -- are passed on.`,
 			if r == nil {
 				return engine.Usagef("%s (%s) is not runnable; runnable targets are the :serve targets of fastapi_project and other rules that say so", l, plan.Targets.Targets[l].Rule.Name)
 			}
+			if r.Prepare != nil {
+				c, err := openCache()
+				if err != nil {
+					return err
+				}
+				if r, err = r.Prepare(ctx, c, func(msg string) {
+					if g.verbose {
+						fmt.Fprintln(s.stderr, msg)
+					}
+				}); err != nil {
+					return err
+				}
+			}
 			return runForeground(ctx, s.ws, r, args[1:])
 		},
 	}

@@ -17,6 +17,8 @@ var workspaceAttrs = []engine.Attr{
 	{Name: "python", Type: engine.AttrString},
 	{Name: "node_modules", Type: engine.AttrString},
 	{Name: "python_index", Type: engine.AttrString},
+	{Name: "python_interpreters", Type: engine.AttrStringDict},
+	{Name: "python_downloads", Type: engine.AttrString},
 	{Name: "action_env", Type: engine.AttrStringList},
 	{Name: "action_path", Type: engine.AttrString},
 	{Name: "remote_cache", Type: engine.AttrString},
@@ -78,6 +80,10 @@ func (ev *Evaluator) EvalWorkspace() (engine.Settings, error) {
 				s.NodeModules = v.(string)
 			case "python_index":
 				s.PythonIndex = v.(string)
+			case "python_interpreters":
+				s.PythonInterpreters = v.(map[string]string)
+			case "python_downloads":
+				s.PythonDownloads = v.(string)
 			case "action_env":
 				s.ActionEnv = v.([]string)
 			case "action_path":

@@ -502,7 +502,7 @@ func (c *Cache) Clean() error {
 	}
 	for _, e := range ents {
 		switch e.Name() {
-		case "cas", "ac", "tmp", trimFile:
+		case "cas", "ac", "tmp", treesDir, trimFile:
 		default:
 			if !strings.HasPrefix(e.Name(), ".") {
 				return fmt.Errorf("clean cache %s: it holds %q, which pipe did not write; remove it by hand", c.dir, e.Name())
@@ -510,7 +510,7 @@ func (c *Cache) Clean() error {
 		}
 	}
 	os.Remove(filepath.Join(c.dir, trimFile))
-	for _, sub := range []string{"cas", "ac", "tmp"} {
+	for _, sub := range []string{"cas", "ac", "tmp", treesDir} {
 		p := filepath.Join(c.dir, sub)
 		makeWritable(p)
 		if err := os.RemoveAll(p); err != nil {

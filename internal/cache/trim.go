@@ -76,7 +76,8 @@ type Info struct {
 	Dir         string
 	ActionCount int64 // entries of the action cache
 	BlobCount   int64 // blobs of the CAS
-	Bytes       int64 // bytes of both
+	TreeCount   int64 // trees (unpacked environments and interpreters)
+	Bytes       int64 // bytes of all three
 	// LastTrim is when the cache was last trimmed (zero: never).
 	LastTrim time.Time
 }
@@ -85,6 +86,7 @@ type trimEntry struct {
 	path  string
 	size  int64
 	mtime time.Time
+	tree  bool // a directory of trees/, removed as a whole
 }
 
 // entries lists every AC entry and blob.
@@ -110,7 +112,7 @@ func (c *Cache) entries(ctx context.Context) ([]trimEntry, Info, error) {
 			if err != nil {
 				return nil
 			}
-			out = append(out, trimEntry{p, fi.Size(), fi.ModTime()})
+			out = append(out, trimEntry{path: p, size: fi.Size(), mtime: fi.ModTime()})
 			info.Bytes += fi.Size()
 			if sub == "ac" {
 				info.ActionCount++
@@ -123,7 +125,11 @@ func (c *Cache) entries(ctx context.Context) ([]trimEntry, Info, error) {
 			return nil, info, fmt.Errorf("list cache %s: %w", root, err)
 		}
 	}
-	return out, info, nil
+	trees, err := c.treeEntries(ctx, &info)
+	if err != nil {
+		return nil, info, err
+	}
+	return append(out, trees...), info, nil
 }
 
 // Stat describes the cache without changing it.
@@ -146,6 +152,25 @@ func (c *Cache) Trim(ctx context.Context, opt TrimOptions) (TrimStats, error) {
 	}
 	st := TrimStats{Info: info}
 	remove := func(e trimEntry) {
+		if e.tree {
+			// Out of the way in one rename, so no reader sees half a
+			// tree, then removed at leisure.
+			tmp, err := c.TempDir()
+			if err != nil {
+				return
+			}
+			aside := filepath.Join(tmp, "tree")
+			if err := os.Rename(e.path, aside); err != nil {
+				os.Remove(tmp)
+				return
+			}
+			RemoveTree(tmp)
+			st.RemovedEntries++
+			st.RemovedBytes += e.size
+			st.Bytes -= e.size
+			st.TreeCount--
+			return
+		}
 		if err := os.Remove(e.path); err == nil {
 			st.RemovedEntries++
 			st.RemovedBytes += e.size
@@ -179,7 +204,7 @@ func (c *Cache) Trim(ctx context.Context, opt TrimOptions) (TrimStats, error) {
 	if tmps, err := os.ReadDir(filepath.Join(c.dir, "tmp")); err == nil {
 		for _, t := range tmps {
 			if fi, err := t.Info(); err == nil && now.Sub(fi.ModTime()) > tmpMaxAge {
-				os.Remove(filepath.Join(c.dir, "tmp", t.Name()))
+				RemoveTree(filepath.Join(c.dir, "tmp", t.Name()))
 			}
 		}
 	}

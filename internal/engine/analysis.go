@@ -93,6 +93,10 @@ type Action struct {
 	// Sandbox stages the inputs into the scratch directory, so the action
 	// can read nothing it did not declare.
 	Sandbox bool
+	// Test marks an action that runs tests: pipe test runs it and pipe
+	// build does not. A *TestFailedError from it is a failed test, whose
+	// outputs are put in place but never cached.
+	Test bool
 	// RuleVersion is copied from the owning rule.
 	RuleVersion string
 	RuleKind    string
@@ -254,6 +258,12 @@ type Runnable struct {
 	Env map[string]string
 	// Dir is the workspace-relative working directory ("" for the root).
 	Dir string
+	// Prepare, when set, runs after the build and just before the program
+	// starts: it readies what the program needs outside the workspace (a
+	// Python environment in the shared cache) and returns the program to
+	// run, whose argv and environment depend on where that lives. It says
+	// what it runs on through info (pipe run --verbose prints it).
+	Prepare func(ctx context.Context, c *cache.Cache, info func(string)) (*Runnable, error)
 }
 
 // SetRunnable makes the target runnable with `pipe run`.

@@ -58,3 +58,21 @@ func (m MultiError) Error() string {
 }
 
 func (m MultiError) Unwrap() []error { return m }
+
+// TestFailedError is what a test action (Action.Test) returns when its
+// tests ran and did not pass, or ran out of time: the build worked, the
+// tests did not. The executor still puts the action's outputs (logs,
+// reports) in place, never caches them, and the CLI reports a failed test
+// (exit 3) rather than a failed build (exit 1).
+type TestFailedError struct {
+	// Reason says what failed, as "2 of 9 tests failed".
+	Reason string
+}
+
+func (e *TestFailedError) Error() string { return e.Reason }
+
+// IsTestFailure reports whether err is a test that ran and failed.
+func IsTestFailure(err error) bool {
+	var t *TestFailedError
+	return errors.As(err, &t)
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path"
@@ -71,43 +72,60 @@ func (e *Executor) execute(ctx context.Context, a *Action, place bool) (_ *cache
 	} else {
 		err = fmt.Errorf("action has neither a command nor a step")
 	}
+	// A test that ran and failed still leaves its logs and reports: they
+	// are put in place like any output (never cached; see runOne), so CI
+	// and the user can read why.
+	var testErr *TestFailedError
+	if err != nil && !(a.Test && ctx.Err() == nil && errors.As(err, &testErr)) {
+		return nil, output(), err
+	}
+	r, err := e.collect(a, scratch, place)
 	if err != nil {
 		return nil, output(), err
 	}
+	if testErr != nil {
+		return r, output(), testErr
+	}
+	return r, output(), nil
+}
+
+// collect stores a's outputs from the scratch directory in the CAS and,
+// with place, moves them into the workspace.
+func (e *Executor) collect(a *Action, scratch string, place bool) (*cache.ActionResult, error) {
 	r := &cache.ActionResult{}
 	for _, o := range a.Outputs {
 		src := joinSlash(scratch, o.Path)
 		fi, err := os.Lstat(src)
 		if err != nil {
-			return nil, output(), fmt.Errorf("declared output %s was not created", outputName(a, o))
+			return nil, fmt.Errorf("declared output %s was not created", outputName(a, o))
 		}
 		if o.Dir {
 			if !fi.IsDir() {
-				return nil, output(), fmt.Errorf("declared output directory %s is not a directory", outputName(a, o))
+				return nil, fmt.Errorf("declared output directory %s is not a directory", outputName(a, o))
 			}
 			if err := e.collectDir(r, scratch, o.Path); err != nil {
-				return nil, output(), err
+				return nil, err
 			}
 			r.Dirs = append(r.Dirs, o.Path)
 			continue
 		}
 		if !fi.Mode().IsRegular() {
-			return nil, output(), fmt.Errorf("declared output %s is not a regular file", outputName(a, o))
+			return nil, fmt.Errorf("declared output %s is not a regular file", outputName(a, o))
 		}
 		d, size, err := e.Cache.PutFile(src)
 		if err != nil {
-			return nil, output(), fmt.Errorf("store %s: %w", o.Path, err)
+			return nil, fmt.Errorf("store %s: %w", o.Path, err)
 		}
 		r.Outputs = append(r.Outputs, cache.OutputFile{Path: o.Path, Digest: d, Size: size, Executable: fi.Mode()&0o111 != 0})
 	}
 	if !place {
-		return r, output(), nil
+		return r, nil
 	}
 	// Every blob is stored; now move the outputs into the workspace, each
 	// with one rename, so the workspace never holds a half-written file.
 	for _, o := range a.Outputs {
 		if err := e.moveIntoPlace(joinSlash(scratch, o.Path), o); err != nil {
-			return nil, output(), fmt.Errorf("write %s: %w", o.Path, err)
+			return nil, fmt.Errorf("write %s: %w", o.Path, err)
 		}
 	}
 	for _, of := range r.Outputs {
@@ -116,22 +134,73 @@ func (e *Executor) execute(ctx context.Context, a *Action, place bool) (_ *cache
 		}
 	}
 	e.pruneOwn(a, true)
-	return r, output(), nil
+	return r, nil
 }
 
 // runCommand runs a.Argv in its own process group, so cancelling kills the
 // whole tree the command started, not just the shell.
 func runCommand(ctx context.Context, ec *ExecContext, a *Action) error {
-	cmd := exec.CommandContext(ctx, a.Argv[0], a.Argv[1:]...)
-	cmd.Dir = ec.Dir
-	env := make([]string, 0, len(a.Env))
-	for k, v := range a.Env {
+	return runProcess(ctx, Command{Argv: a.Argv, Env: a.Env, Dir: ec.Dir, Stdout: ec.Stdout, Stderr: ec.Stderr})
+}
+
+// Command is a program an in-process step runs (ExecContext.Run).
+type Command struct {
+	Argv []string
+	// Env is the program's whole environment: nothing of pipe's own
+	// environment is passed on.
+	Env map[string]string
+	// Dir is the working directory (default: the scratch directory).
+	Dir string
+	// Stdout and Stderr default to the action's output.
+	Stdout, Stderr io.Writer
+}
+
+// CommandError is a program that ran and did not succeed.
+type CommandError struct {
+	// ExitCode is the program's exit status; -1 when a signal killed it.
+	ExitCode int
+	Signal   syscall.Signal
+}
+
+func (e *CommandError) Error() string {
+	if e.ExitCode < 0 {
+		return fmt.Sprintf("command killed by signal %s", e.Signal)
+	}
+	return fmt.Sprintf("command exited with status %d", e.ExitCode)
+}
+
+// Run runs a program the way command actions run theirs: in its own
+// process group, killed with everything it started when ctx is cancelled.
+// An unsuccessful exit is a *CommandError; a cancelled ctx gives ctx.Err().
+func (ec *ExecContext) Run(ctx context.Context, c Command) error {
+	if c.Dir == "" {
+		c.Dir = ec.Dir
+	}
+	if c.Stdout == nil {
+		c.Stdout = ec.Stdout
+	}
+	if c.Stderr == nil {
+		c.Stderr = ec.Stderr
+	}
+	return runProcess(ctx, c)
+}
+
+// RunCommand runs c as ExecContext.Run does, for work outside an action
+// (readying a runnable target's environment). c.Dir, c.Stdout and
+// c.Stderr must be set.
+func RunCommand(ctx context.Context, c Command) error { return runProcess(ctx, c) }
+
+func runProcess(ctx context.Context, c Command) error {
+	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
+	cmd.Dir = c.Dir
+	env := make([]string, 0, len(c.Env))
+	for k, v := range c.Env {
 		env = append(env, k+"="+v)
 	}
 	sort.Strings(env)
 	cmd.Env = env
-	cmd.Stdout = ec.Stdout
-	cmd.Stderr = ec.Stderr
+	cmd.Stdout = c.Stdout
+	cmd.Stderr = c.Stderr
 	// Pdeathsig kills the command if pipe itself is killed (kill -9), so
 	// no orphan keeps writing into a scratch directory.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -149,25 +218,11 @@ func runCommand(ctx context.Context, ec *ExecContext, a *Action) error {
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		if st, ok := exit.Sys().(syscall.WaitStatus); ok && st.Signaled() {
-			return &CommandError{Signal: st.Signal().String()}
+			return &CommandError{ExitCode: -1, Signal: st.Signal()}
 		}
-		return &CommandError{Status: exit.ExitCode()}
+		return &CommandError{ExitCode: exit.ExitCode()}
 	}
-	return fmt.Errorf("run %s: %w", a.Argv[0], err)
-}
-
-// CommandError is a command that ran and failed. The action's Argv and
-// Env say what ran; the CLI shows them.
-type CommandError struct {
-	Status int    // exit status, when it exited
-	Signal string // the signal that killed it, if one did
-}
-
-func (e *CommandError) Error() string {
-	if e.Signal != "" {
-		return "command killed by signal " + e.Signal
-	}
-	return fmt.Sprintf("command exited with status %d", e.Status)
+	return fmt.Errorf("run %s: %w", c.Argv[0], err)
 }
 
 // KeptScratchError is an action's failure when its scratch directory was

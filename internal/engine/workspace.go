@@ -23,6 +23,14 @@ type Settings struct {
 	Python      string
 	NodeModules string
 	PythonIndex string
+	// PythonInterpreters maps Python versions ("3.12") to interpreters
+	// (absolute or workspace-relative paths) that Python actions of that
+	// version run, ahead of any pipe discovers.
+	PythonInterpreters map[string]string
+	// PythonDownloads is where missing interpreters are downloaded from:
+	// a base URL of python-build-standalone releases, "never", or "" for
+	// the default.
+	PythonDownloads string
 	// ActionEnv names host environment variables passed to genrule
 	// commands; their values become part of the action key.
 	ActionEnv []string

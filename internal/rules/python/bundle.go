@@ -46,7 +46,7 @@ var Bundle = &engine.Rule{
 		{Name: "requirements", Type: engine.AttrLabel, Doc: "a hash-pinned requirements.txt (uv export) instead of uv.lock; wheels are found on python_index"},
 		{Name: "extras", Type: engine.AttrStringList, Doc: "extras of the project to include"},
 		{Name: "deps", Type: engine.AttrLabelList, Doc: "sources of workspace members the app depends on, copied as plain source"},
-		{Name: "python_version", Type: engine.AttrString, Default: "3.12", Doc: "Lambda runtime's Python"},
+		{Name: "python_version", Type: engine.AttrString, Doc: "Lambda runtime's Python (default: .python-version, else requires-python's lowest, else " + DefaultPythonVersion + ")"},
 		{Name: "architecture", Type: engine.AttrString, Default: "x86_64", Values: []string{"x86_64", "arm64"}, Aliases: ArchitectureAliases},
 		{Name: "glibc", Type: engine.AttrString, Doc: `newest manylinux glibc accepted, "2.34" (default: the Lambda runtime's)`},
 		{Name: "python_path", Type: engine.AttrStringList, Doc: "package-relative source roots (default: the package directory; src/ layouts: [\"src\"])"},
@@ -88,10 +88,11 @@ type BundlePlan struct {
 func analyzeBundle(ctx *engine.AnalysisContext) error {
 	ws := ctx.Workspace()
 	pkg := ctx.Label().Pkg
-	plat := Platform{PythonVersion: ctx.String("python_version"), Arch: ctx.String("architecture")}
-	if !validPython(plat.PythonVersion) {
-		return ctx.Errorf("python_version %q: want a version such as \"3.12\"", plat.PythonVersion)
+	want, _, err := wantedPython(ctx)
+	if err != nil {
+		return err
 	}
+	plat := Platform{PythonVersion: want.String(), Arch: ctx.String("architecture")}
 	plat.Glibc = DefaultGlibc(plat.PythonVersion)
 	if g := ctx.String("glibc"); g != "" {
 		var major, minor int
@@ -294,12 +295,6 @@ func requirementWheels(ctx context.Context, plan *BundlePlan) ([]wheel.Request, 
 	return out, errors.Join(errs...)
 }
 
-func validPython(v string) bool {
-	var major, minor int
-	n, err := fmt.Sscanf(v, "%d.%d", &major, &minor)
-	return err == nil && n == 2 && major == 3 && fmt.Sprintf("%d.%d", major, minor) == v
-}
-
 func sourceRoots(pkg string, dirs []string) []string {
 	if len(dirs) == 0 {
 		return []string{pkg}
@@ -445,6 +440,26 @@ func assemble(ec *engine.ExecContext, depsDir, depsZip, appDir, outDir, outZip s
 // and the reads are recorded, so pipe affected analyses the bundle again
 // when one of them changes.
 func resolveBundle(ctx *engine.AnalysisContext, plat Platform) (*BundlePlan, string, error) {
+	plan, lockPath, err := resolveProject(ctx, plat, nil)
+	var pe *platformError
+	if errors.As(err, &pe) {
+		return nil, "", ctx.Errorf("%v", pe.err)
+	}
+	return plan, lockPath, err
+}
+
+// platformError is a resolution that failed for the platform resolved
+// for (no wheel for it, a Python the lock excludes), as opposed to a lock
+// or project pipe cannot read, which is an analysis error everywhere.
+type platformError struct{ err error }
+
+func (e *platformError) Error() string { return e.err.Error() }
+
+// resolveProject resolves the target's project in its lock (or
+// requirements.txt) for plat, with the root's dependency groups when
+// groups is set. Resolution failures are *platformError; everything else
+// is an analysis error of the target.
+func resolveProject(ctx *engine.AnalysisContext, plat Platform, groups *GroupSpec) (*BundlePlan, string, error) {
 	pkg := ctx.Label().Pkg
 	if files := ctx.Files("requirements"); len(files) > 0 {
 		if len(ctx.Labels("lock")) > 0 {
@@ -499,9 +514,9 @@ func resolveBundle(ctx *engine.AnalysisContext, plat Platform) (*BundlePlan, str
 			return nil, "", ctx.Errorf("%v", err)
 		}
 	}
-	resolved, err := lock.Resolve(root, ctx.Strings("extras"), plat)
+	resolved, err := lock.ResolveGroups(root, ctx.Strings("extras"), groups, plat)
 	if err != nil {
-		return nil, "", ctx.Errorf("%v", err)
+		return nil, "", &platformError{err}
 	}
 	lockDir := path.Dir(lockPath)
 	plan := &BundlePlan{Platform: plat, Resolved: resolved, Members: map[string]string{}, LockDir: lockDir}

@@ -2,6 +2,8 @@ package python
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path"
 	"sort"
 
@@ -11,14 +13,14 @@ import (
 // OpenAPISchema writes app.openapi() of a FastAPI app as JSON.
 var OpenAPISchema = &engine.Rule{
 	Name:    "openapi_schema",
-	Version: "1",
-	Doc:     "Imports a FastAPI app with the host Python and writes app.openapi() to dist/<pkg>/<name>/openapi.json.",
-	Attrs: []engine.Attr{
-		{Name: "srcs", Type: engine.AttrLabelList, Doc: "the app's Python sources"},
-		{Name: "app", Type: engine.AttrString, Required: true, Doc: `the app object, "module.path:attribute"`},
-		{Name: "deps", Type: engine.AttrLabelList, Doc: "sources of workspace packages the app imports; their packages go on PYTHONPATH"},
-		{Name: "python_path", Type: engine.AttrStringList, Doc: "package-relative directories to put on PYTHONPATH (default: the package directory)"},
-	},
+	Version: "2",
+	Doc:     "Imports a FastAPI app on the locked environment and writes app.openapi() to dist/<pkg>/<name>/openapi.json.",
+	Attrs: withEnvAttrs(
+		engine.Attr{Name: "srcs", Type: engine.AttrLabelList, Doc: "the app's Python sources"},
+		engine.Attr{Name: "app", Type: engine.AttrString, Required: true, Doc: `the app object, "module.path:attribute"`},
+		engine.Attr{Name: "deps", Type: engine.AttrLabelList, Doc: "sources of workspace packages the app imports; their packages go on sys.path"},
+		engine.Attr{Name: "python_path", Type: engine.AttrStringList, Doc: "package-relative directories to put on sys.path (default: the package directory)"},
+	),
 	Analyze: analyzeOpenAPI,
 }
 
@@ -38,31 +40,38 @@ with open(out, "w", encoding="utf-8") as f:
 `
 
 func analyzeOpenAPI(ctx *engine.AnalysisContext) error {
-	ws := ctx.Workspace()
-	interp, err := hostInterpreter(ctx)
+	pt, err := analyzePython(ctx, envOptions{})
 	if err != nil {
-		return ctx.Errorf("%v", err)
+		return err
 	}
+	ws := ctx.Workspace()
 	srcs := ctx.Files("srcs")
 	deps := ctx.Files("deps")
 	out := ctx.Declare("openapi.json")
-	pkg := ctx.Label().Pkg
-	pyPath := pythonPath(pkg, ctx.Strings("python_path"), ctx.Labels("deps"))
+	roots := importRoots(ctx.Label().Pkg, ctx.Strings("python_path"), ctx.Labels("deps"))
+	app := ctx.String("app")
 	ctx.AddAction(&engine.Action{
 		Mnemonic:    "OpenAPI",
 		Description: "Generating OpenAPI schema " + ctx.Label().String(),
 		Inputs:      append(append([]*engine.File(nil), srcs...), deps...),
 		Outputs:     []*engine.File{out},
-		Argv:        []string{interp.Path, "-B", "-c", openapiScript, ctx.String("app"), out.Path},
-		Env: map[string]string{
-			"PATH":                    ws.Settings.Path,
-			"PYTHONPATH":              pyPath,
-			"PYTHONHASHSEED":          "0",
-			"PYTHONDONTWRITEBYTECODE": "1",
-			"PYTHONNOUSERSITE":        "1",
+		Identity:    fmt.Sprintf("openapi app=%s roots=%q %s", app, roots, pt.env.Identity()),
+		Tools:       []string{pt.tool()},
+		Sandbox:     true,
+		Run: func(c context.Context, ec *engine.ExecContext) error {
+			python, envDir, err := pt.ready(c, ec.Cache(), ec.Progress)
+			if err != nil {
+				return err
+			}
+			abs := under(ec.Dir, roots)
+			argv := pythonArgv(python, envDir, abs, pyProgram{Script: openapiScript, Args: []string{app, ec.Output(out)}})
+			err = ec.Run(c, engine.Command{Argv: argv, Env: pythonEnv(ws, envDir, abs)})
+			var ce *engine.CommandError
+			if errors.As(err, &ce) {
+				return fmt.Errorf("importing %s failed (%v) on %s", app, ce, pt.runsOn(python, ec.Cache()))
+			}
+			return err
 		},
-		Tools:   []string{interp.Identity},
-		Sandbox: true,
 	})
 	ctx.Provide(out)
 	return nil
@@ -105,21 +114,4 @@ func pythonPath(pkg string, dirs []string, deps []engine.Label) string {
 		s += r
 	}
 	return s
-}
-
-// hostInterpreter finds and identifies the workspace's interpreter once per
-// command, under the analysis context: the probe runs a process.
-func hostInterpreter(ctx *engine.AnalysisContext) (*Interpreter, error) {
-	ws := ctx.Workspace()
-	v, err := ctx.Probe("python-interpreter", func(c context.Context) (any, error) {
-		p, err := FindInterpreter(ws)
-		if err != nil {
-			return nil, err
-		}
-		return LoadInterpreter(c, ws, p)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*Interpreter), nil
 }

@@ -9,17 +9,18 @@ import (
 
 // FastAPIProject is the macro for one FastAPI service: it declares
 // :<name> (everything below), :openapi, :bundle and :serve, the targets the
-// Nx py#fast-api generator gives a project.
+// Nx py#fast-api generator gives a project, and :test and :lint, which
+// pipe test runs.
 var FastAPIProject = &engine.Macro{
 	Name:    "fastapi_project",
 	Version: "1",
-	Doc:     "A FastAPI service: :<name>, :openapi (openapi_schema), :bundle (python_bundle), :serve (pipe run).",
+	Doc:     "A FastAPI service: :<name>, :openapi (openapi_schema), :bundle (python_bundle), :serve (pipe run), :test (py_test over tests/, when there are tests) and :lint (py_lint).",
 	Attrs: []engine.Attr{
 		{Name: "module", Type: engine.AttrString, Doc: "the app's top-level module (default: name with - → _)"},
 		{Name: "app", Type: engine.AttrString, Doc: `the ASGI app (default "<module>.main:app")`},
 		{Name: "srcs", Type: engine.AttrLabelList, Doc: "sources (default: glob([\"<module>/**/*.py\"]))"},
 		{Name: "deps", Type: engine.AttrLabelList, Doc: "sources of workspace members the app imports"},
-		{Name: "python_version", Type: engine.AttrString, Default: "3.12"},
+		{Name: "python_version", Type: engine.AttrString, Doc: "the Lambda runtime's Python, and the one openapi, serve and tests run (default: .python-version, else requires-python's lowest, else " + DefaultPythonVersion + ")"},
 		{Name: "architecture", Type: engine.AttrString, Default: "x86_64", Values: []string{"x86_64", "arm64"}, Aliases: ArchitectureAliases},
 		{Name: "port", Type: engine.AttrInt, Default: int64(8000)},
 		{Name: "extras", Type: engine.AttrStringList},
@@ -27,6 +28,7 @@ var FastAPIProject = &engine.Macro{
 		{Name: "requirements", Type: engine.AttrLabel, Doc: "a hash-pinned requirements.txt instead of uv.lock"},
 		{Name: "python_path", Type: engine.AttrStringList},
 		{Name: "run_sh", Type: engine.AttrLabel, Doc: "run.sh for the bundle (default: the package's run.sh if there is one, else generated)"},
+		{Name: "lint", Type: engine.AttrBool, Default: true, Doc: "declare :lint (ruff from the lock's dev group)"},
 	},
 	Expand: expandProject,
 }
@@ -65,9 +67,21 @@ func expandProject(m *engine.MacroCall) error {
 	deps, _ := m.Attrs["deps"].([]engine.Label)
 	pyPath, _ := m.Attrs["python_path"].([]string)
 	tags, _ := m.Attrs["tags"].([]string)
-	if err := m.Declare("openapi_schema", map[string]any{
+	// What every target that runs Python shares: the interpreter and the
+	// lock.
+	withEnv := func(attrs map[string]any) map[string]any {
+		attrs["python_version"] = m.Attrs["python_version"]
+		attrs["extras"] = m.Attrs["extras"]
+		for _, attr := range []string{"lock", "requirements"} {
+			if l, ok := m.Attrs[attr].(engine.Label); ok && l != (engine.Label{}) {
+				attrs[attr] = l
+			}
+		}
+		return attrs
+	}
+	if err := m.Declare("openapi_schema", withEnv(map[string]any{
 		"name": "openapi", "srcs": srcs, "deps": deps, "app": app, "python_path": pyPath, "tags": tags,
-	}); err != nil {
+	})); err != nil {
 		return err
 	}
 	bundle := map[string]any{
@@ -90,10 +104,35 @@ func expandProject(m *engine.MacroCall) error {
 	if err := m.Declare("python_bundle", bundle); err != nil {
 		return err
 	}
-	if err := m.Declare("fastapi_serve", map[string]any{
+	if err := m.Declare("fastapi_serve", withEnv(map[string]any{
 		"name": "serve", "srcs": srcs, "deps": deps, "app": app, "port": m.Attrs["port"], "python_path": pyPath, "tags": tags,
-	}); err != nil {
+	})); err != nil {
 		return err
+	}
+	tests, err := m.Glob([]string{"tests/**/*.py", "conftest.py"}, []string{"**/__pycache__/**"})
+	if err != nil {
+		return err
+	}
+	if len(tests) > 0 {
+		// The tests import the app: its sources are the test's deps.
+		testDeps := append(append([]engine.Label(nil), srcs...), deps...)
+		var testSrcs []engine.Label
+		for _, f := range tests {
+			testSrcs = append(testSrcs, engine.Label{Pkg: m.Package, Name: f})
+		}
+		if err := m.Declare("py_test", withEnv(map[string]any{
+			"name": "test", "srcs": testSrcs, "deps": testDeps, "python_path": pyPath, "tags": tags,
+		})); err != nil {
+			return err
+		}
+		srcs = append(append([]engine.Label(nil), srcs...), testSrcs...)
+	}
+	if lint, _ := m.Attrs["lint"].(bool); lint {
+		if err := m.Declare("py_lint", withEnv(map[string]any{
+			"name": "lint", "srcs": srcs, "tags": tags,
+		})); err != nil {
+			return err
+		}
 	}
 	return m.Declare("filegroup", map[string]any{
 		"name": name, "srcs": []string{":openapi", ":bundle"}, "tags": tags,

@@ -40,6 +40,22 @@ const maxConflictPasses = 4
 //
 // The result, sorted by name, includes root itself as a member.
 func (l *Lock) Resolve(root string, extras []string, p Platform) ([]Resolved, error) {
+	return l.ResolveGroups(root, extras, nil, p)
+}
+
+// GroupSpec names the dependency groups ([dependency-groups], uv's
+// dev-dependencies in the lock) of the root project to add to its runtime
+// closure. Optional groups the project does not declare add nothing;
+// required ones are an error.
+type GroupSpec struct {
+	Names    []string
+	Optional bool
+}
+
+// ResolveGroups is Resolve with the root project's dependency groups
+// followed too, as uv sync does for the dev group: the host environment
+// tests run on.
+func (l *Lock) ResolveGroups(root string, extras []string, groups *GroupSpec, p Platform) ([]Resolved, error) {
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", l.File, root, err)
 	}
@@ -67,6 +83,29 @@ func (l *Lock) Resolve(root string, extras []string, p Platform) ([]Resolved, er
 		want = append(want, NormalizeName(e))
 	}
 
+	var wantGroups []string
+	if groups != nil {
+		for _, g := range groups.Names {
+			key := groupKey(rootPkg, g)
+			if key == "" {
+				if groups.Optional {
+					continue
+				}
+				have := "it has none"
+				if len(rootPkg.Dev) > 0 {
+					var names []string
+					for k := range rootPkg.Dev {
+						names = append(names, k)
+					}
+					sort.Strings(names)
+					have = "it has " + strings.Join(names, ", ")
+				}
+				return nil, fmt.Errorf("%s: package %s has no dependency group %q (%s); declare it under [dependency-groups] in its pyproject.toml and run `uv lock`", l.File, rootPkg.Name, g, have)
+			}
+			wantGroups = append(wantGroups, key)
+		}
+	}
+
 	active := map[string]bool{}
 	for _, e := range want {
 		active[conflictExtra(rootPkg.Name, e)] = true
@@ -75,7 +114,7 @@ func (l *Lock) Resolve(root string, extras []string, p Platform) ([]Resolved, er
 	for pass := 0; ; pass++ {
 		var activated map[string]bool
 		r.active = active
-		chosen, activated, err = r.walk(rootPkg, want, active)
+		chosen, activated, err = r.walk(rootPkg, want, wantGroups, active)
 		if err != nil {
 			return nil, err
 		}
@@ -198,17 +237,33 @@ func (r *lockResolver) root(name string) (*LockPackage, error) {
 type walkItem struct {
 	pkg   *LockPackage
 	extra string // "" for the base dependencies
+	group string // a dependency group of the root, instead of extra
+}
+
+// groupKey finds group among pkg's dependency groups, whatever its
+// spelling; "" if absent.
+func groupKey(pkg *LockPackage, group string) string {
+	want := NormalizeName(group)
+	for k := range pkg.Dev {
+		if NormalizeName(k) == want {
+			return k
+		}
+	}
+	return ""
 }
 
 // walk follows edges from root and returns the chosen package per
 // normalised name, and the encoded extras it activated.
-func (r *lockResolver) walk(root *LockPackage, extras []string, active map[string]bool) (map[string]*LockPackage, map[string]bool, error) {
+func (r *lockResolver) walk(root *LockPackage, extras, groups []string, active map[string]bool) (map[string]*LockPackage, map[string]bool, error) {
 	chosen := map[string]*LockPackage{}
 	activated := map[string]bool{}
 	seen := map[walkItem]bool{}
-	queue := []walkItem{{root, ""}}
+	queue := []walkItem{{pkg: root}}
 	for _, e := range extras {
-		queue = append(queue, walkItem{root, e})
+		queue = append(queue, walkItem{pkg: root, extra: e})
+	}
+	for _, g := range groups {
+		queue = append(queue, walkItem{pkg: root, group: g})
 	}
 	for len(queue) > 0 {
 		it := queue[0]
@@ -225,7 +280,9 @@ func (r *lockResolver) walk(root *LockPackage, extras []string, active map[strin
 		chosen[name] = it.pkg
 		deps := it.pkg.Dependencies
 		edgeExtras := active
-		if it.extra != "" {
+		if it.group != "" {
+			deps = it.pkg.Dev[it.group]
+		} else if it.extra != "" {
 			deps = it.pkg.Optional[optionalKey(it.pkg, it.extra)]
 			activated[conflictExtra(it.pkg.Name, it.extra)] = true
 			edgeExtras = make(map[string]bool, len(active)+1)
@@ -246,11 +303,11 @@ func (r *lockResolver) walk(root *LockPackage, extras []string, active map[strin
 			if err != nil {
 				return nil, nil, err
 			}
-			queue = append(queue, walkItem{target, ""})
+			queue = append(queue, walkItem{pkg: target})
 			for _, x := range d.Extras {
 				// uv drops extras a package does not define; so do we.
 				if optionalKey(target, x) != "" {
-					queue = append(queue, walkItem{target, NormalizeName(x)})
+					queue = append(queue, walkItem{pkg: target, extra: NormalizeName(x)})
 				}
 			}
 		}

@@ -1,49 +1,61 @@
 package python
 
 import (
-	"os"
-	"path/filepath"
+	"context"
 	"strconv"
-	"strings"
 
+	"github.com/pipebuild/pipe/internal/cache"
 	"github.com/pipebuild/pipe/internal/engine"
 )
 
 // FastAPIServe is a runnable target: `pipe run //pkg:serve` starts uvicorn
-// with --reload on the app, serving /docs, /redoc and /openapi.json.
+// with --reload on the app, serving /docs, /redoc and /openapi.json, on the
+// locked environment.
 var FastAPIServe = &engine.Rule{
 	Name:    "fastapi_serve",
-	Version: "1",
-	Doc:     "Runs the app locally with uvicorn --reload (pipe run).",
-	Attrs: []engine.Attr{
-		{Name: "srcs", Type: engine.AttrLabelList, Doc: "the app's sources"},
-		{Name: "app", Type: engine.AttrString, Required: true, Doc: `"module.path:attribute"`},
-		{Name: "deps", Type: engine.AttrLabelList, Doc: "sources of workspace packages the app imports"},
-		{Name: "port", Type: engine.AttrInt, Default: int64(8000)},
-		{Name: "host", Type: engine.AttrString, Default: "127.0.0.1"},
-		{Name: "python_path", Type: engine.AttrStringList},
-	},
+	Version: "2",
+	Doc:     "Runs the app locally with uvicorn --reload (pipe run), on the locked environment.",
+	Attrs: withEnvAttrs(
+		engine.Attr{Name: "srcs", Type: engine.AttrLabelList, Doc: "the app's sources"},
+		engine.Attr{Name: "app", Type: engine.AttrString, Required: true, Doc: `"module.path:attribute"`},
+		engine.Attr{Name: "deps", Type: engine.AttrLabelList, Doc: "sources of workspace packages the app imports"},
+		engine.Attr{Name: "port", Type: engine.AttrInt, Default: int64(8000)},
+		engine.Attr{Name: "host", Type: engine.AttrString, Default: "127.0.0.1"},
+		engine.Attr{Name: "python_path", Type: engine.AttrStringList},
+	),
 	Analyze: func(ctx *engine.AnalysisContext) error {
-		ws := ctx.Workspace()
-		interp, err := hostInterpreter(ctx)
+		pt, err := analyzePython(ctx, envOptions{})
 		if err != nil {
-			return ctx.Errorf("%v", err)
+			return err
 		}
+		ws := ctx.Workspace()
 		pkg := ctx.Label().Pkg
+		label := ctx.Label()
 		// Absolute import roots: the program runs in the source tree, so
 		// --reload sees edits as they are saved.
-		var roots []string
-		for _, r := range strings.Split(pythonPath(pkg, ctx.Strings("python_path"), ctx.Labels("deps")), ":") {
-			roots = append(roots, filepath.Join(ws.Root, filepath.FromSlash(r)))
-		}
-		env := map[string]string{"PYTHONPATH": strings.Join(roots, string(os.PathListSeparator))}
-		var reloadDirs []string
+		roots := under(ws.Root, importRoots(pkg, ctx.Strings("python_path"), ctx.Labels("deps")))
+		args := []string{ctx.String("app"), "--reload", "--host", ctx.String("host"), "--port", strconv.FormatInt(ctx.Int("port"), 10)}
 		for _, r := range roots {
-			reloadDirs = append(reloadDirs, "--reload-dir", r)
+			args = append(args, "--reload-dir", r)
 		}
-		argv := []string{interp.Path, "-m", "uvicorn", ctx.String("app"),
-			"--reload", "--host", ctx.String("host"), "--port", strconv.FormatInt(ctx.Int("port"), 10)}
-		ctx.SetRunnable(&engine.Runnable{Argv: append(argv, reloadDirs...), Env: env, Dir: pkg})
+		ctx.SetRunnable(&engine.Runnable{
+			Dir: pkg,
+			Prepare: func(c context.Context, cc *cache.Cache, info func(string)) (*engine.Runnable, error) {
+				if err := pt.needs(label, "uvicorn", ""); err != nil {
+					return nil, err
+				}
+				python, envDir, err := pt.ready(c, cc, nil)
+				if err != nil {
+					return nil, err
+				}
+				info("python: " + pt.runsOn(python, cc))
+				return &engine.Runnable{
+					Argv: pythonArgv(python, envDir, roots, pyProgram{Module: "uvicorn", Args: args}),
+					Env:  map[string]string{"PYTHONNOUSERSITE": "1"},
+					Dir:  pkg,
+				}, nil
+			},
+		})
 		return nil
 	},
 }

@@ -19,6 +19,10 @@ type Platform struct {
 	// Glibc is the newest manylinux glibc accepted, {2, 34} for
 	// manylinux_2_34. Zero means DefaultGlibc(PythonVersion).
 	Glibc [2]int
+	// Host is this machine rather than Lambda (the locked host
+	// environment): plain linux_ wheels, which pip installs locally, are
+	// accepted after every manylinux one, and messages name the machine.
+	Host bool
 }
 
 // DefaultGlibc is the glibc of the Lambda runtime for a Python version:
@@ -107,7 +111,18 @@ func (p Platform) fullPythonVersion() string {
 
 func (p Platform) String() string {
 	g := p.glibc()
+	if p.Host {
+		return fmt.Sprintf("python%s on this machine (linux %s, glibc %d.%d)", p.minorPythonVersion(), p.Arch, g[0], g[1])
+	}
 	return fmt.Sprintf("python%s on manylinux %s (glibc %d.%d)", p.minorPythonVersion(), p.Arch, g[0], g[1])
+}
+
+// who names the Python the platform is, for messages.
+func (p Platform) who() string {
+	if p.Host {
+		return "this machine's Python"
+	}
+	return "Lambda's Python"
 }
 
 // Tag is one PEP 425 compatibility tag.
@@ -146,6 +161,9 @@ func (p Platform) platformTags() []string {
 		if l, ok := legacyManylinux[minor]; ok && strings.Contains(l.archs, m) {
 			out = append(out, l.name+"_"+m)
 		}
+	}
+	if p.Host {
+		out = append(out, "linux_"+m)
 	}
 	return out
 }
@@ -466,7 +484,7 @@ func (p Platform) platformMismatch(pl string) (reason string, ours bool) {
 	g := p.glibc()
 	switch {
 	case strings.HasPrefix(pl, "musllinux"):
-		return "musllinux: Lambda's Python uses glibc", false
+		return "musllinux: " + p.who() + " uses glibc", false
 	case strings.HasPrefix(pl, "macosx"):
 		return "for macOS", false
 	case strings.HasPrefix(pl, "win"):
@@ -479,6 +497,9 @@ func (p Platform) platformMismatch(pl string) (reason string, ours bool) {
 			return "for " + arch, false
 		}
 		if glibcMinor > g[1] {
+			if p.Host {
+				return fmt.Sprintf("needs glibc 2.%d; this machine has %d.%d", glibcMinor, g[0], g[1]), true
+			}
 			return fmt.Sprintf("needs glibc 2.%d; Lambda python%s has %d.%d", glibcMinor, p.minorPythonVersion(), g[0], g[1]), true
 		}
 		return "platform " + pl, true

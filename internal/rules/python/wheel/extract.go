@@ -55,6 +55,13 @@ type ExtractOptions struct {
 	// relative to dir) it matches, so that e.g. __pycache__ shipped in a
 	// wheel is never written only to be deleted again.
 	Exclude func(rel string) bool
+	// LibDir, when set, is the directory under dir (slash-separated) that
+	// receives the importable content instead of dir itself.
+	LibDir string
+	// ScriptsDir, when set, is the directory under dir that receives the
+	// wheel's .data/scripts (as pip --target puts them in bin/), 0755;
+	// otherwise scripts are dropped.
+	ScriptsDir string
 }
 
 // Extract unpacks the wheel at path into dir the way `pip install --target
@@ -208,13 +215,22 @@ func plan(name string, zr *zip.Reader, opt ExtractOptions) ([]entry, []dirEntry,
 			switch key {
 			case "purelib", "platlib":
 				dst = sub
-			case "scripts", "headers", "data":
+			case "scripts":
+				if opt.ScriptsDir == "" {
+					continue
+				}
+				dst = path.Join(opt.ScriptsDir, sub)
+			case "headers", "data":
 				continue
 			default:
 				return nil, nil, unsafe(n, "unknown scheme %q under %s/ (want purelib, platlib, scripts, headers or data)", key, top)
 			}
 		case strings.HasSuffix(top, ".dist-info") && rest != "":
 			distInfo[top] = true
+		}
+		scriptEntry := opt.ScriptsDir != "" && strings.HasSuffix(top, ".data") && strings.HasPrefix(rest, "scripts/")
+		if opt.LibDir != "" && !scriptEntry {
+			dst = path.Join(opt.LibDir, dst)
 		}
 		if opt.Exclude != nil && opt.Exclude(dst) {
 			continue
@@ -227,7 +243,7 @@ func plan(name string, zr *zip.Reader, opt ExtractOptions) ([]entry, []dirEntry,
 		if total > uint64(opt.MaxTotal) {
 			return nil, nil, fmt.Errorf("wheel %s: unpacks to more than %d bytes (at entry %q), over the limit: %w", name, opt.MaxTotal, n, ErrUnsafeEntry)
 		}
-		exec := unixMode&sIFMT == sIFREG && unixMode&0o111 != 0
+		exec := unixMode&sIFMT == sIFREG && unixMode&0o111 != 0 || scriptEntry
 		entries = append(entries, entry{f: f, dst: dst, exec: exec})
 	}
 
