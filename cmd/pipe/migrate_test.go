@@ -17,15 +17,26 @@ const nxFixture = "../../internal/migrate/testdata/nx"
 
 // nxLock is the uv.lock `uv lock` would write for the fixture: both
 // services depend on tinydep.
-func nxLock(tiny testWheel) string {
+func nxLock(tiny testWheel, fastapi []testWheel) string {
 	var b strings.Builder
-	b.WriteString("version = 1\nrevision = 3\nrequires-python = \">=3.12\"\n\n[manifest]\nmembers = [\n    \"acme-billing-api\",\n    \"acme-orders-api\",\n]\n")
+	b.WriteString("version = 1\nrevision = 3\nrequires-python = \">=3.11\"\n\n[manifest]\nmembers = [\n    \"acme-billing-api\",\n    \"acme-orders-api\",\n]\n")
 	for _, m := range []struct{ name, dir string }{{"acme-billing-api", "packages/billing_api"}, {"acme-orders-api", "packages/orders_api"}} {
-		fmt.Fprintf(&b, "\n[[package]]\nname = %q\nversion = \"1.0.0\"\nsource = { editable = %q }\ndependencies = [\n    { name = \"tinydep\" },\n]\n\n[package.metadata]\nrequires-dist = [{ name = \"tinydep\" }]\n", m.name, m.dir)
+		fmt.Fprintf(&b, "\n[[package]]\nname = %q\nversion = \"1.0.0\"\nsource = { editable = %q }\ndependencies = [\n    { name = \"fastapi\" },\n    { name = \"tinydep\" },\n]\n\n[package.metadata]\nrequires-dist = [{ name = \"fastapi\" }, { name = \"tinydep\" }]\n", m.name, m.dir)
 	}
-	e := lockEntryOf(tiny)
-	fmt.Fprintf(&b, "\n[[package]]\nname = \"tinydep\"\nversion = %q\nsource = { registry = \"https://pypi.org/simple\" }\nwheels = [\n    { url = %q, hash = \"sha256:%s\", size = %d },\n]\n",
-		e.Version, e.Wheels[0].URL, e.Wheels[0].SHA256, e.Wheels[0].Size)
+	// The services import FastAPI: openapi_schema runs them on the locked
+	// environment, so the lock holds it (Debian's, made into wheels).
+	for _, w := range append([]testWheel{tiny}, fastapi...) {
+		e := lockEntryOf(w)
+		fmt.Fprintf(&b, "\n[[package]]\nname = %q\nversion = %q\nsource = { registry = \"https://pypi.org/simple\" }\n", e.Name, e.Version)
+		if len(e.Deps) > 0 {
+			b.WriteString("dependencies = [\n")
+			for _, d := range e.Deps {
+				fmt.Fprintf(&b, "    { name = %q },\n", d)
+			}
+			b.WriteString("]\n")
+		}
+		fmt.Fprintf(&b, "wheels = [\n    { url = %q, hash = \"sha256:%s\", size = %d },\n]\n", e.Wheels[0].URL, e.Wheels[0].SHA256, e.Wheels[0].Size)
+	}
 	return b.String()
 }
 
@@ -77,9 +88,19 @@ func TestMigrateNx(t *testing.T) {
 		t.Fatal(err)
 	}
 	tiny := tinyWheel(t)
+	wheels := debianWheels(t)
+	requirePyenv(t, "3.11")
 	mirror := newWheelMirror(t)
 	mirror.serve(tiny, tiny.Data)
-	ws.write(t, "uv.lock", nxLock(tiny))
+	for _, w := range wheels {
+		mirror.serve(w, w.Data)
+	}
+	ws.write(t, "uv.lock", nxLock(tiny, wheels))
+	// Debian's FastAPI is built for this machine's Python 3.11.
+	for _, f := range []string{"packages/orders_api/pyproject.toml", "packages/billing_api/pyproject.toml"} {
+		ws.write(t, f, strings.ReplaceAll(ws.read(t, f), ">=3.12", ">=3.11"))
+	}
+	ws.write(t, ".python-version", "3.11\n")
 	env := []string{"PIPE_PYTHON_INDEX=" + mirror.srv.URL}
 
 	stdout, stderr, code = runPipe(t, ws, "migrate", "nx")
