@@ -164,3 +164,32 @@ func TestBundleFollowsExecBit(t *testing.T) {
 		t.Error("bundle.zip differs from a clean build's")
 	}
 }
+
+// Regression: Lambda's 250 MB limit was checked per wheel, so several
+// large wheels were written in full before the bundle was refused. The
+// wheels now share the budget: the one that would cross it is refused
+// before it is written.
+func TestBundleBudgetSharedByWheels(t *testing.T) {
+	big := strings.Repeat("0", 90<<20)
+	var wheels []testWheel
+	var entries []lockEntry
+	var names []string
+	for _, n := range []string{"biga", "bigb", "bigc"} {
+		w := makeWheel(t, n, "1.0", "py3-none-any", nil, map[string][]byte{n + "/blob.bin": []byte(big)})
+		wheels = append(wheels, w)
+		entries = append(entries, lockEntryOf(w))
+		names = append(names, n)
+	}
+	m := newWheelMirror(t)
+	for _, w := range wheels {
+		m.serve(w, w.Data)
+	}
+	ws := newPyWorkspace(t, pyApp{Deps: names, Packages: entries})
+	b := ws.buildEnv(t, []string{"PIPE_PYTHON_INDEX=" + m.srv.URL}, "//packages/my-api:bundle")
+	if b.code != 1 || !strings.Contains(b.stderr, "250 MB") {
+		t.Fatalf("three 90 MB wheels: exit %d, want 1 naming Lambda's 250 MB limit\n%s", b.code, b.stderr)
+	}
+	if !strings.Contains(b.stderr, "bigc") {
+		t.Errorf("the error does not name the wheel that crossed the limit:\n%s", b.stderr)
+	}
+}

@@ -362,10 +362,26 @@ func installDeps(ctx context.Context, ec *engine.ExecContext, reqs []wheel.Reque
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	// The bundle's budget is Lambda's unzipped limit, shared by all its
+	// wheels: each extraction gets what the ones before left, so a set of
+	// large wheels is refused before it writes gigabytes, not after.
+	budget := int64(maxUnzipped)
 	for i, d := range digests {
-		opt := wheel.ExtractOptions{Name: path.Base(reqs[i].URL)}
-		if _, err := wheel.Extract(ec.Cache().BlobPath(d), dir, opt); err != nil {
+		if budget <= 0 {
+			return fmt.Errorf("the dependencies unpack to more than Lambda's 250 MB unzipped limit before %s %s: move dev-only packages to a dependency group, drop dependencies, or deploy a container image", reqs[i].Name, reqs[i].Version)
+		}
+		opt := wheel.ExtractOptions{Name: path.Base(reqs[i].URL), MaxTotal: budget}
+		files, err := wheel.Extract(ec.Cache().BlobPath(d), dir, opt)
+		if err != nil {
+			if budget < wheel.DefaultMaxTotal {
+				return fmt.Errorf("%s %s: %w (the bundle's dependencies share Lambda's 250 MB unzipped limit, and %.1f MB of it were left)", reqs[i].Name, reqs[i].Version, err, float64(budget)/(1<<20))
+			}
 			return fmt.Errorf("%s %s: %w", reqs[i].Name, reqs[i].Version, err)
+		}
+		for _, f := range files {
+			if fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(f))); err == nil {
+				budget -= fi.Size()
+			}
 		}
 	}
 	zf, err := os.Create(zipPath)
