@@ -370,8 +370,12 @@ func installDeps(ctx context.Context, ec *engine.ExecContext, reqs []wheel.Reque
 		if budget <= 0 {
 			return fmt.Errorf("the dependencies unpack to more than Lambda's 250 MB unzipped limit before %s %s: move dev-only packages to a dependency group, drop dependencies, or deploy a container image", reqs[i].Name, reqs[i].Version)
 		}
-		opt := wheel.ExtractOptions{Name: path.Base(reqs[i].URL), MaxTotal: budget}
+		var dropped []string
+		opt := wheel.ExtractOptions{Name: path.Base(reqs[i].URL), MaxTotal: budget, Dropped: func(e string) { dropped = append(dropped, e) }}
 		files, err := wheel.Extract(ec.Cache().BlobPath(d), dir, opt)
+		if len(dropped) > 0 {
+			ec.Logf("%s %s: left out %d file(s) of its .data directory that a Lambda function does not use (headers, data, scripts), e.g. %s", reqs[i].Name, reqs[i].Version, len(dropped), dropped[0])
+		}
 		if err != nil {
 			if budget < wheel.DefaultMaxTotal {
 				return fmt.Errorf("%s %s: %w (the bundle's dependencies share Lambda's 250 MB unzipped limit, and %.1f MB of it were left)", reqs[i].Name, reqs[i].Version, err, float64(budget)/(1<<20))

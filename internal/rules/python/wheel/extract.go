@@ -7,6 +7,10 @@ package wheel
 import (
 	"archive/zip"
 	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -62,6 +66,10 @@ type ExtractOptions struct {
 	// wheel's .data/scripts (as pip --target puts them in bin/), 0755;
 	// otherwise scripts are dropped.
 	ScriptsDir string
+	// Dropped, when set, is told of each entry Extract leaves out: a .data
+	// directory's headers and data (and scripts without ScriptsDir), which a
+	// Lambda function never reads.
+	Dropped func(entry string)
 }
 
 // Extract unpacks the wheel at path into dir the way `pip install --target
@@ -150,6 +158,8 @@ type entry struct {
 	f    *zip.File
 	dst  string // slash path relative to the target dir
 	exec bool
+	// sha256 is what the wheel's RECORD lists for the entry (nil: none).
+	sha256 []byte
 }
 
 // dirEntry is a directory some entry needs; entry names the first such entry
@@ -217,10 +227,16 @@ func plan(name string, zr *zip.Reader, opt ExtractOptions) ([]entry, []dirEntry,
 				dst = sub
 			case "scripts":
 				if opt.ScriptsDir == "" {
+					if opt.Dropped != nil {
+						opt.Dropped(n)
+					}
 					continue
 				}
 				dst = path.Join(opt.ScriptsDir, sub)
 			case "headers", "data":
+				if opt.Dropped != nil {
+					opt.Dropped(n)
+				}
 				continue
 			default:
 				return nil, nil, unsafe(n, "unknown scheme %q under %s/ (want purelib, platlib, scripts, headers or data)", key, top)
@@ -249,6 +265,15 @@ func plan(name string, zr *zip.Reader, opt ExtractOptions) ([]entry, []dirEntry,
 
 	if err := checkDistInfo(name, zr, distInfo); err != nil {
 		return nil, nil, err
+	}
+	// pip checks every file against the hash the wheel's RECORD lists for
+	// it; so does pipe, while writing (writeOne).
+	hashes, err := recordHashes(name, zr, distInfo)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range entries {
+		entries[i].sha256 = hashes[entries[i].f.Name]
 	}
 
 	// A file and a directory of the same name within one wheel would make
@@ -421,7 +446,12 @@ func writeOne(name, dir string, root *os.Root, e entry, buf []byte, chmod bool) 
 	// archive/zip already fails on more bytes than declared; the limit
 	// makes that independent of its implementation.
 	want := int64(e.f.UncompressedSize64)
-	n, err := io.CopyBuffer(onlyWriter{out}, io.LimitReader(in, want+1), buf)
+	var w io.Writer = onlyWriter{out}
+	h := sha256.New()
+	if e.sha256 != nil {
+		w = io.MultiWriter(w, h)
+	}
+	n, err := io.CopyBuffer(w, io.LimitReader(in, want+1), buf)
 	in.Close()
 	if errors.Is(err, zip.ErrFormat) || errors.Is(err, zip.ErrChecksum) {
 		return fail(fmt.Errorf("content does not match its declared size (%d bytes) or checksum; a corrupt wheel or a zip bomb: %w: %w", want, ErrUnsafeEntry, err))
@@ -431,6 +461,9 @@ func writeOne(name, dir string, root *os.Root, e entry, buf []byte, chmod bool) 
 	}
 	if n != want {
 		return fail(fmt.Errorf("holds %d bytes but declares %d: %w", n, want, ErrUnsafeEntry))
+	}
+	if e.sha256 != nil && !bytes.Equal(h.Sum(nil), e.sha256) {
+		return fail(fmt.Errorf("content does not match the sha256 the wheel's RECORD lists for it: the wheel is damaged or was altered after it was built; fetch it again from its source: %w", ErrUnsafeEntry))
 	}
 	if err := out.Close(); err != nil {
 		return true, fmt.Errorf("wheel %s: entry %q: %w", name, e.f.Name, err)
@@ -458,3 +491,51 @@ func umaskHarmless() bool {
 // onlyWriter hides *os.File's ReadFrom, which would bypass CopyBuffer's
 // reusable buffer and allocate one per file.
 type onlyWriter struct{ io.Writer }
+
+// recordHashes reads the sha256 of every file the wheel's RECORD lists,
+// by entry name. A wheel without a RECORD, or a RECORD line without a
+// sha256 (RECORD itself, signatures), has nothing to check; a RECORD that
+// is not CSV, or a hash that is not base64, is refused.
+func recordHashes(name string, zr *zip.Reader, distInfo map[string]bool) (map[string][]byte, error) {
+	var rec *zip.File
+	for _, f := range zr.File {
+		dir, base := path.Split(f.Name)
+		if base == "RECORD" && distInfo[strings.TrimSuffix(dir, "/")] {
+			rec = f
+			break
+		}
+	}
+	if rec == nil {
+		return nil, nil
+	}
+	if rec.UncompressedSize64 > 64<<20 {
+		return nil, fmt.Errorf("wheel %s: %s is %d bytes, over 64 MiB: %w", name, rec.Name, rec.UncompressedSize64, ErrUnsafeEntry)
+	}
+	rc, err := rec.Open()
+	if err != nil {
+		return nil, fmt.Errorf("wheel %s: %s: %w", name, rec.Name, err)
+	}
+	defer rc.Close()
+	r := csv.NewReader(io.LimitReader(rc, 64<<20))
+	r.FieldsPerRecord = -1
+	rows, err := r.ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("wheel %s: %s is not a valid RECORD: %w", name, rec.Name, err)
+	}
+	out := make(map[string][]byte, len(rows))
+	for _, row := range rows {
+		if len(row) < 2 || row[1] == "" {
+			continue
+		}
+		algo, digest, ok := strings.Cut(row[1], "=")
+		if !ok || algo != "sha256" {
+			continue // another algorithm: pip accepts those; pipe checks sha256
+		}
+		sum, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(digest, "="))
+		if err != nil || len(sum) != sha256.Size {
+			return nil, fmt.Errorf("wheel %s: %s lists %q for %s, not a sha256: %w", name, rec.Name, row[1], row[0], ErrUnsafeEntry)
+		}
+		out[row[0]] = sum
+	}
+	return out, nil
+}
