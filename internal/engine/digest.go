@@ -168,6 +168,18 @@ func StatOf(fi os.FileInfo) FileStat {
 
 // Digest returns the sha256 of the file at abs, keyed in the cache by rel.
 func (fd *FileDigests) Digest(rel, abs string) (cache.Digest, os.FileInfo, error) {
+	return fd.digest(rel, abs, false)
+}
+
+// SourceDigest is Digest for a source file an action reads: when the file
+// is hashed, it must resolve to inside the workspace (see Confine). Outputs
+// pipe wrote itself need no such check, and a large tree of them would pay
+// a path walk per file.
+func (fd *FileDigests) SourceDigest(rel, abs string) (cache.Digest, os.FileInfo, error) {
+	return fd.digest(rel, abs, true)
+}
+
+func (fd *FileDigests) digest(rel, abs string, source bool) (cache.Digest, os.FileInfo, error) {
 	fi, err := os.Stat(abs)
 	if err != nil {
 		return cache.Digest{}, nil, err
@@ -185,7 +197,7 @@ func (fd *FileDigests) Digest(rel, abs string) (cache.Digest, os.FileInfo, error
 	fd.mu.Lock()
 	confine := fd.confine
 	fd.mu.Unlock()
-	if confine != "" {
+	if confine != "" && source {
 		real, err := filepath.EvalSymlinks(abs)
 		if err != nil {
 			return cache.Digest{}, nil, err

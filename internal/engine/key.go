@@ -110,7 +110,7 @@ func (e *Executor) actionKey(a *Action, states map[*Action]*actionState) (cache.
 			parts.Inputs[i] = ki
 			continue
 		}
-		d, fi, err := e.Digests.Digest(in.Path, e.WS.Abs(in.Path))
+		d, fi, err := e.Digests.SourceDigest(in.Path, e.WS.Abs(in.Path))
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return cache.ActionKey{}, nil, fmt.Errorf("input %s does not exist (declared by %s): create it or remove it from the target's attributes", in.Path, in.Owner)
