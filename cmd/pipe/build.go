@@ -65,30 +65,36 @@ func runBuild(ctx context.Context, g *globalFlags, aff *affectedFlags, args []st
 		return err
 	}
 	s.shard = shard
-	if !aff.on {
-		if aff.base != "" || aff.head != "" {
-			return engine.Usagef("--base and --head need --affected")
-		}
-		pats, err := s.patterns(args)
-		if err != nil {
-			return err
-		}
-		_, err = s.build(ctx, pats)
-		return err
-	}
-	if aff.base == "" {
-		return engine.Usagef("--affected needs --base REV (for example --base origin/main)")
-	}
-	affected, err := affectedPatterns(ctx, s, aff.base, aff.head)
+	pats, err := s.selectedPatterns(ctx, aff, args)
 	if err != nil {
 		return err
 	}
-	// Patterns given with --affected narrow the affected set; an empty set
-	// builds nothing (not //...).
+	_, err = s.build(ctx, pats)
+	return err
+}
+
+// selectedPatterns turns a command's arguments into patterns: the patterns
+// given or, with --affected, the targets a change since --base affects,
+// narrowed by any patterns given. An empty affected set selects nothing
+// (not //...).
+func (s *session) selectedPatterns(ctx context.Context, aff *affectedFlags, args []string) ([]engine.Pattern, error) {
+	if !aff.on {
+		if aff.base != "" || aff.head != "" {
+			return nil, engine.Usagef("--base and --head need --affected")
+		}
+		return s.patterns(args)
+	}
+	if aff.base == "" {
+		return nil, engine.Usagef("--affected needs --base REV (for example --base origin/main)")
+	}
+	affected, err := affectedPatterns(ctx, s, aff.base, aff.head)
+	if err != nil {
+		return nil, err
+	}
 	var want []engine.Pattern
 	if len(args) > 0 {
 		if want, err = s.patterns(args); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	var pats []engine.Pattern
@@ -102,8 +108,7 @@ func runBuild(ctx context.Context, g *globalFlags, aff *affectedFlags, args []st
 			pats = append(pats, p)
 		}
 	}
-	_, err = s.build(ctx, pats)
-	return err
+	return pats, nil
 }
 
 // build plans and executes the patterns under the workspace lock and prints

@@ -62,42 +62,13 @@ func runTests(ctx context.Context, g *globalFlags, aff *affectedFlags, args []st
 	if err != nil {
 		return err
 	}
-	var pats []engine.Pattern
-	switch {
-	case aff.on:
-		if aff.base == "" {
-			return engine.Usagef("--affected needs --base REV (for example --base origin/main)")
-		}
-		affected, err := affectedPatterns(ctx, s, aff.base, aff.head)
-		if err != nil {
-			return err
-		}
-		var want []engine.Pattern
-		if len(args) > 0 {
-			if want, err = s.patterns(args); err != nil {
-				return err
-			}
-		}
-		for _, p := range affected {
-			l := engine.Label{Pkg: p.Pkg, Name: p.Name}
-			keep := len(want) == 0
-			for _, w := range want {
-				keep = keep || w.Matches(l)
-			}
-			if keep {
-				pats = append(pats, p)
-			}
-		}
-		if len(pats) == 0 {
-			fmt.Fprintln(s.stderr, "0 tests: nothing the change affects is a test")
-			return nil
-		}
-	case aff.base != "" || aff.head != "":
-		return engine.Usagef("--base and --head need --affected")
-	default:
-		if pats, err = s.patterns(args); err != nil {
-			return err
-		}
+	pats, err := s.selectedPatterns(ctx, aff, args)
+	if err != nil {
+		return err
+	}
+	if aff.on && len(pats) == 0 {
+		fmt.Fprintln(s.stderr, "0 tests: nothing the change affects is a test")
+		return nil
 	}
 	rep := &testReport{}
 	opts := buildOptions{
