@@ -38,42 +38,20 @@ func bundle(args []string) error {
 			return err
 		}
 	}
-	// 30 packages; each has 40 modules of text and one binary blob, so the
-	// mix compresses like real dependencies (code and .so files).
-	const pkgs = 30
-	per := *mb << 20 / pkgs
-	var lock strings.Builder
-	lock.WriteString("version = 1\nrevision = 3\nrequires-python = \">=3.12\"\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\nsource = { editable = \"app\" }\ndependencies = [\n")
-	var names []string
-	for i := 0; i < pkgs; i++ {
-		names = append(names, fmt.Sprintf("dep%02d", i))
-	}
-	for _, n := range names {
-		fmt.Fprintf(&lock, "    { name = %q },\n", n)
-	}
-	lock.WriteString("]\n")
-	for _, n := range names {
-		file := n + "-1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
-		sum, size, err := writeWheel(filepath.Join(wheels, file), n, per)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(&lock, "\n[[package]]\nname = %q\nversion = \"1.0\"\nsource = { registry = \"https://pypi.org/simple\" }\nwheels = [\n    { url = \"https://files.pythonhosted.org/packages/00/00/%s\", hash = \"sha256:%x\", size = %d },\n]\n", n, file, sum, size)
+	lock, names, _, err := lockedDeps(wheels, *mb)
+	if err != nil {
+		return err
 	}
 	files := map[string]string{
 		"WORKSPACE.star":      "workspace(name = \"bundle-bench\")\n",
-		"uv.lock":             lock.String(),
+		"uv.lock":             lock,
 		"app/pyproject.toml":  "[project]\nname = \"app\"\nversion = \"0.1.0\"\ndependencies = [" + quoteJoin(names) + "]\n",
 		"app/app/__init__.py": "",
 		"app/app/main.py":     "app = None\n",
 		"app/BUILD.star":      "python_bundle(\n    name = \"bundle\",\n    srcs = glob([\"app/**/*.py\"]),\n    module = \"app\",\n)\n",
 	}
-	for rel, content := range files {
-		p := filepath.Join(ws, rel)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			return err
-		}
+	if err := writeFiles(ws, files); err != nil {
+		return err
 	}
 	env := append(os.Environ(), "PIPE_CACHE_DIR="+filepath.Join(dir, "cache"), "PIPE_PYTHON_INDEX=file://"+wheels)
 	build := func() (time.Duration, string, error) {
@@ -170,4 +148,47 @@ func writeWheel(path, name string, size int) ([32]byte, int64, error) {
 		return [32]byte{}, 0, err
 	}
 	return sha256.Sum256(b), int64(len(b)), nil
+}
+
+// lockedDeps writes 30 wheels holding about mb megabytes into the wheels
+// directory (each has 40 modules of text and one binary blob, so the mix
+// compresses like real dependencies: code and .so files) and returns the
+// uv.lock of an app "app" depending on all of them, their names, and the
+// wheel files.
+func lockedDeps(wheels string, mb int) (lock string, names, whls []string, err error) {
+	const pkgs = 30
+	per := mb << 20 / pkgs
+	var b strings.Builder
+	b.WriteString("version = 1\nrevision = 3\nrequires-python = \">=3.12\"\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\nsource = { editable = \"app\" }\ndependencies = [\n")
+	for i := 0; i < pkgs; i++ {
+		names = append(names, fmt.Sprintf("dep%02d", i))
+	}
+	for _, n := range names {
+		fmt.Fprintf(&b, "    { name = %q },\n", n)
+	}
+	b.WriteString("]\n")
+	for _, n := range names {
+		file := n + "-1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+		sum, size, err := writeWheel(filepath.Join(wheels, file), n, per)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		whls = append(whls, filepath.Join(wheels, file))
+		fmt.Fprintf(&b, "\n[[package]]\nname = %q\nversion = \"1.0\"\nsource = { registry = \"https://pypi.org/simple\" }\nwheels = [\n    { url = \"https://files.pythonhosted.org/packages/00/00/%s\", hash = \"sha256:%x\", size = %d },\n]\n", n, file, sum, size)
+	}
+	return b.String(), names, whls, nil
+}
+
+// writeFiles writes files (slash paths relative to root → contents).
+func writeFiles(root string, files map[string]string) error {
+	for rel, content := range files {
+		p := filepath.Join(root, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -38,42 +38,20 @@ func pyenv(args []string) error {
 			return err
 		}
 	}
-	const pkgs = 30
-	per := *mb << 20 / pkgs
-	var lock strings.Builder
-	lock.WriteString("version = 1\nrevision = 3\nrequires-python = \">=3.12\"\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\nsource = { editable = \"app\" }\ndependencies = [\n")
-	var names []string
-	for i := 0; i < pkgs; i++ {
-		names = append(names, fmt.Sprintf("dep%02d", i))
-	}
-	for _, n := range names {
-		fmt.Fprintf(&lock, "    { name = %q },\n", n)
-	}
-	lock.WriteString("]\n")
-	var whls []string
-	for _, n := range names {
-		file := n + "-1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
-		sum, size, err := writeWheel(filepath.Join(wheels, file), n, per)
-		if err != nil {
-			return err
-		}
-		whls = append(whls, filepath.Join(wheels, file))
-		fmt.Fprintf(&lock, "\n[[package]]\nname = %q\nversion = \"1.0\"\nsource = { registry = \"https://pypi.org/simple\" }\nwheels = [\n    { url = \"https://files.pythonhosted.org/packages/00/00/%s\", hash = \"sha256:%x\", size = %d },\n]\n", n, file, sum, size)
+	lock, names, whls, err := lockedDeps(wheels, *mb)
+	if err != nil {
+		return err
 	}
 	files := map[string]string{
 		"WORKSPACE.star":      "workspace(name = \"pyenv-bench\")\n",
-		"uv.lock":             lock.String(),
+		"uv.lock":             lock,
 		"app/pyproject.toml":  "[project]\nname = \"app\"\nversion = \"0.1.0\"\ndependencies = [" + quoteJoin(names) + "]\n",
 		"app/app/__init__.py": "",
 		"app/BUILD.star": "openapi_schema(\n    name = \"openapi\",\n    srcs = glob([\"app/**/*.py\"]),\n    app = \"app.main:app\",\n" +
 			fmt.Sprintf("    python_version = %q,\n)\n", *python),
 	}
-	for rel, content := range files {
-		p := filepath.Join(ws, rel)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			return err
-		}
+	if err := writeFiles(ws, files); err != nil {
+		return err
 	}
 	edit := 0
 	// The app imports one module of every dependency, as an app does.
