@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -47,7 +48,7 @@ func isRuffConfig(name string, b []byte) bool {
 
 func analyzePyLint(ctx *engine.AnalysisContext) error {
 	groups := ctx.Strings("groups")
-	pt, err := analyzePython(ctx, envOptions{groups: &GroupSpec{Names: groups, Optional: sameStrings(groups, []string{"dev"})}})
+	pt, err := analyzePython(ctx, envOptions{groups: &GroupSpec{Names: groups, Optional: slices.Equal(groups, []string{"dev"})}})
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func analyzePyLint(ctx *engine.AnalysisContext) error {
 	missing := ""
 	if pt.env.Err == nil && !pt.env.Has("ruff") {
 		add := "uv add --dev ruff"
-		if !sameStrings(groups, []string{"dev"}) {
+		if !slices.Equal(groups, []string{"dev"}) {
 			add = "uv add --group " + groups[0] + " ruff"
 		}
 		missing = fmt.Sprintf("ruff is not in the lock (groups: %s); to lint, %s and uv lock", strings.Join(groups, ", "), add)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -87,7 +88,7 @@ func isPytestConfig(name string, b []byte) bool {
 
 func analyzePyTest(ctx *engine.AnalysisContext) error {
 	groups := ctx.Strings("groups")
-	pt, err := analyzePython(ctx, envOptions{groups: &GroupSpec{Names: groups, Optional: sameStrings(groups, []string{"dev"})}})
+	pt, err := analyzePython(ctx, envOptions{groups: &GroupSpec{Names: groups, Optional: slices.Equal(groups, []string{"dev"})}})
 	if err != nil {
 		return err
 	}
@@ -381,16 +382,4 @@ func sortedPairs(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func sameStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
