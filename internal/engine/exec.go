@@ -136,6 +136,23 @@ type actionState struct {
 	ok         bool
 }
 
+// takeSlot waits for one of the --jobs slots an execution needs (or for
+// ctx to end) and reports the action started in it. The caller returns the
+// slot with release.
+func (e *Executor) takeSlot(ctx context.Context, a *Action, execSem chan int, ev *ActionEvent) (release func(), err error) {
+	var worker int
+	select {
+	case worker = <-execSem:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	ev.Worker, ev.Start = worker, time.Now()
+	if e.Reporter != nil {
+		e.Reporter.ActionStarted(a, worker)
+	}
+	return func() { execSem <- worker }, nil
+}
+
 // errNotBuilt tells the walker an action did not succeed, so that its
 // dependents are skipped; the event says why.
 var errNotBuilt = errors.New("action did not succeed")
@@ -311,22 +328,15 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 			}
 		}
 	}
-	var worker int
-	select {
-	case worker = <-execSem:
-	case <-ctx.Done():
-		ev.Status, ev.End = StatusSkipped, time.Now()
-		return ev
-	}
-	defer func() { execSem <- worker }()
-	ev.Worker = worker
 	if e.Explain {
 		ev.Explain = e.explain(a, parts)
 	}
-	ev.Start = time.Now()
-	if e.Reporter != nil {
-		e.Reporter.ActionStarted(a, worker)
+	release, err := e.takeSlot(ctx, a, execSem, ev)
+	if err != nil {
+		ev.Status, ev.End = StatusSkipped, time.Now()
+		return ev
 	}
+	defer release()
 	r, out, err := e.execute(ctx, a, true)
 	ev.Output = out
 	ev.RanFor = time.Since(ev.Start)

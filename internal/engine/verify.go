@@ -32,17 +32,11 @@ func (e *NondeterministicError) Error() string {
 // verifyHit executes a again in a job slot, without touching the
 // workspace, and compares its outputs with the cached result.
 func (e *Executor) verifyHit(ctx context.Context, a *Action, cached *cache.ActionResult, execSem chan int, ev *ActionEvent) error {
-	var worker int
-	select {
-	case worker = <-execSem:
-	case <-ctx.Done():
-		return ctx.Err()
+	release, err := e.takeSlot(ctx, a, execSem, ev)
+	if err != nil {
+		return err
 	}
-	defer func() { execSem <- worker }()
-	ev.Worker = worker
-	if e.Reporter != nil {
-		e.Reporter.ActionStarted(a, worker)
-	}
+	defer release()
 	fresh, out, err := e.execute(ctx, a, false)
 	if err != nil {
 		ev.Output = out
