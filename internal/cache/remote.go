@@ -12,7 +12,10 @@ package cache
 //     each; a batch of blobs gets Timeout per MiB it carries;
 //   - streamed blob transfers get no total deadline, since a 2 GB blob on a
 //     slow link is legitimate, but are cancelled when no byte has moved for
-//     Timeout (a stall timeout);
+//     Timeout (a stall timeout), or when they move less than MinRate
+//     bytes per second (see bounds.go);
+//   - lookups together may cost a build only what they save plus a budget
+//     (bounds.go), after which the remote is not asked again;
 //   - the first connection-level failure (refused, reset, timed out,
 //     stalled, truncated) or 5xx opens a circuit breaker: the remote is not
 //     contacted again for the rest of the build, so a dead remote costs one
@@ -130,6 +133,15 @@ type RemoteOptions struct {
 	// Timeout bounds each small operation and, for blob transfers, how
 	// long a transfer may make no progress. Zero means 5s.
 	Timeout time.Duration
+	// MinRate is the slowest a streamed blob transfer may go, in bytes
+	// per second averaged over each Timeout after the first
+	// (--remote-min-rate). Zero means DefaultMinRate; negative, no floor.
+	MinRate int64
+	// Budget is how much more time lookups may wait on the remote in one
+	// build than the execution time their hits save (--remote-budget).
+	// Zero learns it from the build: the execution time of the actions
+	// that ran here, plus Timeout. Negative means no limit.
+	Budget time.Duration
 	// Parallel bounds concurrent blob transfers, downloads and uploads
 	// each. Zero means 16.
 	Parallel int
@@ -172,6 +184,12 @@ type Remote struct {
 
 	// down is the circuit breaker: once set, nothing more is sent.
 	down atomic.Bool
+	// life ends when the remote is dropped for this build (the breaker
+	// opened, or lookups cost more than they save); lookups in flight
+	// derive from it and stop at once.
+	life context.Context
+	stop context.CancelCauseFunc
+	cost costAccount
 	// noUpload stops uploads after the store refused one (say, read-only
 	// credentials) while reads go on.
 	noUpload atomic.Bool
@@ -201,6 +219,9 @@ func NewRemote(local *Cache, b Backend, opt RemoteOptions) *Remote {
 	if opt.Parallel <= 0 {
 		opt.Parallel = 16
 	}
+	if opt.MinRate == 0 {
+		opt.MinRate = DefaultMinRate
+	}
 	if opt.UploadWait <= 0 {
 		opt.UploadWait = 5 * time.Minute
 	}
@@ -212,6 +233,7 @@ func NewRemote(local *Cache, b Backend, opt RemoteOptions) *Remote {
 		sem: make(chan struct{}, opt.Parallel), usem: make(chan struct{}, opt.Parallel),
 		warned: map[string]bool{},
 	}
+	r.life, r.stop = context.WithCancelCause(context.Background())
 	r.uploads.init()
 	return r
 }
@@ -319,6 +341,7 @@ func (r *Remote) fail(op string, err error) {
 	switch kind {
 	case kindDown:
 		r.down.Store(true)
+		r.stop(err)
 		msg = fmt.Sprintf("remote cache %s failed (%s: %v); continuing without it for the rest of this build", r.b, op, err)
 	case kindStatus:
 		if op == "upload" {
@@ -329,6 +352,7 @@ func (r *Remote) fail(op string, err error) {
 		}
 	case kindNoCreds:
 		r.down.Store(true)
+		r.stop(err)
 		var ce *CredentialsError
 		errors.As(err, &ce)
 		msg = fmt.Sprintf("%s: %v; building without it (set AWS_PROFILE, or other credentials the chain reads, to use it)", r.b, ce)
@@ -360,14 +384,6 @@ var errTimedOut = errors.New("timed out")
 // opContext bounds a small operation.
 func (r *Remote) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeoutCause(ctx, r.opt.Timeout, fmt.Errorf("no answer within %s: %w", r.opt.Timeout, errTimedOut))
-}
-
-// stallContext is cancelled when touch has not been called for Timeout.
-func (r *Remote) stallContext(ctx context.Context) (sctx context.Context, touch, stop func()) {
-	sctx, cancel := context.WithCancelCause(ctx)
-	cause := fmt.Errorf("transfer made no progress for %s: %w", r.opt.Timeout, errTimedOut)
-	t := time.AfterFunc(r.opt.Timeout, func() { cancel(cause) })
-	return sctx, func() { t.Reset(r.opt.Timeout) }, func() { t.Stop(); cancel(nil) }
 }
 
 // explain adds the reason an operation's context ended to err, so the
@@ -425,10 +441,17 @@ loop:
 // blob the local CAS lacks. It returns a result only when all its blobs are
 // in the local CAS.
 func (r *Remote) Fetch(ctx context.Context, key ActionKey) (*ActionResult, bool) {
-	if !r.opt.AcceptCached || r.down.Load() || ctx.Err() != nil {
+	if !r.opt.AcceptCached || r.dropped() || ctx.Err() != nil {
 		return nil, false
 	}
-	res, err := r.fetch(ctx, key)
+	start := time.Now()
+	lctx, cancel := r.lookupContext(ctx)
+	res, err := r.fetch(lctx, key)
+	cancel()
+	if ctx.Err() == nil {
+		// What the lookup cost, and saved, counts toward the budget.
+		r.account(time.Since(start), res)
+	}
 	switch {
 	case err == nil:
 		r.hits.Add(1)
@@ -436,6 +459,10 @@ func (r *Remote) Fetch(ctx context.Context, key ActionKey) (*ActionResult, bool)
 	case ctx.Err() != nil:
 		// The build was interrupted: neither a miss nor the store's fault.
 	case errors.Is(err, ErrMiss):
+		r.misses.Add(1)
+	case lctx.Err() != nil && r.life.Err() != nil:
+		// The remote was dropped while this lookup waited; that was
+		// warned about once.
 		r.misses.Add(1)
 	default:
 		r.misses.Add(1)
@@ -682,10 +709,10 @@ func (r *Remote) getSmall(ctx context.Context, b SizedDigest) ([]byte, error) {
 		}
 		return nil, nil
 	}
-	sctx, touch, stop := r.stallContext(ctx)
+	sctx, progress, stop := r.transferContext(ctx)
 	defer stop()
 	var buf bufWriter
-	vw := &verifyWriter{w: &buf, h: sha256.New(), want: b.Digest, size: b.Size, touch: touch}
+	vw := &verifyWriter{w: &buf, h: sha256.New(), want: b.Digest, size: b.Size, progress: progress}
 	_, err := r.b.GetCAS(sctx, b, vw)
 	r.bytesDown.Add(vw.n)
 	if err != nil {
@@ -709,11 +736,12 @@ type verifyWriter struct {
 	want  Digest
 	size  int64
 	n     int64
-	touch func()
+	// progress feeds the transfer's stall timer and rate floor.
+	progress func(n int)
 }
 
 func (v *verifyWriter) Write(p []byte) (int, error) {
-	v.touch()
+	v.progress(len(p))
 	if v.n+int64(len(p)) > v.size {
 		return 0, &remoteError{kindCorrupt, fmt.Errorf("blob %s: more than the %d bytes its digest names", v.want, v.size)}
 	}
@@ -750,8 +778,8 @@ func (r *Remote) download(ctx context.Context, b SizedDigest) error {
 	if err != nil {
 		return &remoteError{kindLocal, fmt.Errorf("write local cache: %w", err)}
 	}
-	sctx, touch, stop := r.stallContext(ctx)
-	vw := &verifyWriter{w: f, h: sha256.New(), want: d, size: b.Size, touch: touch}
+	sctx, progress, stop := r.transferContext(ctx)
+	vw := &verifyWriter{w: f, h: sha256.New(), want: d, size: b.Size, progress: progress}
 	_, err = r.b.GetCAS(sctx, b, vw)
 	err = explain(sctx, err)
 	stop()
@@ -905,25 +933,26 @@ func (r *Remote) put(ctx context.Context, b SizedDigest, data []byte) error {
 		}
 		src = f
 	}
-	sctx, touch, stop := r.stallContext(ctx)
+	sctx, progress, stop := r.transferContext(ctx)
 	defer stop()
-	pr := &progressReader{r: src, touch: touch}
+	pr := &progressReader{r: src, progress: progress}
 	err := explain(sctx, r.b.PutCAS(sctx, b, pr))
 	r.bytesUp.Add(pr.n)
 	return err
 }
 
-// progressReader feeds the stall timer. It stays seekable so backends can
+// progressReader feeds the stall timer and rate floor: the backend reads
+// as fast as the store takes the bytes. It stays seekable so backends can
 // rewind for retries or signing.
 type progressReader struct {
-	r     io.ReadSeeker
-	touch func()
-	n     int64
+	r        io.ReadSeeker
+	progress func(n int)
+	n        int64
 }
 
 func (p *progressReader) Read(b []byte) (int, error) {
-	p.touch()
 	n, err := p.r.Read(b)
+	p.progress(n)
 	p.n += int64(n)
 	return n, err
 }

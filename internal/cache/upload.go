@@ -76,10 +76,13 @@ func (q *uploadQueue) wait(ctx context.Context) bool {
 	}
 }
 
-// Upload stores res and its blobs under key when uploads are enabled. It
-// queues the result and returns at once, unless InlineUploads is set; Close
-// waits for the queue.
+// Upload stores res, the result of an action that executed here, and its
+// blobs under key when uploads are enabled. It queues the result and
+// returns at once, unless InlineUploads is set; Close waits for the queue.
 func (r *Remote) Upload(ctx context.Context, key ActionKey, res *ActionResult) {
+	// Every executed result passes here, uploaded or not: its execution
+	// time is what building locally costs, the measure of the lookups.
+	r.noteExecuted(res)
 	if !r.opt.Upload || res == nil || r.down.Load() || r.noUpload.Load() || ctx.Err() != nil {
 		return
 	}
