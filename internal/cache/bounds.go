@@ -39,10 +39,6 @@ import (
 // cache, far above a server that drips.
 const DefaultMinRate = 8 << 10
 
-// errTooSlow marks a transfer cancelled by the rate floor; it is a kind of
-// timeout, so the breaker treats it as the store failing.
-var errTooSlow = fmt.Errorf("too slow: %w", errTimedOut)
-
 // errOverBudget ends lookups in flight once the remote is dropped for
 // costing more than it saves; they count as misses, silently (the drop
 // warned once).
@@ -74,9 +70,11 @@ func (r *Remote) transferContext(ctx context.Context) (tctx context.Context, pro
 			if closed {
 				return
 			}
+			// A transfer too slow is a kind of timeout: the breaker
+			// treats it as the store failing.
 			n := moved.Load()
 			if n-mark < floor {
-				cancel(fmt.Errorf("transfer moved %d bytes in %s, below --remote-min-rate %s: %w", n-mark, window, formatRate(rate), errTooSlow))
+				cancel(fmt.Errorf("transfer moved %d bytes in %s, below --remote-min-rate %s: %w", n-mark, window, formatRate(rate), errTimedOut))
 				return
 			}
 			mark = n

@@ -447,28 +447,26 @@ func (r *Remote) Fetch(ctx context.Context, key ActionKey) (*ActionResult, bool)
 	start := time.Now()
 	lctx, cancel := r.lookupContext(ctx)
 	res, err := r.fetch(lctx, key)
+	// Dropped while it waited (by another lookup's failure, or the
+	// budget): already warned about.
+	dropped := lctx.Err() != nil && ctx.Err() == nil
 	cancel()
-	if ctx.Err() == nil {
-		// What the lookup cost, and saved, counts toward the budget.
-		r.account(time.Since(start), res)
-	}
 	switch {
 	case err == nil:
 		r.hits.Add(1)
-		return res, true
 	case ctx.Err() != nil:
 		// The build was interrupted: neither a miss nor the store's fault.
-	case errors.Is(err, ErrMiss):
-		r.misses.Add(1)
-	case lctx.Err() != nil && r.life.Err() != nil:
-		// The remote was dropped while this lookup waited; that was
-		// warned about once.
+		return nil, false
+	case errors.Is(err, ErrMiss), dropped:
 		r.misses.Add(1)
 	default:
 		r.misses.Add(1)
 		r.fail("fetch", err)
 	}
-	return nil, false
+	// What the lookup cost, and saved, counts toward the budget (after
+	// fail, so a store that failed is warned about as failing).
+	r.account(time.Since(start), res)
+	return res, err == nil
 }
 
 // emptyDigest is the sha256 of no bytes. Stores need not hold it (REAPI

@@ -53,6 +53,8 @@ type faults struct {
 	TruncateCAS bool  // send half, then cut the connection
 	StallCAS    bool  // send a little, then send nothing more
 	KillAfter   int64 // after this many body bytes the proxy dies for good
+	// DripCAS sends one byte per interval: never a stall, never done.
+	DripCAS time.Duration
 }
 
 // faultProxy is a TEST DOUBLE: a real loopback HTTP reverse proxy in front
@@ -190,6 +192,14 @@ type faultBody struct {
 }
 
 func (b *faultBody) Read(buf []byte) (int, error) {
+	if b.f.DripCAS > 0 && len(buf) > 0 {
+		select {
+		case <-time.After(b.f.DripCAS):
+		case <-b.ctx.Done():
+			return 0, errInjected
+		}
+		buf = buf[:1]
+	}
 	limit := int64(-1)
 	switch {
 	case b.f.TruncateCAS:
