@@ -729,11 +729,11 @@ func (w *bufWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); retu
 // verifyWriter hashes what passes through and stops a body that runs past
 // the expected size, so a hostile server cannot fill the disk.
 type verifyWriter struct {
-	w     io.Writer
-	h     hash.Hash
-	want  Digest
-	size  int64
-	n     int64
+	w    io.Writer
+	h    hash.Hash
+	want Digest
+	size int64
+	n    int64
 	// progress feeds the transfer's stall timer and rate floor.
 	progress func(n int)
 }
