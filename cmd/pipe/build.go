@@ -337,14 +337,26 @@ func (s *session) openRemote(ctx context.Context, local *cache.Cache, warn func(
 			AcceptCached:  s.g.remoteAcceptCached,
 			Timeout:       s.g.remoteTimeout,
 			InlineUploads: s.g.remoteUploadInline,
+			MinRate:       minRate(s.g.remoteMinRate),
+			Budget:        s.g.remoteBudget,
 			Warn:          func(msg string) { warn("remote cache: " + msg) },
 		},
+		RequireSigned: s.g.remoteRequireSig,
 	}
 	r, err := spec.Open(ctx, local)
 	if err != nil {
 		return nil, engine.Usagef("%v", err)
 	}
 	return r, nil
+}
+
+// minRate maps --remote-min-rate to RemoteOptions.MinRate, where zero
+// means the default and a negative rate no floor.
+func minRate(flag int64) int64 {
+	if flag <= 0 {
+		return -1
+	}
+	return flag
 }
 
 func formatBytes(n int64) string {

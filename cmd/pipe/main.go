@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pipebuild/pipe/internal/cache"
 	"github.com/pipebuild/pipe/internal/engine"
 )
 
@@ -54,6 +55,9 @@ type globalFlags struct {
 	remoteHeaders      []string
 	remoteTLSCA        string
 	remoteUploadInline bool
+	remoteMinRate      int64
+	remoteBudget       time.Duration
+	remoteRequireSig   bool
 }
 
 // exitError carries an exit code through cobra.
@@ -88,6 +92,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pf.StringVar(&g.remoteInstance, "remote-instance-name", "", "the REAPI instance `NAME` of a grpc(s):// cache (also PIPE_REMOTE_INSTANCE_NAME, workspace(remote_instance_name = …))")
 	pf.StringArrayVar(&g.remoteHeaders, "remote-header", nil, "send `KEY=VALUE` with every remote cache request, e.g. an API key; repeatable (also PIPE_REMOTE_HEADERS, one per line)")
 	pf.StringVar(&g.remoteTLSCA, "remote-tls-ca", "", "trust the PEM certificates in `FILE` for a grpcs:// or https:// cache instead of the system's (also PIPE_REMOTE_TLS_CA)")
+	pf.Int64Var(&g.remoteMinRate, "remote-min-rate", cache.DefaultMinRate, "fail a remote blob transfer moving fewer than `BYTES` per second (averaged over each --remote-timeout after the first) and build locally; 0: no floor")
+	pf.DurationVar(&g.remoteBudget, "remote-budget", 0, "stop using the remote cache once its lookups have cost `D` more than the execution time their hits saved; 0 learns the limit from the build (what executing its actions here costs), negative: no limit")
+	pf.BoolVar(&g.remoteRequireSig, "remote-require-signed", false, "use only remote results signed with PIPE_REMOTE_CACHE_KEY, and refuse to start without the key")
 	pf.BoolVar(&g.remoteUploadInline, "remote-upload-inline", false, "upload each result before its action's job slot is freed (for benchmarks)")
 	pf.MarkHidden("remote-upload-inline")
 	pf.BoolVar(&g.verify, "verify", os.Getenv("PIPE_CACHE_VERIFY") == "1", "execute every cache hit again and fail when its outputs differ from the cached ones (also PIPE_CACHE_VERIFY=1)")

@@ -74,7 +74,7 @@ func (r *Remote) transferContext(ctx context.Context) (tctx context.Context, pro
 			// treats it as the store failing.
 			n := moved.Load()
 			if n-mark < floor {
-				cancel(fmt.Errorf("transfer moved %d bytes in %s, below --remote-min-rate %s: %w", n-mark, window, formatRate(rate), errTimedOut))
+				cancel(fmt.Errorf("transfer moved %d bytes in %s, below --remote-min-rate %d bytes/s: %w", n-mark, window, rate, errTimedOut))
 				return
 			}
 			mark = n
@@ -107,17 +107,6 @@ func (r *Remote) transferContext(ctx context.Context) (tctx context.Context, pro
 		cancel(nil)
 	}
 	return tctx, progress, stop
-}
-
-// formatRate writes bytes per second as the flag takes them.
-func formatRate(bps int64) string {
-	switch {
-	case bps >= 1<<20 && bps%(1<<20) == 0:
-		return fmt.Sprintf("%dMiB/s", bps>>20)
-	case bps >= 1<<10 && bps%(1<<10) == 0:
-		return fmt.Sprintf("%dKiB/s", bps>>10)
-	}
-	return fmt.Sprintf("%dB/s", bps)
 }
 
 // costAccount is a build's account of what remote lookups cost against

@@ -130,7 +130,7 @@ func TestRemoteDrippingServer(t *testing.T) {
 		r, local, w := newReader(t, s.proxied, RemoteOptions{AcceptCached: true, Timeout: time.Second})
 		// Without the floor: 64 KiB at 5 bytes/s, 3.6 hours per action.
 		hits := simulateBuild(t, r, keys, time.Millisecond, 30*time.Second)
-		w.expect(t, 1, "below --remote-min-rate 8KiB/s", "continuing without it")
+		w.expect(t, 1, "below --remote-min-rate 8192 bytes/s", "continuing without it")
 		if hits != 0 {
 			t.Errorf("%d hits from a dripping server", hits)
 		}

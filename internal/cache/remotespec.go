@@ -33,6 +33,10 @@ type RemoteSpec struct {
 	// $PIPE_REMOTE_CACHE_KEY: a secret belongs in the environment, not on
 	// a command line that ps shows.
 	Options RemoteOptions
+	// RequireSigned (--remote-require-signed) refuses to open a remote
+	// without a signing key: a job that must not trust unsigned content
+	// fails at once rather than reading it.
+	RequireSigned bool
 }
 
 // Open opens the remote cache the spec names in front of local, or returns
@@ -65,6 +69,9 @@ func (s RemoteSpec) Open(ctx context.Context, local *Cache) (*Remote, error) {
 		if k := os.Getenv("PIPE_REMOTE_CACHE_KEY"); k != "" {
 			opt.SigningKey = []byte(k)
 		}
+	}
+	if s.RequireSigned && len(opt.SigningKey) == 0 {
+		return nil, errors.New("--remote-require-signed: no signing key to check entries with; set PIPE_REMOTE_CACHE_KEY to the key the cache's writers sign with (or drop --remote-require-signed to trust whoever can write the cache)")
 	}
 	return OpenRemote(ctx, local, url, opt)
 }

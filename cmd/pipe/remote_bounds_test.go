@@ -1,0 +1,188 @@
+package main
+
+// Bounded remotes: a slow or dripping remote cache cannot hold a build for
+// long, and a healthy one is still used.
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pipebuild/pipe/internal/testenv"
+)
+
+// badRemote is a TEST DOUBLE: a loopback reverse proxy in front of a real
+// cache server (nginx) that answers every request after Delay, or sends
+// blob bodies one byte per Drip, and counts the AC lookups it sees.
+type badRemote struct {
+	URL   string
+	Delay time.Duration
+	Drip  time.Duration
+
+	mu        sync.Mutex
+	acLookups int
+}
+
+func newBadRemote(t *testing.T, upstream string) *badRemote {
+	t.Helper()
+	up, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &badRemote{}
+	rp := &httputil.ReverseProxy{
+		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(up) },
+		FlushInterval: -1,
+		ModifyResponse: func(resp *http.Response) error {
+			if p.Drip > 0 && resp.Request.Method == http.MethodGet && strings.Contains(resp.Request.URL.Path, "/cas/") {
+				resp.Body = &dripBody{rc: resp.Body, every: p.Drip, done: resp.Request.Context().Done()}
+			}
+			return nil
+		},
+		// A client giving up on a drip is expected.
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/ac/") {
+			p.mu.Lock()
+			p.acLookups++
+			p.mu.Unlock()
+		}
+		select {
+		case <-time.After(p.Delay):
+		case <-r.Context().Done():
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	p.URL = srv.URL
+	return p
+}
+
+func (p *badRemote) lookups() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.acLookups
+}
+
+type dripBody struct {
+	rc    io.ReadCloser
+	every time.Duration
+	done  <-chan struct{}
+}
+
+func (b *dripBody) Read(buf []byte) (int, error) {
+	select {
+	case <-time.After(b.every):
+	case <-b.done:
+		return 0, io.ErrUnexpectedEOF
+	}
+	return b.rc.Read(buf[:min(len(buf), 1)])
+}
+
+func (b *dripBody) Close() error { return b.rc.Close() }
+
+// chainWorkspace is twenty genrules, each depending on the one before and
+// writing 100 KB of its own.
+func chainWorkspace(t *testing.T) *workspace {
+	var build strings.Builder
+	for i := range 20 {
+		srcs := "[]"
+		if i > 0 {
+			srcs = fmt.Sprintf(`[":a%d"]`, i-1)
+		}
+		fmt.Fprintf(&build, "genrule(name = \"a%d\", srcs = %s, outs = [\"a%d.txt\"], cmd = \"seq %d %d > $@\")\n", i, srcs, i, i, i+20000)
+	}
+	return newWorkspace(t, map[string]string{"BUILD.star": build.String()})
+}
+
+// buildWithin is buildEnv that kills pipe and fails the test when the
+// build has not ended within limit: a bound that proves termination, for
+// builds that would otherwise take minutes or never end.
+func (ws *workspace) buildWithin(t *testing.T, limit time.Duration, args ...string) build {
+	t.Helper()
+	evFile := filepath.Join(t.TempDir(), "events.jsonl")
+	cmd := pipeCmd(ws, append([]string{"build", "--events", evFile}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(limit, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	if !timer.Stop() {
+		t.Fatalf("pipe build %s did not finish within %s\nstderr:\n%s", strings.Join(args, " "), limit, errb.String())
+	}
+	b := build{code: exitCode(t, err), stdout: out.String(), stderr: errb.String()}
+	if _, err := os.Stat(evFile); err == nil {
+		b.events = readEvents(t, evFile)
+	}
+	if b.code != 0 {
+		t.Fatalf("pipe build %s: exit %d\nstderr:\n%s", strings.Join(args, " "), b.code, b.stderr)
+	}
+	return b
+}
+
+func TestRemoteCacheBounded(t *testing.T) {
+	t.Parallel()
+	srv := testenv.StartNginx(t, "")
+	direct := srv.URL + "/pipe"
+	first := chainWorkspace(t)
+	first.buildOK(t, "//...", "--remote-cache", direct, "--remote-upload")
+	want := distDigests(t, first)
+
+	for _, c := range []struct {
+		name string
+		bad  func(p *badRemote)
+		args []string
+		// executed is how many actions run locally; lookups how many
+		// reach the remote.
+		executed, lookups int
+		warning           string
+	}{
+		// Without the bounds: 20 hits × (AC + blob) × 2 s = 80 s. With
+		// them: the second hit has cost more than 5 s (the timeout)
+		// beyond what the two saved.
+		{"answers after 2s", func(p *badRemote) { p.Delay = 2 * time.Second }, nil, 18, 2, "costs more than building locally"},
+		// Without the rate floor: one byte per 200 ms never stalls for
+		// a whole timeout, and the first blob never arrives.
+		{"drips a byte per 200ms", func(p *badRemote) { p.Drip = 200 * time.Millisecond }, []string{"--remote-timeout", "1s"}, 20, 1, "below --remote-min-rate"},
+		{"healthy", func(p *badRemote) {}, nil, 0, 20, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			p := newBadRemote(t, srv.URL)
+			c.bad(p)
+			ws := chainWorkspace(t)
+			b := ws.buildWithin(t, 40*time.Second, append([]string{"//...", "--remote-cache", p.URL + "/pipe"}, c.args...)...)
+			if n := len(b.labels("executed")); n != c.executed {
+				t.Errorf("executed %d actions, want %d:\n%s", n, c.executed, b.stderr)
+			}
+			if n := p.lookups(); n != c.lookups {
+				t.Errorf("%d lookups reached the remote, want %d", n, c.lookups)
+			}
+			warnings := strings.Count(b.stderr, "warning: remote cache")
+			switch {
+			case c.warning == "" && warnings != 0:
+				t.Errorf("%d remote warnings from a healthy remote:\n%s", warnings, b.stderr)
+			case c.warning != "" && (warnings != 1 || !strings.Contains(b.stderr, c.warning)):
+				t.Errorf("%d remote warnings, want one saying %q:\n%s", warnings, c.warning, b.stderr)
+			}
+			if got := distDigests(t, ws); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("dist/ differs from the first build's:\n%v\n%v", got, want)
+			}
+		})
+	}
+}
