@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipebuild/pipe/internal/cache"
 	"github.com/pipebuild/pipe/internal/testenv"
 )
 
@@ -184,5 +185,36 @@ func TestRemoteCacheBounded(t *testing.T) {
 				t.Errorf("dist/ differs from the first build's:\n%v\n%v", got, want)
 			}
 		})
+	}
+}
+
+// The execution time a result records — what a remote hit saves, and what
+// a remote's cost is held against — is the execution alone, not the remote
+// lookup before it.
+func TestRecordedDurationExcludesLookup(t *testing.T) {
+	t.Parallel()
+	srv := testenv.StartNginx(t, "")
+	p := newBadRemote(t, srv.URL)
+	p.Delay = 1500 * time.Millisecond
+	ws := newWorkspace(t, map[string]string{"BUILD.star": "genrule(name = \"g\", outs = [\"out.txt\"], cmd = \"echo hi > $@\")\n"})
+	b := ws.buildWithin(t, 40*time.Second, "//...", "--remote-cache", p.URL+"/pipe")
+	if p.lookups() != 1 || len(b.labels("executed")) != 1 {
+		t.Fatalf("%d lookups, executed %q; want the one action looked up, then run", p.lookups(), b.labels("executed"))
+	}
+	var key cache.ActionKey
+	if err := key.UnmarshalText([]byte(b.event(t, "//:g").Key)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := cache.Open(ws.Cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.GetAC(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lookup alone took 1.5 s; echo takes milliseconds.
+	if r.DurationMs >= 1500 {
+		t.Errorf("the result records %d ms of execution: the 1.5 s remote lookup counted as executing", r.DurationMs)
 	}
 }
