@@ -190,7 +190,7 @@ func TestRemoteCacheBounded(t *testing.T) {
 
 // The execution time a result records — what a remote hit saves, and what
 // a remote's cost is held against — is the execution alone, not the remote
-// lookup before it.
+// lookup before it: the budget relies on it.
 func TestRecordedDurationExcludesLookup(t *testing.T) {
 	t.Parallel()
 	srv := testenv.StartNginx(t, "")

@@ -337,13 +337,9 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 		return ev
 	}
 	defer release()
-	// RanFor is the execution alone, not the cache lookups and the wait
-	// for a job slot before it: recorded in the result, it is what a
-	// remote hit saves, the measure a remote's cost is held against.
-	execStart := time.Now()
 	r, out, err := e.execute(ctx, a, true)
 	ev.Output = out
-	ev.RanFor = time.Since(execStart)
+	ev.RanFor = time.Since(ev.Start)
 	if err != nil {
 		if ctx.Err() != nil {
 			ev.Status, ev.Err, ev.End = StatusSkipped, ctx.Err(), time.Now()
