@@ -33,6 +33,8 @@ func main() {
 		err = bundle(os.Args[2:])
 	case "remote":
 		err = remote(os.Args[2:])
+	case "badremote":
+		err = badRemoteBench(os.Args[2:])
 	case "pyenv":
 		err = pyenv(os.Args[2:])
 	case "pytest":
@@ -47,7 +49,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench gen [-packages N] [-files N] DIR | bench noop [-pipe PATH] [-runs N] DIR | bench bundle [-pipe PATH] [-mb N] DIR | bench remote [-pipe PATH] [-bazel-remote BIN] [-packages N] [-latency D] [-mbps N] DIR | bench pyenv [-pipe PATH] [-mb N] [-python V] DIR | bench pytest [-pipe PATH] [-runs N] DIR")
+	fmt.Fprintln(os.Stderr, "usage: bench gen [-packages N] [-files N] DIR | bench noop [-pipe PATH] [-runs N] DIR | bench bundle [-pipe PATH] [-mb N] DIR | bench remote [-pipe PATH] [-bazel-remote BIN] [-packages N] [-latency D] [-mbps N] DIR | bench badremote [-pipe OLD,NEW] [-runs N] [-limit D] DIR | bench pyenv [-pipe PATH] [-mb N] [-python V] DIR | bench pytest [-pipe PATH] [-runs N] DIR")
 	os.Exit(2)
 }
 
