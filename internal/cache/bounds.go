@@ -82,6 +82,7 @@ func (r *Remote) transferContext(ctx context.Context) (tctx context.Context, pro
 		}
 		// The grace: the first window (connection set-up, the server
 		// finding the blob) is not measured.
+		mu.Lock()
 		rt = time.AfterFunc(window, func() {
 			mu.Lock()
 			defer mu.Unlock()
@@ -91,6 +92,7 @@ func (r *Remote) transferContext(ctx context.Context) (tctx context.Context, pro
 			mark = moved.Load()
 			rt = time.AfterFunc(window, check)
 		})
+		mu.Unlock()
 	}
 	progress = func(n int) {
 		moved.Add(int64(n))
