@@ -230,3 +230,30 @@ func TestRecordedDurationExcludesLookup(t *testing.T) {
 		t.Errorf("the result records %d ms of execution: the 1.5 s remote lookup counted as executing", r.DurationMs)
 	}
 }
+
+// The same bound holds over REAPI: a gRPC server answering every call
+// after 2 s is dropped after a hit or two, with one warning.
+func TestRemoteCacheBoundedGRPC(t *testing.T) {
+	t.Parallel()
+	srv := testenv.StartBazelRemote(t, testenv.BazelRemoteOptions{})
+	first := chainWorkspace(t)
+	first.buildOK(t, "//...", "--remote-cache", "grpc://"+srv.GRPCAddr, "--remote-upload")
+	p := testenv.NewGRPCProxy(t, srv.GRPCAddr)
+	p.Set(testenv.GRPCFault{Delay: 2 * time.Second})
+	ws := chainWorkspace(t)
+	// Without the bounds: 20 × (GetActionResult + BatchReadBlobs) × 2 s.
+	b := ws.buildWithin(t, 40*time.Second, "//...", "--remote-cache", "grpc://"+p.Addr)
+	lookups := p.Calls("GetActionResult")
+	if lookups < 1 || lookups > 2 {
+		t.Errorf("%d GetActionResult calls, want 1 or 2", lookups)
+	}
+	if hits := len(b.labels("cached")); hits != lookups || len(b.labels("executed")) != 20-hits {
+		t.Errorf("%d cached, %d executed after %d lookups:\n%s", hits, len(b.labels("executed")), lookups, b.stderr)
+	}
+	if n := strings.Count(b.stderr, "warning: remote cache"); n != 1 || !strings.Contains(b.stderr, "costs more than building locally") {
+		t.Errorf("%d remote warnings, want one saying the remote costs more than building locally:\n%s", n, b.stderr)
+	}
+	if got, want := distDigests(t, ws), distDigests(t, first); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("dist/ differs from the first build's:\n%v\n%v", got, want)
+	}
+}

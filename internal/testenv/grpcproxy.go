@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -33,6 +34,9 @@ type GRPCFault struct {
 	// KillAfter lets that many calls through, then kills the proxy as a
 	// crash would, mid-build.
 	KillAfter int
+	// Delay holds each call that long before forwarding it: a server
+	// that answers, slowly.
+	Delay time.Duration
 }
 
 // GRPCProxy is a TEST DOUBLE: a transparent loopback gRPC proxy in front of
@@ -154,6 +158,13 @@ func (p *GRPCProxy) handle(_ any, ss grpc.ServerStream) error {
 	}
 	if applies && f.Code != codes.OK {
 		return status.Error(f.Code, "injected by the test proxy")
+	}
+	if applies && f.Delay > 0 {
+		select {
+		case <-time.After(f.Delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 
 	md, _ := metadata.FromIncomingContext(ctx)
