@@ -350,8 +350,9 @@ func (s *session) openRemote(ctx context.Context, local *cache.Cache, warn func(
 	return r, nil
 }
 
-// minRate maps --remote-min-rate to RemoteOptions.MinRate, where zero
-// means the default and a negative rate no floor.
+// minRate maps --remote-min-rate, where 0 turns the floor off, to
+// RemoteOptions.MinRate, whose zero means the default and a negative
+// value no floor.
 func minRate(flag int64) int64 {
 	if flag <= 0 {
 		return -1
