@@ -158,10 +158,10 @@ func (r *Remote) account(waited time.Duration, hit *ActionResult) {
 	}
 	var msg string
 	why := fmt.Sprintf("%d lookups (%d hits) waited %s on it in total; the hits would have taken %s to execute",
-		a.lookups.Load(), a.hits.Load(), round(time.Duration(w)), round(time.Duration(s)))
+		a.lookups.Load(), a.hits.Load(), roundDuration(time.Duration(w)), roundDuration(time.Duration(s)))
 	if learned {
 		msg = fmt.Sprintf("remote cache %s costs more than building locally: %s, and the actions that ran here took %s; not using it for the rest of this build (check the link to the cache and its load; --remote-budget=D allows lookups D more than they save, --remote-accept-cached=false skips them)",
-			r.b, why, round(time.Duration(a.executed.Load())))
+			r.b, why, roundDuration(time.Duration(a.executed.Load())))
 	} else {
 		msg = fmt.Sprintf("remote cache %s cost more than --remote-budget %s allows: %s; not using it for the rest of this build (check the link to the cache and its load, or raise --remote-budget)",
 			r.b, r.opt.Budget, why)
@@ -183,7 +183,8 @@ func (r *Remote) noteExecuted(res *ActionResult) {
 	}
 }
 
-func round(d time.Duration) time.Duration {
+// roundDuration keeps figures in warnings readable.
+func roundDuration(d time.Duration) time.Duration {
 	if d >= time.Second {
 		return d.Round(100 * time.Millisecond)
 	}
