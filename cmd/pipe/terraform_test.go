@@ -1,0 +1,217 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pipebuild/pipe/internal/testenv"
+)
+
+// tofuWorkspace is a workspace with one terraform_root whose only
+// resources are terraform's built-in ones, run through a wrapper script
+// that logs each tofu invocation (its subcommand) before running it.
+type tofuWorkspace struct {
+	*workspace
+	log string
+}
+
+func newTofuWorkspace(t *testing.T, mainTF string) *tofuWorkspace {
+	t.Helper()
+	tofu := testenv.Tofu(t)
+	logFile := filepath.Join(t.TempDir(), "tofu.log")
+	ws := newWorkspace(t, map[string]string{
+		"WORKSPACE.star": "workspace(name = \"tf\", terraform = \"tools/tofu.sh\")\n",
+		"tools/tofu.sh": fmt.Sprintf("#!/bin/sh\necho \"$1\" >> %q\nexec %q \"$@\"\n", logFile, tofu),
+		"modules/greet/BUILD.star": `terraform_module(name = "greet", srcs = glob(["*.tf"]))` + "\n",
+		"modules/greet/main.tf": `variable "name" {
+  type = string
+}
+
+locals {
+  text = "hello, ${var.name}"
+}
+
+output "text" {
+  value = local.text
+}
+`,
+		"infra/BUILD.star": `terraform_root(
+    name = "infra",
+    srcs = glob(["*.tf"]),
+    deps = ["//modules/greet", "//data:payload"],
+    vars = {"payload": "$(location //data:payload)"},
+)
+`,
+		"infra/main.tf": mainTF,
+		"data/BUILD.star": `genrule(name = "payload", srcs = ["input.txt"], outs = ["payload.txt"], cmd = "cat $< > $@")` + "\n",
+		"data/input.txt":  "v1\n",
+	})
+	return &tofuWorkspace{workspace: ws, log: logFile}
+}
+
+const tofuRoot = `variable "payload" {
+  type = string
+}
+
+module "greet" {
+  source = "../modules/greet"
+  name   = "pipe"
+}
+
+resource "terraform_data" "payload" {
+  input            = filesha256(var.payload)
+  triggers_replace = filesha256(var.payload)
+
+  provisioner "local-exec" {
+    command = "test ! -e ${path.module}/fail-apply"
+  }
+}
+
+output "greeting" {
+  value = module.greet.text
+}
+
+output "payload_sha" {
+  value = terraform_data.payload.output
+}
+`
+
+// calls returns the tofu subcommands run since the last call, and
+// forgets them.
+func (ws *tofuWorkspace) calls(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(ws.log)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(ws.log)
+	return strings.Fields(string(b))
+}
+
+func count(calls []string, sub string) int {
+	n := 0
+	for _, c := range calls {
+		if c == sub {
+			n++
+		}
+	}
+	return n
+}
+
+func TestTerraformDeploy(t *testing.T) {
+	ws := newTofuWorkspace(t, tofuRoot)
+
+	// The build checks the format and validates both modules and writes
+	// the root's fingerprint.
+	ws.buildOK(t)
+	if c := ws.calls(t); count(c, "fmt") != 2 || count(c, "validate") != 2 || count(c, "plan") != 0 || count(c, "apply") != 0 {
+		t.Fatalf("build ran %v; want fmt and validate twice each and no plan or apply", c)
+	}
+
+	// First deploy: plan, apply, outputs.
+	stdout, stderr, code := runPipe(t, ws.workspace, "deploy")
+	if code != 0 {
+		t.Fatalf("first deploy: exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, "//infra:infra: plan: 1 to add, 0 to change, 0 to destroy") || !strings.Contains(stderr, "+   terraform_data.payload") {
+		t.Errorf("first deploy does not show the plan:\n%s", stderr)
+	}
+	if !strings.Contains(stdout, "//infra:infra.greeting = hello, pipe") || !strings.Contains(stdout, "//infra:infra.payload_sha = ") {
+		t.Errorf("first deploy's outputs:\n%s", stdout)
+	}
+	if c := ws.calls(t); count(c, "plan") != 1 || count(c, "apply") != 1 {
+		t.Errorf("first deploy ran %v; want one plan and one apply", c)
+	}
+	if !ws.exists("infra/terraform.tfstate") {
+		t.Fatal("no local state after the first apply")
+	}
+
+	// Nothing changed: no tofu process at all, outputs still printed.
+	stdout, stderr, code = runPipe(t, ws.workspace, "deploy")
+	if code != 0 {
+		t.Fatalf("no-change deploy: exit %d\n%s", code, stderr)
+	}
+	if c := ws.calls(t); len(c) != 0 {
+		t.Errorf("no-change deploy ran tofu %v; want nothing", c)
+	}
+	if !strings.Contains(stderr, "//infra:infra: no changes since the last apply (skipped)") || !strings.Contains(stdout, "greeting = hello, pipe") {
+		t.Errorf("no-change deploy:\nstdout: %s\nstderr: %s", stdout, stderr)
+	}
+
+	// A change to a file the root reads through a var: re-plan and apply.
+	ws.write(t, "data/input.txt", "v2\n")
+	_, stderr, code = runPipe(t, ws.workspace, "deploy")
+	if code != 0 {
+		t.Fatalf("deploy after a change: exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, "1 to add, 0 to change, 1 to destroy") || !strings.Contains(stderr, "-/+ terraform_data.payload") {
+		t.Errorf("deploy after a change does not show the replacement:\n%s", stderr)
+	}
+	if c := ws.calls(t); count(c, "plan") != 1 || count(c, "apply") != 1 {
+		t.Errorf("deploy after a change ran %v; want one plan and one apply", c)
+	}
+
+	// pipe diff shows the plan of a pending change; pipe deploy then
+	// applies the saved plan without planning again.
+	ws.write(t, "data/input.txt", "v3\n")
+	stdout, stderr, code = runPipe(t, ws.workspace, "diff", "--fail")
+	if code != 1 || !strings.Contains(stdout, "-/+ terraform_data.payload") {
+		t.Fatalf("diff --fail of a pending change: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	if c := ws.calls(t); count(c, "plan") != 1 || count(c, "apply") != 0 {
+		t.Errorf("diff ran %v; want one plan and no apply", c)
+	}
+	_, stderr, code = runPipe(t, ws.workspace, "deploy")
+	if code != 0 || !strings.Contains(stderr, "(saved plan)") {
+		t.Fatalf("deploy after diff: exit %d\n%s", code, stderr)
+	}
+	if c := ws.calls(t); count(c, "plan") != 0 || count(c, "apply") != 1 {
+		t.Errorf("deploy after diff ran %v; want the saved plan applied, no new plan", c)
+	}
+
+	// A failing apply exits 1 and names the failure; the next deploy,
+	// with the cause gone, plans again from the state and recovers.
+	ws.write(t, "data/input.txt", "v4\n")
+	ws.write(t, "infra/fail-apply", "")
+	_, stderr, code = runPipe(t, ws.workspace, "deploy")
+	if code != 1 || !strings.Contains(stderr, "local-exec provisioner error") || !strings.Contains(stderr, "infra/main.tf:") {
+		t.Fatalf("failing apply: exit %d (want 1)\n%s", code, stderr)
+	}
+	ws.calls(t)
+	os.Remove(ws.path("infra/fail-apply"))
+	stdout, stderr, code = runPipe(t, ws.workspace, "deploy")
+	if code != 0 {
+		t.Fatalf("deploy after a failed apply: exit %d\n%s", code, stderr)
+	}
+	if c := ws.calls(t); count(c, "plan") != 1 || count(c, "apply") != 1 {
+		t.Errorf("deploy after a failed apply ran %v; want one plan and one apply", c)
+	}
+	if !strings.Contains(stdout, "payload_sha = ") {
+		t.Errorf("outputs after recovery:\n%s", stdout)
+	}
+	// And then it is up to date again.
+	_, stderr, code = runPipe(t, ws.workspace, "deploy")
+	if c := ws.calls(t); code != 0 || len(c) != 0 {
+		t.Errorf("deploy after recovery: exit %d, tofu %v; want 0 and nothing\n%s", code, c, stderr)
+	}
+
+	// pipe destroy destroys everything in the state.
+	_, stderr, code = runPipe(t, ws.workspace, "destroy", "--force")
+	if code != 0 || !strings.Contains(stderr, "0 to add, 0 to change, 1 to destroy") || !strings.Contains(stderr, "//infra:infra: destroyed") {
+		t.Fatalf("destroy: exit %d\n%s", code, stderr)
+	}
+	if st := ws.read(t, "infra/terraform.tfstate"); strings.Contains(st, "terraform_data") {
+		t.Errorf("the state still holds the resource after destroy:\n%s", st)
+	}
+	// A deploy after the destroy creates it again.
+	_, stderr, code = runPipe(t, ws.workspace, "deploy")
+	if code != 0 || !strings.Contains(stderr, "1 to add") {
+		t.Fatalf("deploy after destroy: exit %d\n%s", code, stderr)
+	}
+}
