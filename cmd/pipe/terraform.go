@@ -17,6 +17,7 @@ import (
 	"github.com/pipebuild/pipe/internal/deploy"
 	"github.com/pipebuild/pipe/internal/engine"
 	"github.com/pipebuild/pipe/internal/rules/terraform"
+	"github.com/pipebuild/pipe/internal/scaffold"
 	"github.com/pipebuild/pipe/internal/tfcli"
 	"github.com/pipebuild/pipe/internal/tfdeploy"
 )
@@ -253,4 +254,23 @@ func terraformNames(roots []*tfdeploy.Root) []string {
 		names = append(names, "terraform "+r.Name)
 	}
 	return names
+}
+
+// printTerraformSteps is what to do after pipe new fastapi --iac terraform.
+func printTerraformSteps(w io.Writer, res *scaffold.Result) {
+	steps := [][2]string{
+		{"uv lock", "pin the service's dependencies in uv.lock (pipe cannot: it needs PyPI or your mirror)"},
+		{"pipe build //...", "OpenAPI spec, Lambda bundle, terraform fmt and validate (validate needs the AWS provider), the root's fingerprint"},
+		{"pipe run //" + res.Service + ":serve", "the app on http://localhost:8000, reloading on edits"},
+		{"pipe test //" + res.Service + "/...", "the app's tests and ruff, on the locked environment"},
+		{"pipe deploy //" + scaffold.InfraDir, "plan and apply the root module (skipped while nothing changed)"},
+	}
+	width := 0
+	for _, s := range steps {
+		width = max(width, len(s[0]))
+	}
+	fmt.Fprintf(w, "\nNext:\n")
+	for _, s := range steps {
+		fmt.Fprintf(w, "  %-*s  # %s\n", width, s[0], s[1])
+	}
 }

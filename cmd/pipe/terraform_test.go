@@ -23,8 +23,8 @@ func newTofuWorkspace(t *testing.T, mainTF string) *tofuWorkspace {
 	tofu := testenv.Tofu(t)
 	logFile := filepath.Join(t.TempDir(), "tofu.log")
 	ws := newWorkspace(t, map[string]string{
-		"WORKSPACE.star": "workspace(name = \"tf\", terraform = \"tools/tofu.sh\")\n",
-		"tools/tofu.sh": fmt.Sprintf("#!/bin/sh\necho \"$1\" >> %q\nexec %q \"$@\"\n", logFile, tofu),
+		"WORKSPACE.star":           "workspace(name = \"tf\", terraform = \"tools/tofu.sh\")\n",
+		"tools/tofu.sh":            fmt.Sprintf("#!/bin/sh\necho \"$1\" >> %q\nexec %q \"$@\"\n", logFile, tofu),
 		"modules/greet/BUILD.star": `terraform_module(name = "greet", srcs = glob(["*.tf"]))` + "\n",
 		"modules/greet/main.tf": `variable "name" {
   type = string
@@ -45,7 +45,7 @@ output "text" {
     vars = {"payload": "$(location //data:payload)"},
 )
 `,
-		"infra/main.tf": mainTF,
+		"infra/main.tf":   mainTF,
 		"data/BUILD.star": `genrule(name = "payload", srcs = ["input.txt"], outs = ["payload.txt"], cmd = "cat $< > $@")` + "\n",
 		"data/input.txt":  "v1\n",
 	})
@@ -213,5 +213,51 @@ func TestTerraformDeploy(t *testing.T) {
 	_, stderr, code = runPipe(t, ws.workspace, "deploy")
 	if code != 0 || !strings.Contains(stderr, "1 to add") {
 		t.Fatalf("deploy after destroy: exit %d\n%s", code, stderr)
+	}
+}
+
+// pipe new fastapi --iac terraform, and workspace(iac = "terraform") as
+// the default, lay out Terraform modules whose BUILD files declare
+// terraform_module and terraform_root targets; no CDK file is written.
+func TestNewFastAPITerraform(t *testing.T) {
+	for _, tc := range []struct {
+		name, workspace string
+		args            []string
+	}{
+		{"flag", "workspace(name = \"w\")\n", []string{"--iac", "terraform"}},
+		{"inherited", "workspace(name = \"w\", iac = \"terraform\")\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ws := newWorkspace(t, map[string]string{"WORKSPACE.star": tc.workspace})
+			stdout, stderr, code := runPipe(t, ws, append([]string{"new", "fastapi", "my-api", "--integration-pattern", "shared"}, tc.args...)...)
+			if code != 0 {
+				t.Fatalf("pipe new: exit %d\n%s%s", code, stdout, stderr)
+			}
+			if !strings.Contains(stdout, "pipe deploy //packages/infra") {
+				t.Errorf("next steps do not say how to deploy the root module:\n%s", stdout)
+			}
+			for _, f := range []string{"packages/infra/cdk.json", "packages/common/constructs/tsconfig.json"} {
+				if ws.exists(f) {
+					t.Errorf("--iac terraform wrote the CDK file %s", f)
+				}
+			}
+			stdout, stderr, code = runPipe(t, ws, "query", "kind('terraform_.*', //...)")
+			if code != 0 {
+				t.Fatalf("pipe query: exit %d\n%s", code, stderr)
+			}
+			want := []string{
+				"//packages/common/terraform/src/app/apis/my-api:my-api",
+				"//packages/common/terraform/src/core/api/rest-api:rest-api",
+				"//packages/common/terraform/src/core/runtime-config:runtime-config",
+				"//packages/infra:infra",
+			}
+			if got := strings.Fields(stdout); strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("terraform targets:\n%s\nwant:\n%s", stdout, strings.Join(want, "\n"))
+			}
+		})
+	}
+	ws := newWorkspace(t, nil)
+	if _, stderr, code := runPipe(t, ws, "new", "fastapi", "my-api", "--iac", "pulumi"); code != 2 || !strings.Contains(stderr, `--iac "pulumi": want one of cdk, terraform`) {
+		t.Errorf("--iac pulumi: exit %d (want 2)\n%s", code, stderr)
 	}
 }
