@@ -114,19 +114,32 @@ func TestTerraformDeploy(t *testing.T) {
 		t.Fatalf("build ran %v; want fmt and validate twice each and no plan or apply", c)
 	}
 
-	// First deploy: plan, apply, outputs.
+	// --require-approval any-change with no terminal to ask: refused
+	// after the plan, nothing applied.
+	_, stderr, code := runPipe(t, ws.workspace, "deploy", "--require-approval", "any-change")
+	if code != 1 || !strings.Contains(stderr, "needs approval (--require-approval any-change), but there is no terminal to ask") {
+		t.Fatalf("deploy --require-approval any-change without a terminal: exit %d (want 1)\n%s", code, stderr)
+	}
+	if c := ws.calls(t); count(c, "plan") != 1 || count(c, "apply") != 0 {
+		t.Errorf("refused deploy ran %v; want one plan and no apply", c)
+	}
+	if ws.exists("infra/terraform.tfstate") {
+		t.Error("a refused deploy wrote state")
+	}
+
+	// First deploy: the saved plan, applied; outputs.
 	stdout, stderr, code := runPipe(t, ws.workspace, "deploy")
 	if code != 0 {
 		t.Fatalf("first deploy: exit %d\n%s", code, stderr)
 	}
-	if !strings.Contains(stderr, "//infra:infra: plan: 1 to add, 0 to change, 0 to destroy") || !strings.Contains(stderr, "+   terraform_data.payload") {
+	if !strings.Contains(stderr, "//infra:infra: plan: 1 to add, 0 to change, 0 to destroy (saved plan)") || !strings.Contains(stderr, "+   terraform_data.payload") {
 		t.Errorf("first deploy does not show the plan:\n%s", stderr)
 	}
 	if !strings.Contains(stdout, "//infra:infra.greeting = hello, pipe") || !strings.Contains(stdout, "//infra:infra.payload_sha = ") {
 		t.Errorf("first deploy's outputs:\n%s", stdout)
 	}
-	if c := ws.calls(t); count(c, "plan") != 1 || count(c, "apply") != 1 {
-		t.Errorf("first deploy ran %v; want one plan and one apply", c)
+	if c := ws.calls(t); count(c, "plan") != 0 || count(c, "apply") != 1 {
+		t.Errorf("first deploy ran %v; want the saved plan applied without planning again", c)
 	}
 	if !ws.exists("infra/terraform.tfstate") {
 		t.Fatal("no local state after the first apply")
@@ -260,4 +273,47 @@ func TestNewFastAPITerraform(t *testing.T) {
 	if _, stderr, code := runPipe(t, ws, "new", "fastapi", "my-api", "--iac", "pulumi"); code != 2 || !strings.Contains(stderr, `--iac "pulumi": want one of cdk, terraform`) {
 		t.Errorf("--iac pulumi: exit %d (want 2)\n%s", code, stderr)
 	}
+}
+
+// Build-time checks fail with what is wrong, where, and what to do.
+func TestTerraformBuildErrors(t *testing.T) {
+	testenv.Tofu(t)
+	t.Run("unformatted", func(t *testing.T) {
+		ws := newTofuWorkspace(t, strings.Replace(tofuRoot, "  type = string", "  type    =    string", 1))
+		_, stderr, code := runPipe(t, ws.workspace, "build", "//infra")
+		if code != 1 || !strings.Contains(stderr, "not formatted as terraform fmt writes them: infra/main.tf; run `tofu.sh fmt infra/main.tf` to fix") {
+			t.Fatalf("exit %d (want 1)\n%s", code, stderr)
+		}
+	})
+	t.Run("invalid", func(t *testing.T) {
+		ws := newTofuWorkspace(t, tofuRoot+"\noutput \"broken\" {\n  value = var.missing\n}\n")
+		_, stderr, code := runPipe(t, ws.workspace, "build", "//infra")
+		if code != 1 || !strings.Contains(stderr, "infra/main.tf:28:11: Reference to undeclared input variable") {
+			t.Fatalf("exit %d (want 1)\n%s", code, stderr)
+		}
+	})
+	t.Run("no binary", func(t *testing.T) {
+		ws := newTofuWorkspace(t, tofuRoot)
+		ws.write(t, "WORKSPACE.star", "workspace(name = \"tf\", terraform = \"bin/none\")\n")
+		_, stderr, code := runPipe(t, ws.workspace, "build", "//infra")
+		if code != 1 || !strings.Contains(stderr, `workspace(terraform = "bin/none") is not an executable file`) {
+			t.Fatalf("exit %d (want 1)\n%s", code, stderr)
+		}
+		// Targets that do not need terraform still build.
+		ws.buildOK(t, "//data:payload")
+	})
+	t.Run("location outside deps", func(t *testing.T) {
+		ws := newTofuWorkspace(t, tofuRoot)
+		ws.write(t, "infra/BUILD.star", `terraform_root(
+    name = "infra",
+    srcs = glob(["*.tf"]),
+    deps = ["//modules/greet"],
+    vars = {"payload": "$(location //data:payload)"},
+)
+`)
+		_, stderr, code := runPipe(t, ws.workspace, "build", "//infra")
+		if code != 2 || !strings.Contains(stderr, "infra/BUILD.star:1:1") || !strings.Contains(stderr, "must name one file of deps") {
+			t.Fatalf("exit %d (want 2)\n%s", code, stderr)
+		}
+	})
 }
