@@ -231,14 +231,22 @@ func PlanRoot(ctx context.Context, r *Root, opt Options) (*Plan, error) {
 	if err := p.summarize(show); err != nil {
 		return nil, fmt.Errorf("%s: %w", r.Name, err)
 	}
+	p.decideApproval(opt.Approval)
+	return p, nil
+}
+
+// decideApproval sets ApprovalNeeded by the --require-approval policy, as
+// the CDK path decides it: any change, or only one that broadens access
+// (the default).
+func (p *Plan) decideApproval(policy deploy.Approval) {
+	p.ApprovalNeeded = ""
 	switch {
 	case p.Empty():
-	case opt.Approval == deploy.ApproveAnyChange:
+	case policy == deploy.ApproveAnyChange:
 		p.ApprovalNeeded = deploy.ApproveAnyChange
-	case (opt.Approval == deploy.ApproveBroadening || opt.Approval == "") && len(p.Broadening) > 0:
+	case (policy == deploy.ApproveBroadening || policy == "") && len(p.Broadening) > 0:
 		p.ApprovalNeeded = deploy.ApproveBroadening
 	}
-	return p, nil
 }
 
 // planKey names a saved plan by everything it was made from.
@@ -323,7 +331,7 @@ func (p *Plan) summarize(show []byte) error {
 		return fmt.Errorf("read the plan's JSON (terraform show -json): %w", err)
 	}
 	for _, rc := range tp.ResourceChanges {
-		if rc.Change == nil {
+		if rc == nil || rc.Change == nil {
 			continue
 		}
 		a := actionOf(rc.Change.Actions)
