@@ -152,3 +152,18 @@ func FuzzParseOutputs(f *testing.F) {
 		parseOutputs(b)
 	})
 }
+
+// FuzzReadBackend: any root module source finds a backend or fails with
+// the file's position, never a panic.
+func FuzzReadBackend(f *testing.F) {
+	f.Add("terraform {\n  backend \"local\" {\n    path = \"x\"\n  }\n}\n")
+	f.Add("terraform {\n  backend \"s3\" {}\n}\n")
+	f.Add("terraform {\n  backend {}\n}\n")
+	f.Fuzz(func(t *testing.T, src string) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "main.tf"), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		readBackend(dir)
+	})
+}
