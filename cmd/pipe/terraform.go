@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/pipebuild/pipe/internal/cache"
 	"github.com/pipebuild/pipe/internal/deploy"
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/files"
 	"github.com/pipebuild/pipe/internal/rules/terraform"
 	"github.com/pipebuild/pipe/internal/scaffold"
 	"github.com/pipebuild/pipe/internal/tfcli"
@@ -165,6 +167,7 @@ func runTerraformDeploy(ctx context.Context, roots []*tfdeploy.Root, f *deployFl
 		prompt = terminalPrompt(stderr)
 	}
 	var lines []string
+	outputs := map[string]map[string]string{}
 	applied, skipped := 0, 0
 	for _, p := range plans {
 		t := time.Now()
@@ -186,12 +189,23 @@ func runTerraformDeploy(ctx context.Context, roots []*tfdeploy.Root, f *deployFl
 		for _, k := range keys {
 			lines = append(lines, fmt.Sprintf("%s.%s = %s", p.Root.Name, k, res.Outputs[k]))
 		}
+		if len(res.Outputs) > 0 {
+			outputs[p.Root.Name] = res.Outputs
+		}
 	}
 	fmt.Fprintf(stderr, "%d terraform root%s: %d applied, %d unchanged (%.2fs)\n", len(plans), plural(len(plans)), applied, skipped, time.Since(start).Seconds())
 	if len(lines) > 0 {
 		fmt.Fprintln(stdout, "Outputs:")
 		for _, l := range lines {
 			fmt.Fprintln(stdout, l)
+		}
+	}
+	if f.outputsFile != "" {
+		// {root: {output: value}}, the shape of the stacks' file.
+		b, _ := json.MarshalIndent(outputs, "", "  ")
+		if err := files.WriteAtomic(f.outputsFile, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintf(stderr, "pipe: --outputs-file: %v\n", err)
+			return &exitError{code: 1}
 		}
 	}
 	return nil

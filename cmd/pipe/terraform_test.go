@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -145,8 +146,9 @@ func TestTerraformDeploy(t *testing.T) {
 		t.Fatal("no local state after the first apply")
 	}
 
-	// Nothing changed: no tofu process at all, outputs still printed.
-	stdout, stderr, code = runPipe(t, ws.workspace, "deploy")
+	// Nothing changed: no tofu process at all, outputs still printed and
+	// written.
+	stdout, stderr, code = runPipe(t, ws.workspace, "deploy", "--outputs-file", "outputs.json")
 	if code != 0 {
 		t.Fatalf("no-change deploy: exit %d\n%s", code, stderr)
 	}
@@ -155,6 +157,10 @@ func TestTerraformDeploy(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "//infra:infra: no changes since the last apply (skipped)") || !strings.Contains(stdout, "greeting = hello, pipe") {
 		t.Errorf("no-change deploy:\nstdout: %s\nstderr: %s", stdout, stderr)
+	}
+	var outs map[string]map[string]string
+	if err := json.Unmarshal([]byte(ws.read(t, "outputs.json")), &outs); err != nil || outs["//infra:infra"]["greeting"] != "hello, pipe" {
+		t.Errorf("--outputs-file: %v %v", outs, err)
 	}
 
 	// A change to a file the root reads through a var: re-plan and apply.

@@ -110,10 +110,13 @@ var Root = &engine.Rule{
 
 // module is what both rules declare: fmt and validate actions.
 type module struct {
-	pkg      string
-	srcs     []*engine.File
-	depFiles []*engine.File
-	bin      binary
+	pkg  string
+	srcs []*engine.File
+	// depFiles are every file of deps; modFiles those of the
+	// terraform_module deps, which validate needs (a bundle's zip it
+	// does not, and staging it would copy it for nothing).
+	depFiles, modFiles []*engine.File
+	bin                binary
 }
 
 func analyzeModule(ctx *engine.AnalysisContext) error {
@@ -121,6 +124,8 @@ func analyzeModule(ctx *engine.AnalysisContext) error {
 	if err != nil {
 		return err
 	}
+	// Dependents get the module's files and its deps' (nested modules,
+	// files it reads), which they stage and fingerprint in turn.
 	ctx.Provide(dedupe(append(append([]*engine.File(nil), m.srcs...), m.depFiles...))...)
 	return nil
 }
@@ -184,11 +189,21 @@ func declareChecks(ctx *engine.AnalysisContext) (*module, error) {
 	if len(tf) == 0 {
 		return nil, ctx.Errorf("%s: srcs has no .tf file; give the module's files, such as glob([\"*.tf\"])", rule)
 	}
-	for _, f := range ctx.Files("deps") {
-		// A bundle's directory is also provided; its zip is what a
-		// configuration reads, and hashing the tree again adds nothing.
-		if !f.Dir {
+	for _, l := range ctx.Labels("deps") {
+		isModule := false
+		if r := ctx.RuleOf(l); r != nil && (r.Name == "terraform_module" || r.Name == "terraform_root") {
+			isModule = true
+		}
+		for _, f := range ctx.FilesOf(l) {
+			// A bundle's directory is also provided; its zip is what a
+			// configuration reads, and hashing the tree again adds nothing.
+			if f.Dir {
+				continue
+			}
 			m.depFiles = append(m.depFiles, f)
+			if isModule {
+				m.modFiles = append(m.modFiles, f)
+			}
 		}
 	}
 	fmtFiles := make([]string, 0, len(tf))
@@ -212,7 +227,7 @@ func declareChecks(ctx *engine.AnalysisContext) (*module, error) {
 		},
 	})
 	if ctx.Bool("validate") {
-		all := dedupe(append(append([]*engine.File(nil), m.srcs...), m.depFiles...))
+		all := dedupe(append(append([]*engine.File(nil), m.srcs...), m.modFiles...))
 		vstamp := ctx.Declare("validate.txt")
 		pkg := m.pkg
 		ctx.AddAction(&engine.Action{
