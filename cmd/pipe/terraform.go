@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,15 +54,16 @@ func terraformRoots(ws *engine.Workspace, plan *engine.Plan, roots []engine.Labe
 		if l.Pkg != "" {
 			name = l.Pkg + "/" + l.Name
 		}
+		env := terraformEnv()
 		out = append(out, &tfdeploy.Root{
 			Name:        l.String(),
 			Dir:         ws.Abs(info.Dir),
 			ShowDir:     orDot(info.Dir),
 			StateDir:    filepath.Join(ws.StateDir(), "terraform", filepath.FromSlash(name)),
-			CLI:         tfcli.CLI{Path: info.Binary, CacheDir: cacheDir, PathEnv: info.PathEnv, Env: terraformEnv()},
+			CLI:         tfcli.CLI{Path: info.Binary, CacheDir: cacheDir, PathEnv: info.PathEnv, Env: env},
 			Vars:        info.Vars,
 			Backend:     info.Backend,
-			Fingerprint: in.Fingerprint,
+			Fingerprint: deployFingerprint(in.Fingerprint, env),
 		})
 	}
 	return out, nil
@@ -86,6 +89,35 @@ func terraformEnv() map[string]string {
 		}
 	}
 	return env
+}
+
+// deployFingerprint adds to the build's fingerprint what of the deploy's
+// environment changes a plan: TF_VAR_ values, and the AWS settings that
+// choose the account, region and endpoints. Credentials are left out:
+// they rotate without changing what a plan does, and would defeat the
+// skip.
+func deployFingerprint(build string, env map[string]string) string {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		switch k {
+		case "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "TF_LOG", "TF_LOG_PATH":
+			continue
+		}
+		if strings.HasPrefix(k, "TF_TOKEN_") {
+			continue
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return build
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n", build)
+	for _, k := range keys {
+		fmt.Fprintf(h, "%d:%s=%d:%s\n", len(k), k, len(env[k]), env[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // planTerraform plans every root, printing each plan.

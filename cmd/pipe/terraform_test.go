@@ -220,6 +220,18 @@ func TestTerraformDeploy(t *testing.T) {
 		t.Errorf("deploy after recovery: exit %d, tofu %v; want 0 and nothing\n%s", code, c, stderr)
 	}
 
+	// A TF_VAR_ of the environment may change a plan: no skip, a plan that
+	// finds nothing to do, and no apply.
+	cmd := pipeCmd(ws.workspace, "deploy")
+	cmd.Env = append(cmd.Env, "TF_VAR_unused=1")
+	out, err := cmd.CombinedOutput()
+	if code := exitCode(t, err); code != 0 || !strings.Contains(string(out), "//infra:infra: no changes\n") {
+		t.Errorf("deploy with a new TF_VAR_: exit %d\n%s", code, out)
+	}
+	if c := ws.calls(t); count(c, "plan") != 1 || count(c, "apply") != 0 {
+		t.Errorf("deploy with a new TF_VAR_ ran %v; want one plan and no apply", c)
+	}
+
 	// pipe destroy destroys everything in the state.
 	_, stderr, code = runPipe(t, ws.workspace, "destroy", "--force")
 	if code != 0 || !strings.Contains(stderr, "0 to add, 0 to change, 1 to destroy") || !strings.Contains(stderr, "//infra:infra: destroyed") {
@@ -322,4 +334,19 @@ func TestTerraformBuildErrors(t *testing.T) {
 			t.Fatalf("exit %d (want 2)\n%s", code, stderr)
 		}
 	})
+}
+
+// What of the deploy's environment changes a plan is part of the skip's
+// fingerprint; credentials, which rotate, are not.
+func TestDeployFingerprint(t *testing.T) {
+	base := deployFingerprint("f", map[string]string{"AWS_SECRET_ACCESS_KEY": "a", "AWS_SESSION_TOKEN": "t", "AWS_ACCESS_KEY_ID": "k"})
+	if base != "f" {
+		t.Errorf("credentials changed the fingerprint: %s", base)
+	}
+	region := deployFingerprint("f", map[string]string{"AWS_REGION": "eu-west-1"})
+	other := deployFingerprint("f", map[string]string{"AWS_REGION": "us-east-1"})
+	tfvar := deployFingerprint("f", map[string]string{"TF_VAR_x": "1"})
+	if region == "f" || region == other || tfvar == "f" || tfvar == region {
+		t.Errorf("region or TF_VAR_ did not change the fingerprint: %s %s %s", region, other, tfvar)
+	}
 }

@@ -141,8 +141,12 @@ func analyzeRoot(ctx *engine.AnalysisContext) error {
 	}
 	backend := ctx.Dict("backend")
 	inputs := dedupe(append(append([]*engine.File(nil), m.srcs...), m.depFiles...))
-	if lock := path.Join(m.pkg, ".terraform.lock.hcl"); ctx.FileExists(lock) {
-		inputs = dedupe(append(inputs, ctx.SourceFile(lock)))
+	// terraform reads these from the module's directory whether srcs
+	// lists them or not, so they are inputs of every plan.
+	for _, name := range []string{".terraform.lock.hcl", "terraform.tfvars", "terraform.tfvars.json"} {
+		if p := path.Join(m.pkg, name); ctx.FileExists(p) {
+			inputs = dedupe(append(inputs, ctx.SourceFile(p)))
+		}
 	}
 	varsJSON, _ := json.Marshal(vars) // map keys marshal sorted
 	backendJSON, _ := json.Marshal(backend)
