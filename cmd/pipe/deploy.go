@@ -217,7 +217,7 @@ func loadDeployInput(ctx context.Context, g *globalFlags, f *deployFlags, args [
 			return nil, err
 		}
 		if len(d.Targets) == 0 && len(in.tf) == 0 {
-			return nil, engine.Usagef("no cdk_stack or terraform_root target among %s: nothing to deploy (or give a synthesized cloud assembly with --app DIR)", strings.Join(patternArgs(args), " "))
+			return nil, engine.Usagef("no cdk_stack target among %s, nor a terraform_root: nothing to deploy (or give a synthesized cloud assembly with --app DIR)", strings.Join(patternArgs(args), " "))
 		}
 		stacks, in.zips = d.Stacks, d.Zips
 		in.records = hotswapRecords(s.ws.Root)
