@@ -391,7 +391,7 @@ func plan(root string, svc service) ([]planned, error) {
 		return mergeWorkspaceMembers(cur, svc.Dir)
 	}})
 	if svc.IaC == IaCTerraform {
-		tf, err := planTerraform(svc)
+		tf, err := planTerraform(root, svc)
 		return append(files, tf...), err
 	}
 	pkgJSON, err := render("root/package.json.tmpl", svc)

@@ -2,7 +2,9 @@ package scaffold
 
 import (
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -83,7 +85,12 @@ var tfRuntimeConfig = registry{
 // of its compute type, the runtime-config module, the service's module
 // and its file in the root module, and the shared files listing every
 // service.
-func planTerraform(svc service) ([]planned, error) {
+func planTerraform(root string, svc service) ([]planned, error) {
+	// The root module and a CDK app would share packages/infra (and its
+	// BUILD.star): one workspace deploys its services one way.
+	if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(InfraDir), "cdk.json")); err == nil {
+		return nil, usagef("%s holds a CDK app (cdk.json), which the Terraform root module would share the package with: generate this service with --iac cdk, or move the CDK app out of %s first", InfraDir, InfraDir)
+	}
 	var out []planned
 	// Every combination of options renders what an earlier run may have
 	// left, so a file nobody edited is regenerated.

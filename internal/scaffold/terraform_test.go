@@ -199,6 +199,22 @@ func TestFastAPITerraformTwoServices(t *testing.T) {
 	}
 }
 
+// A workspace whose packages/infra is a CDK app gets no Terraform root
+// module over it.
+func TestFastAPITerraformRefusesCDKInfra(t *testing.T) {
+	root := t.TempDir()
+	if _, err := FastAPI(root, FastAPIOptions{Name: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := FastAPI(root, FastAPIOptions{Name: "second", IaC: IaCTerraform})
+	if err == nil || !strings.Contains(err.Error(), "packages/infra holds a CDK app (cdk.json)") {
+		t.Fatalf("terraform service over a CDK app: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "packages/second")); err == nil {
+		t.Error("the refused service was written")
+	}
+}
+
 // The runtime-config module needs no provider, so it is applied for
 // real: its entries become the configuration clients read.
 func TestTerraformRuntimeConfigModule(t *testing.T) {
