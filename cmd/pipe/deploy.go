@@ -19,6 +19,7 @@ import (
 	"github.com/pipebuild/pipe/internal/deploy"
 	"github.com/pipebuild/pipe/internal/engine"
 	"github.com/pipebuild/pipe/internal/rules"
+	"github.com/pipebuild/pipe/internal/tfdeploy"
 )
 
 type deployFlags struct {
@@ -144,6 +145,8 @@ type deployInput struct {
 	// records are the workspace's hotswap records (.pipe/hotswap); nil
 	// for --app outside a workspace.
 	records *deploy.HotswapRecords
+	// tf are the terraform_root targets among the patterns (terraform.go).
+	tf []*tfdeploy.Root
 }
 
 // hotswapRecords are the hotswap records of the workspace at root.
@@ -210,8 +213,11 @@ func loadDeployInput(ctx context.Context, g *globalFlags, f *deployFlags, args [
 		if err != nil {
 			return nil, err
 		}
-		if len(d.Targets) == 0 {
-			return nil, engine.Usagef("no cdk_stack target among %s: nothing to deploy (or give a synthesized cloud assembly with --app DIR)", strings.Join(patternArgs(args), " "))
+		if in.tf, err = terraformRoots(s.ws, plan, plan.Targets.Roots); err != nil {
+			return nil, err
+		}
+		if len(d.Targets) == 0 && len(in.tf) == 0 {
+			return nil, engine.Usagef("no cdk_stack target among %s, nor a terraform_root: nothing to deploy (or give a synthesized cloud assembly with --app DIR)", strings.Join(patternArgs(args), " "))
 		}
 		stacks, in.zips = d.Stacks, d.Zips
 		in.records = hotswapRecords(s.ws.Root)
@@ -223,7 +229,7 @@ func loadDeployInput(ctx context.Context, g *globalFlags, f *deployFlags, args [
 	if stacks, err = pick(stacks, f.stacks); err != nil {
 		return nil, fmt.Errorf("--stacks %w", err)
 	}
-	if len(stacks) == 0 {
+	if len(stacks) == 0 && len(in.tf) == 0 {
 		return nil, engine.Usagef("the cloud assemblies hold no stacks")
 	}
 	in.stacks = stacks
@@ -268,6 +274,11 @@ func runDeploy(ctx context.Context, g *globalFlags, f *deployFlags, args []strin
 	}
 	defer in.release()
 	defer in.writeEvents(stderr)
+	if len(in.tf) > 0 {
+		if err := runTerraformDeploy(ctx, in.tf, f, approval, stdout, stderr); err != nil || len(in.stacks) == 0 {
+			return err
+		}
+	}
 	if hotswap != deploy.HotswapOff && in.records == nil {
 		return engine.Usagef("--hotswap records what it changed in the workspace's .pipe/hotswap, and --app %s is outside any workspace: run it inside one", strings.Join(f.apps, " "))
 	}
@@ -412,6 +423,18 @@ func runDiff(ctx context.Context, g *globalFlags, f *deployFlags, args []string,
 		return err
 	}
 	defer in.release()
+	tfDiffers := false
+	if len(in.tf) > 0 {
+		if tfDiffers, err = runTerraformDiff(ctx, in.tf, cmd.OutOrStdout(), stderr); err != nil {
+			return err
+		}
+		if len(in.stacks) == 0 {
+			if tfDiffers && f.fail {
+				return &exitError{code: 1}
+			}
+			return nil
+		}
+	}
 	cfg, err := deploy.LoadConfig(ctx)
 	if err != nil {
 		return err
@@ -424,7 +447,7 @@ func runDiff(ctx context.Context, g *globalFlags, f *deployFlags, args []string,
 	if err != nil {
 		return err
 	}
-	if differs && f.fail {
+	if (differs || tfDiffers) && f.fail {
 		return &exitError{code: 1}
 	}
 	return nil

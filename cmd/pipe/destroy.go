@@ -59,10 +59,16 @@ func runDestroy(ctx context.Context, g *globalFlags, f *deployFlags, args []stri
 		for _, s := range in.stacks {
 			names = append(names, s.DisplayName)
 		}
+		names = append(names, terraformNames(in.tf)...)
 		ok, err := terminalPrompt(stderr)(fmt.Sprintf("Delete %d stack%s (%s)? [y/N] ", len(names), plural(len(names)), strings.Join(names, ", ")))
 		if err != nil || !ok {
 			fmt.Fprintln(stderr, "pipe: nothing deleted")
 			return &exitError{code: 1}
+		}
+	}
+	if len(in.tf) > 0 {
+		if err := runTerraformDestroy(ctx, in.tf, stderr); err != nil || len(in.stacks) == 0 {
+			return err
 		}
 	}
 	cfg, err := deploy.LoadConfig(ctx)

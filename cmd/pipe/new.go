@@ -65,6 +65,10 @@ from.`,
 				return noWorkspaceHint(err, "pipe new fastapi")
 			}
 			opts.Name = args[0]
+			if opts.IaC == "" {
+				// workspace(iac = ...) is the default every service inherits.
+				opts.IaC, _ = s.ws.Settings.Extra["iac"].(string)
+			}
 			res, err := scaffold.FastAPI(s.ws.Root, opts)
 			if res != nil {
 				printFastAPIResult(cmd.OutOrStdout(), s.ws, res)
@@ -80,6 +84,7 @@ from.`,
 	f.StringVar(&opts.ComputeType, "compute-type", "rest", "API Gateway REST API (rest, streams responses) or HTTP API (http)")
 	f.StringVar(&opts.Auth, "auth", "iam", "who may call the API: iam (signed requests), cognito (user pool tokens) or none")
 	f.StringVar(&opts.IntegrationPattern, "integration-pattern", "isolated", "one Lambda function per operation (isolated) or one router function for all (shared)")
+	f.StringVar(&opts.IaC, "iac", "", "the infrastructure code: cdk (constructs and a CDK app) or terraform (modules in "+scaffold.TerraformDir+" and a root module in "+scaffold.InfraDir+"); default: workspace(iac = ...), else cdk")
 	return c
 }
 
@@ -111,6 +116,10 @@ func printFastAPIResult(w io.Writer, ws *engine.Workspace, res *scaffold.Result)
 	}
 	if nm := ws.Settings.NodeModules; nm != "" && path.Clean(nm) != "node_modules" {
 		fmt.Fprintf(w, "\nWORKSPACE.star sets node_modules = %q: install package.json's packages there.\n", nm)
+	}
+	if o.IaC == scaffold.IaCTerraform {
+		printTerraformSteps(w, res)
+		return
 	}
 	steps := [][2]string{
 		{"uv lock", "pin the service's dependencies in uv.lock (pipe cannot: it needs PyPI or your mirror)"},

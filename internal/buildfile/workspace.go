@@ -26,6 +26,10 @@ var workspaceAttrs = []engine.Attr{
 	{Name: "remote_headers", Type: engine.AttrStringList},
 	{Name: "remote_tls_ca", Type: engine.AttrString},
 	{Name: "cache_max_age", Type: engine.AttrString},
+	// terraform_root and terraform_module: the terraform or tofu binary.
+	{Name: "terraform", Type: engine.AttrString},
+	// pipe new: the infrastructure code new services get ("cdk" or "terraform").
+	{Name: "iac", Type: engine.AttrString, Values: []string{"cdk", "terraform"}},
 }
 
 // EvalWorkspace evaluates WORKSPACE.star at the workspace root.

@@ -7,6 +7,7 @@ import (
 	"github.com/pipebuild/pipe/internal/rules/cdk"
 	"github.com/pipebuild/pipe/internal/rules/core"
 	"github.com/pipebuild/pipe/internal/rules/python"
+	"github.com/pipebuild/pipe/internal/rules/terraform"
 )
 
 // Registry returns a registry holding all of pipe's rules.
@@ -16,5 +17,6 @@ func Registry() *engine.Registry {
 	apimeta.Register(reg)
 	python.Register(reg)
 	cdk.Register(reg)
+	terraform.Register(reg)
 	return reg
 }

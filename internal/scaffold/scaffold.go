@@ -57,6 +57,8 @@ type FastAPIOptions struct {
 	ComputeType        string // rest (default) or http
 	Auth               string // iam (default), cognito or none
 	IntegrationPattern string // isolated (default) or shared
+	// IaC is the infrastructure code: cdk (default) or terraform.
+	IaC string
 }
 
 // Status says what generation did to a file.
@@ -123,6 +125,7 @@ func (o *FastAPIOptions) normalize() error {
 		{"--compute-type", &o.ComputeType, ComputeTypes},
 		{"--auth", &o.Auth, AuthTypes},
 		{"--integration-pattern", &o.IntegrationPattern, IntegrationPatterns},
+		{"--iac", &o.IaC, IaCProviders},
 	} {
 		if *c.v == "" {
 			*c.v = c.values[0]
@@ -175,6 +178,7 @@ type service struct {
 	Shared               bool
 	PythonVersion        string
 	Runtime              string // aws-lambda Runtime member
+	IaC                  string // cdk or terraform
 }
 
 // InfraDir and ConstructsDir let per-service templates name the shared
@@ -199,6 +203,7 @@ func newService(o FastAPIOptions) service {
 		Shared:        o.IntegrationPattern == "shared",
 		PythonVersion: PythonVersion,
 		Runtime:       "PYTHON_" + strings.ReplaceAll(PythonVersion, ".", "_"),
+		IaC:           o.IaC,
 	}
 }
 
@@ -385,6 +390,10 @@ func plan(root string, svc service) ([]planned, error) {
 	files = append(files, planned{path: "pyproject.toml", merge: func(cur []byte) ([]byte, Status, string, error) {
 		return mergeWorkspaceMembers(cur, svc.Dir)
 	}})
+	if svc.IaC == IaCTerraform {
+		tf, err := planTerraform(root, svc)
+		return append(files, tf...), err
+	}
 	pkgJSON, err := render("root/package.json.tmpl", svc)
 	if err != nil {
 		return nil, err
