@@ -58,6 +58,9 @@ commands can build while it runs. Arguments after -- are passed on.`,
 					return err
 				}
 			}
+			if r.Banner != "" {
+				fmt.Fprintln(s.stderr, r.Banner)
+			}
 			return runForeground(ctx, s.ws, r, args[1:])
 		},
 	}

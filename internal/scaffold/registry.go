@@ -53,8 +53,8 @@ var constructsBuild = registry{
 		return out
 	},
 	byHand: func(e stackEntry) string {
-		return fmt.Sprintf("api_metadata(\n    name = %q,\n    spec = \"//%s:openapi\",\n    out = \"src/generated/%s/metadata.gen.ts\",\n)",
-			e.Name+"-metadata", e.Dir, e.Name)
+		return fmt.Sprintf("api_metadata(\n    name = %q,\n    spec = \"//%s:openapi\",\n    out = \"src/generated/%s/metadata.gen.ts\",\n    runtime = \"//%s:bundle\",\n)",
+			e.Name+"-metadata", e.Dir, e.Name, e.Dir)
 	},
 }
 

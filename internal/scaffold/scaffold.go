@@ -36,12 +36,17 @@ const (
 	InfraDir      = "packages/infra"
 )
 
-// PythonVersion is the Lambda runtime of generated services.
+// PythonVersion is the Lambda runtime of generated services: their
+// fastapi_project's python_version and .python-version.
 const PythonVersion = "3.12"
+
+// FirstPort is the port `pipe run :serve` serves the first generated
+// service on; each next service takes the next free one.
+const FirstPort = 8000
 
 // Option values, the first of each the default.
 var (
-	ComputeTypes        = []string{"rest", "http"}
+	ComputeTypes        = []string{"rest", "http", "function-url"}
 	AuthTypes           = []string{"iam", "cognito", "none"}
 	IntegrationPatterns = []string{"isolated", "shared"}
 )
@@ -54,9 +59,29 @@ type FastAPIOptions struct {
 	Directory string
 	// Module is the Python module (default: Name with - → _).
 	Module             string
-	ComputeType        string // rest (default) or http
+	ComputeType        string // rest (default), http or function-url
 	Auth               string // iam (default), cognito or none
 	IntegrationPattern string // isolated (default) or shared
+}
+
+// FunctionURL is the compute type that puts the app behind a Lambda
+// function URL instead of API Gateway.
+const FunctionURL = "function-url"
+
+// validCombination says why options cannot go together, "" when they can.
+// A function URL is one function, so the app is its own router (the
+// shared pattern), and it authorizes callers with IAM or not at all.
+func validCombination(compute, auth, pattern string) string {
+	if compute != FunctionURL {
+		return ""
+	}
+	switch {
+	case auth == "cognito":
+		return "--compute-type function-url authorizes with --auth iam or none; for Cognito use --compute-type rest or http"
+	case pattern == "isolated":
+		return "--compute-type function-url is one function serving every route: use --integration-pattern shared (its default)"
+	}
+	return ""
 }
 
 // Status says what generation did to a file.
@@ -81,6 +106,7 @@ type FileResult struct {
 type Result struct {
 	Service string         // the service's package path, e.g. packages/my-api
 	Options FastAPIOptions // with the defaults filled in
+	Port    int            // the port pipe run :serve serves it on
 	Files   []FileResult
 }
 
@@ -124,12 +150,18 @@ func (o *FastAPIOptions) normalize() error {
 		{"--auth", &o.Auth, AuthTypes},
 		{"--integration-pattern", &o.IntegrationPattern, IntegrationPatterns},
 	} {
+		if *c.v == "" && c.flag == "--integration-pattern" && o.ComputeType == FunctionURL {
+			*c.v = "shared"
+		}
 		if *c.v == "" {
 			*c.v = c.values[0]
 		}
 		if !slices.Contains(c.values, *c.v) {
 			return usagef("%s %q: want one of %s", c.flag, *c.v, strings.Join(c.values, ", "))
 		}
+	}
+	if why := validCombination(o.ComputeType, o.Auth, o.IntegrationPattern); why != "" {
+		return usagef("%s", why)
 	}
 	dir, err := cleanDirectory(o.Directory)
 	if err != nil {
@@ -174,7 +206,8 @@ type service struct {
 	Compute, Auth        string
 	Shared               bool
 	PythonVersion        string
-	Runtime              string // aws-lambda Runtime member
+	Port                 int // :serve's port
+	Pins                 pins
 }
 
 // InfraDir and ConstructsDir let per-service templates name the shared
@@ -188,6 +221,12 @@ func (s service) OneLineConstructor() bool {
 	return len("  constructor(scope: Construct, id: string, props: "+s.Pascal+"Props<TIntegrations>) {") <= 80
 }
 
+// OneLineURLConstructor is OneLineConstructor for the function URL
+// construct.
+func (s service) OneLineURLConstructor() bool {
+	return len("  constructor(scope: Construct, id: string, props: "+s.Pascal+"Props = {}) {") <= 80
+}
+
 func newService(o FastAPIOptions) service {
 	return service{
 		Name:          o.Name,
@@ -198,7 +237,7 @@ func newService(o FastAPIOptions) service {
 		Auth:          o.Auth,
 		Shared:        o.IntegrationPattern == "shared",
 		PythonVersion: PythonVersion,
-		Runtime:       "PYTHON_" + strings.ReplaceAll(PythonVersion, ".", "_"),
+		Port:          FirstPort,
 	}
 }
 
@@ -223,6 +262,14 @@ func FastAPI(root string, opts FastAPIOptions) (*Result, error) {
 	}
 	svc := newService(opts)
 	if err := checkServiceDir(root, svc); err != nil {
+		return nil, err
+	}
+	port, err := servePort(root, svc)
+	if err != nil {
+		return nil, err
+	}
+	svc.Port = port
+	if svc.Pins, err = readPins(root); err != nil {
 		return nil, err
 	}
 	files, err := plan(root, svc)
@@ -263,7 +310,7 @@ func FastAPI(root string, opts FastAPIOptions) (*Result, error) {
 		}
 		decisions = append(decisions, d)
 	}
-	res := &Result{Service: svc.Dir, Options: opts}
+	res := &Result{Service: svc.Dir, Options: opts, Port: svc.Port}
 	for _, d := range decisions {
 		if d.res.Status == Created || d.res.Status == Updated {
 			if err := writeFile(root, d.p.path, d.content, d.p.mode); err != nil {
@@ -365,6 +412,7 @@ func plan(root string, svc service) ([]planned, error) {
 	for _, f := range []struct{ rel, tmpl string }{
 		{path.Join(svc.Dir, "BUILD.star"), "service/BUILD.star.tmpl"},
 		{path.Join(svc.Dir, "pyproject.toml"), "service/pyproject.toml.tmpl"},
+		{path.Join(svc.Dir, ".python-version"), "service/python-version.tmpl"},
 		{path.Join(mod, "__init__.py"), "service/module/__init__.py.tmpl"},
 		{path.Join(mod, "init.py"), "service/module/init.py.tmpl"},
 		{path.Join(mod, "main.py"), "service/module/main.py.tmpl"},
@@ -399,25 +447,35 @@ func plan(root string, svc service) ([]planned, error) {
 		{path.Join(cdir, "tsconfig.json"), "constructs/tsconfig.json.tmpl"},
 		{path.Join(cdir, ".gitignore"), "constructs/gitignore.tmpl"},
 		{path.Join(cdir, "src/core/api/utils.ts"), "constructs/src/core/api/utils.ts.tmpl"},
-		{path.Join(cdir, "src/core/api", svc.Compute+"-api.ts"), "constructs/src/core/api/" + svc.Compute + "-api.ts.tmpl"},
-		{path.Join(cdir, "src/app/apis", svc.Name+".ts"), "constructs/src/app/apis/" + svc.Compute + "-api.ts.tmpl"},
+		{path.Join(cdir, "src/core/runtime-config.ts"), "constructs/src/core/runtime-config.ts.tmpl"},
 	} {
 		if err := add(f.rel, f.tmpl, 0o644); err != nil {
 			return nil, err
 		}
 	}
-	// The API's file is either template: an earlier run may have used the
-	// other compute type.
-	apiFile := &files[len(files)-1]
-	other := "http"
-	if svc.Compute == "http" {
-		other = "rest"
+	// A function URL needs no API Gateway construct.
+	if svc.Compute != FunctionURL {
+		core := path.Join(cdir, "src/core/api", svc.Compute+"-api.ts")
+		if err := add(core, "constructs/src/core/api/"+svc.Compute+"-api.ts.tmpl", 0o644); err != nil {
+			return nil, err
+		}
 	}
-	_, prev, err := variants("constructs/src/app/apis/" + other + "-api.ts.tmpl")
-	if err != nil {
+	if err := add(path.Join(cdir, "src/app/apis", svc.Name+".ts"), "constructs/src/app/apis/"+svc.Compute+"-api.ts.tmpl", 0o644); err != nil {
 		return nil, err
 	}
-	apiFile.previous = append(apiFile.previous, prev...)
+	// The API's file is any compute type's template: an earlier run may
+	// have used another.
+	apiFile := &files[len(files)-1]
+	for _, other := range ComputeTypes {
+		if other == svc.Compute {
+			continue
+		}
+		_, prev, err := variants("constructs/src/app/apis/" + other + "-api.ts.tmpl")
+		if err != nil {
+			return nil, err
+		}
+		apiFile.previous = append(apiFile.previous, prev...)
+	}
 	files = append(files, registryFile(path.Join(cdir, "BUILD.star"), constructsBuild, entry))
 
 	for _, f := range []struct{ rel, tmpl string }{
