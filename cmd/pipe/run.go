@@ -58,7 +58,9 @@ commands can build while it runs. Arguments after -- are passed on.`,
 					return err
 				}
 			}
-			if r.Banner != "" {
+			// Arguments after -- may change what the banner says (uvicorn
+			// takes the last --port), so it is printed only without them.
+			if r.Banner != "" && len(args) == 1 {
 				fmt.Fprintln(s.stderr, r.Banner)
 			}
 			return runForeground(ctx, s.ws, r, args[1:])
