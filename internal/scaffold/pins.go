@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
+	"sync"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -49,7 +51,9 @@ func readPins(root string) (pins, error) {
 		return p, usagef("uv.lock: %v: fix the file (or run uv lock) and run pipe new again", describeTOMLError(err))
 	}
 	for _, pkg := range lock.Package {
-		if pkg.Version == "" {
+		// The version goes into a TOML string and a requirement: only
+		// what a PEP 440 version may hold, anything else is ignored.
+		if !versionRE().MatchString(pkg.Version) {
 			continue
 		}
 		switch pkg.Name {
@@ -78,3 +82,5 @@ func describeTOMLError(err error) string {
 	}
 	return err.Error()
 }
+
+var versionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9][0-9A-Za-z.!+_-]*$`) })

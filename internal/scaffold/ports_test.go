@@ -164,3 +164,49 @@ func TestFunctionURLOptions(t *testing.T) {
 		t.Errorf("a refused combination wrote the service")
 	}
 }
+
+// FuzzProjectPorts: any BUILD file gives one port per fastapi_project
+// call at the start of a line, each a number pipe could have written or
+// the default, and reading never panics.
+func FuzzProjectPorts(f *testing.F) {
+	f.Add([]byte("fastapi_project(\n    name = \"a\",\n    port = 8003,\n)\n"))
+	f.Add([]byte("fastapi_project(name = \"b\")\nfastapi_project(\n    port = 99999999999999999999,\n)\n"))
+	f.Add([]byte("x = 1\n  fastapi_project(port = 1)\n"))
+	f.Fuzz(func(t *testing.T, build []byte) {
+		ports := projectPorts(build)
+		if want := projectCallRE().FindAllIndex(build, -1); len(ports) != len(want) {
+			t.Fatalf("%d ports for %d calls", len(ports), len(want))
+		}
+		for _, p := range ports {
+			if p < 0 {
+				t.Fatalf("negative port %d", p)
+			}
+		}
+	})
+}
+
+// FuzzReadPins: any uv.lock gives pins or an error naming uv.lock.
+func FuzzReadPins(f *testing.F) {
+	f.Add([]byte("version = 1\n\n[[package]]\nname = \"fastapi\"\nversion = \"0.115.6\"\n"))
+	f.Add([]byte("[[package]\n"))
+	f.Add([]byte("package = 3\n"))
+	f.Add([]byte("[[package]]\nname = \"ruff\"\nversion = \"1\\\"\\n[evil]\"\n"))
+	f.Fuzz(func(t *testing.T, lock []byte) {
+		root := t.TempDir()
+		if err := os.WriteFile(filepath.Join(root, "uv.lock"), lock, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := readPins(root)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "uv.lock: ") {
+				t.Fatalf("error does not name uv.lock: %v", err)
+			}
+			return
+		}
+		for _, v := range []string{p.FastAPI, p.Uvicorn, p.Powertools, p.Pytest, p.Ruff} {
+			if !versionRE().MatchString(v) {
+				t.Fatalf("pin %q is not a version: %+v", v, p)
+			}
+		}
+	})
+}
