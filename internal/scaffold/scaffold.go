@@ -4,8 +4,10 @@
 //
 // Generation is idempotent and never loses a user's edit. A file is
 // written only when it is absent, or when its content is exactly what the
-// generator would have written before (for any options of this service),
-// so it was not edited; otherwise it is kept and reported as edited.
+// generator would have written before (for any options of this service,
+// by this release or an earlier one, whose differing templates are kept
+// under templates/v1/...), so it was not edited; otherwise it is kept and
+// reported as edited.
 // Files that list every service (the constructs' and the infra app's
 // BUILD.star, the infra app's main.ts, the uv workspace's members) are
 // rewritten with the new service only when they are exactly a rendering of
@@ -221,6 +223,12 @@ func (s service) OneLineConstructor() bool {
 	return len("  constructor(scope: Construct, id: string, props: "+s.Pascal+"Props<TIntegrations>) {") <= 80
 }
 
+// Runtime is the aws-lambda Runtime member of PythonVersion, which the
+// first release's templates name directly.
+func (s service) Runtime() string {
+	return "PYTHON_" + strings.ReplaceAll(s.PythonVersion, ".", "_")
+}
+
 // OneLineURLConstructor is OneLineConstructor for the function URL
 // construct.
 func (s service) OneLineURLConstructor() bool {
@@ -395,6 +403,11 @@ func plan(root string, svc service) ([]planned, error) {
 						return nil, nil, err
 					}
 					prev = append(prev, b)
+					earlier, err := previousRenderings(tmpl, v)
+					if err != nil {
+						return nil, nil, err
+					}
+					prev = append(prev, earlier...)
 				}
 			}
 		}
