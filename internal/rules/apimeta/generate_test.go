@@ -296,8 +296,8 @@ func FuzzGenerate(f *testing.F) {
 
 // TestMatchesNxGenerator compares Generate with what the Nx generator's
 // open-api#ts-metadata writes for the same documents (testdata/nx/*.nx.ts
-// are its output, as its own tests record it): the files are the same
-// byte for byte below pipe's first line.
+// are its output for them): the files are the same byte for byte below
+// pipe's first line.
 func TestMatchesNxGenerator(t *testing.T) {
 	specs, err := filepath.Glob("testdata/nx/*.json")
 	if err != nil || len(specs) == 0 {
