@@ -239,7 +239,7 @@ func TestOptionsShapeTheConstructs(t *testing.T) {
 		case "function-url":
 			check(strings.Contains(api, "AWS_LWA_INVOKE_MODE: 'response_stream'") && strings.Contains(api, "invokeMode: InvokeMode.RESPONSE_STREAM"), "the function URL does not stream")
 			check(strings.Contains(api, "FunctionUrlAuthType.AWS_IAM") == (auth == "iam"), "the function URL authorizes with IAM only with --auth iam")
-			check(strings.Contains(api, "'lambda:FunctionUrlAuthType': 'AWS_IAM'") == (auth == "iam"), "grantInvokeAccess conditions on the URL's auth type")
+			check(strings.Contains(api, "this.handler.grantInvokeUrl(grantee)") == (auth == "iam"), "grantInvokeAccess grants invoking the URL")
 			check(files["packages/common/constructs/src/core/api/http-api.ts"] == "" && files["packages/common/constructs/src/core/api/rest-api.ts"] == "", "a function URL needs no API Gateway core file")
 		}
 		check(files["packages/common/constructs/src/core/runtime-config.ts"] != "", "every API registers in RuntimeConfig")

@@ -246,6 +246,11 @@ func checkSynthesized(t *testing.T, o FastAPIOptions, tm cfnTemplate) {
 			if !strings.Contains(policies, `"Action":"lambda:InvokeFunctionUrl","Condition":{"StringEquals":{"lambda:FunctionUrlAuthType":"AWS_IAM"}}`) {
 				t.Errorf("grantInvokeAccess: policies %s, want lambda:InvokeFunctionUrl on the condition lambda:FunctionUrlAuthType AWS_IAM", policies)
 			}
+			// Function URLs made since October 2025 also need
+			// lambda:InvokeFunction, here only through the URL.
+			if !strings.Contains(policies, `"Action":"lambda:InvokeFunction","Condition":{"Bool":{"lambda:InvokedViaFunctionUrl":true}}`) {
+				t.Errorf("grantInvokeAccess: policies %s, want lambda:InvokeFunction on the condition lambda:InvokedViaFunctionUrl", policies)
+			}
 			if len(perms) != 0 {
 				t.Errorf("an IAM function URL has resource-based permissions %s; callers are granted by identity", jsonText(perms))
 			}
