@@ -81,18 +81,21 @@ from.`,
 	// service's location has a name of its own.
 	f.StringVar(&opts.Directory, "parent-dir", "packages", "create the service in `DIR`/NAME (relative to the workspace root)")
 	f.StringVar(&opts.Module, "module-name", "", "the service's Python module (default: NAME with - replaced by _)")
-	f.StringVar(&opts.ComputeType, "compute-type", "rest", "API Gateway REST API (rest, streams responses) or HTTP API (http)")
+	f.StringVar(&opts.ComputeType, "compute-type", "rest", "API Gateway REST API (rest, streams responses), HTTP API (http), or a Lambda function URL (function-url, streams responses; auth iam or none)")
 	f.StringVar(&opts.Auth, "auth", "iam", "who may call the API: iam (signed requests), cognito (user pool tokens) or none")
-	f.StringVar(&opts.IntegrationPattern, "integration-pattern", "isolated", "one Lambda function per operation (isolated) or one router function for all (shared)")
+	f.StringVar(&opts.IntegrationPattern, "integration-pattern", "", "one Lambda function per operation (isolated) or one router function for all (shared); default isolated, shared for function-url")
 	f.StringVar(&opts.IaC, "iac", "", "the infrastructure code: cdk (constructs and a CDK app) or terraform (modules in "+scaffold.TerraformDir+" and a root module in "+scaffold.InfraDir+"); default: workspace(iac = ...), else cdk")
 	return c
 }
 
 func printFastAPIResult(w io.Writer, ws *engine.Workspace, res *scaffold.Result) {
 	o := res.Options
-	api := map[string]string{"rest": "REST API", "http": "HTTP API"}[o.ComputeType]
+	api := map[string]string{"rest": "REST API", "http": "HTTP API", "function-url": "Lambda function URL"}[o.ComputeType]
 	auth := map[string]string{"iam": "IAM auth", "cognito": "Cognito auth", "none": "no auth"}[o.Auth]
 	functions := map[string]string{"isolated": "a Lambda function per operation", "shared": "one router Lambda function"}[o.IntegrationPattern]
+	if o.ComputeType == scaffold.FunctionURL {
+		functions = "one Lambda function, streaming responses"
+	}
 	fmt.Fprintf(w, "FastAPI service //%s (module %s): %s, %s, %s\n\n", res.Service, o.Module, api, auth, functions)
 	width := 0
 	for _, f := range res.Files {
@@ -125,7 +128,7 @@ func printFastAPIResult(w io.Writer, ws *engine.Workspace, res *scaffold.Result)
 		{"uv lock", "pin the service's dependencies in uv.lock (pipe cannot: it needs PyPI or your mirror)"},
 		{"npm install", "aws-cdk-lib, constructs and TypeScript for " + scaffold.InfraDir},
 		{"pipe build //...", "OpenAPI spec, metadata.gen.ts, Lambda bundle, type check and CDK synth"},
-		{"pipe run //" + res.Service + ":serve", "the app on http://localhost:8000, reloading on edits"},
+		{"pipe run //" + res.Service + ":serve", fmt.Sprintf("the app on http://localhost:%d, reloading on edits", res.Port)},
 		{"pipe test //" + res.Service + "/...", "the app's tests and ruff, on the locked environment"},
 		{"pipe deploy", "deploy the stacks that changed"},
 	}

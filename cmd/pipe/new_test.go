@@ -58,6 +58,10 @@ func genCombinations() []genCombination {
 			}
 		}
 	}
+	// A function URL is one function and authorizes with IAM or nothing.
+	for _, a := range []string{"iam", "none"} {
+		out = append(out, genCombination{"function-url", a, "shared"})
+	}
 	return out
 }
 
@@ -457,7 +461,20 @@ func genCheckTemplate(t *testing.T, c genCombination, raw string) {
 			t.Errorf("function code %s is not an asset", code)
 		}
 	}
-	if c.compute == "rest" {
+	// One permission for a shared API, however many operations it has.
+	if perms := tm.ofType("AWS::Lambda::Permission"); c.pattern == "shared" && c.compute != "function-url" && len(perms) != 1 {
+		t.Errorf("%d Lambda permissions, want one for the whole API", len(perms))
+	}
+	if c.compute == "function-url" {
+		urls := tm.ofType("AWS::Lambda::Url")
+		wantAuth := map[string]string{"iam": "AWS_IAM", "none": "NONE"}[c.auth]
+		if len(urls) != 1 || urls[0]["InvokeMode"] != "RESPONSE_STREAM" || urls[0]["AuthType"] != wantAuth {
+			t.Errorf("function URLs %s, want one streaming (RESPONSE_STREAM) with AuthType %s", genJSON(urls), wantAuth)
+		}
+		if n := len(tm.ofType("AWS::ApiGateway::RestApi")) + len(tm.ofType("AWS::ApiGatewayV2::Api")); n != 0 {
+			t.Errorf("a function URL stack has %d API Gateway APIs", n)
+		}
+	} else if c.compute == "rest" {
 		if n := len(tm.ofType("AWS::ApiGatewayV2::Api")); n != 0 {
 			t.Errorf("a REST API stack has %d HTTP APIs", n)
 		}
@@ -541,11 +558,12 @@ func genKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// TestNewFastAPIEveryCombination generates the twelve combinations into
-// one workspace (each generation after the first extends the shared
+// TestNewFastAPIEveryCombination generates the fourteen combinations
+// into one workspace (each generation after the first extends the shared
 // constructs and infra app) and builds it all with the real tools, then
 // runs the generated app's tests, type-checks, and deploys one service to
-// moto.
+// moto. The lock is there before the services, as in a workspace that
+// already has one, so their pyproject.toml pin its versions.
 func TestNewFastAPIEveryCombination(t *testing.T) {
 	t.Parallel()
 	nm := testenv.CDKNodeModules(t)
@@ -553,17 +571,24 @@ func TestNewFastAPIEveryCombination(t *testing.T) {
 	requirePyenv(t, "3.12")
 	ws := genWorkspace(t, nm)
 
-	start := time.Now()
 	var services []string
 	for _, c := range genCombinations() {
+		services = append(services, "packages/"+c.name())
+	}
+	env := genLockServices(t, ws, services)
+	start := time.Now()
+	for i, c := range genCombinations() {
 		out := genRun(t, ws, append([]string{c.name()}, c.flags()...)...)
 		if got := genFileStatus(out, "packages/"+c.name()+"/BUILD.star"); got != "created" {
 			t.Errorf("pipe new fastapi %s printed no created files:\n%s", c.name(), out)
 		}
-		services = append(services, "packages/"+c.name())
+		// Each service its own :serve port, in the order they were made.
+		port := fmt.Sprintf("http://localhost:%d,", 8000+i)
+		if !strings.Contains(out, port) || !strings.Contains(ws.read(t, "packages/"+c.name()+"/BUILD.star"), fmt.Sprintf("    port = %d,\n", 8000+i)) {
+			t.Errorf("pipe new fastapi %s: want port %d in BUILD.star and in the next steps:\n%s", c.name(), 8000+i, out)
+		}
 	}
 	t.Logf("generated %d services in %v", len(services), time.Since(start))
-	env := genLockServices(t, ws, services)
 
 	start = time.Now()
 	b := ws.buildEnvOK(t, env, "//...")
@@ -572,7 +597,8 @@ func TestNewFastAPIEveryCombination(t *testing.T) {
 	for _, ev := range b.events {
 		mnemonics[ev.Mnemonic]++
 	}
-	for m, n := range map[string]int{"OpenAPI": 12, "ApiMetadata": 12, "PyBundle": 12, "CdkSynth": 1, "CdkTypecheck": 1} {
+	n := len(services)
+	for m, n := range map[string]int{"OpenAPI": n, "ApiMetadata": n, "ApiRuntime": n, "PyBundle": n, "CdkSynth": 1, "CdkTypecheck": 1} {
 		if mnemonics[m] != n {
 			t.Errorf("%s actions: %d, want %d (all: %v)", m, mnemonics[m], n, mnemonics)
 		}
@@ -589,6 +615,25 @@ func TestNewFastAPIEveryCombination(t *testing.T) {
 			meta := ws.read(t, "packages/common/constructs/src/generated/"+c.name()+"/metadata.gen.ts")
 			if !strings.Contains(meta, "  echo: {") || !strings.Contains(meta, "  stream: {") || !strings.Contains(meta, "streaming: true") {
 				t.Errorf("metadata.gen.ts lacks echo and the streaming stream:\n%s", meta)
+			}
+			if !strings.Contains(meta, "/**\n * Operation details for "+strings.TrimSuffix(c.stack(), "Stack")+"\n */\n") {
+				t.Errorf("metadata.gen.ts lacks the generator's header comment:\n%s", meta)
+			}
+			rt := ws.read(t, "packages/common/constructs/src/generated/"+c.name()+"/runtime.gen.ts")
+			if !strings.Contains(rt, "  pythonVersion: '3.12',\n  architecture: 'x86_64',\n") {
+				t.Errorf("runtime.gen.ts is not fastapi_project's 3.12 on x86_64:\n%s", rt)
+			}
+			lock := ws.read(t, "uv.lock")
+			pyproject := ws.read(t, "packages/"+c.name()+"/pyproject.toml")
+			for _, dist := range []string{"fastapi", "uvicorn", "ruff"} {
+				at := strings.Index(lock, "name = \""+dist+"\"\nversion = \"")
+				if at < 0 {
+					t.Fatalf("uv.lock has no %s", dist)
+				}
+				version, _, _ := strings.Cut(lock[at+len("name = \""+dist+"\"\nversion = \""):], "\"")
+				if !strings.Contains(pyproject, "\""+dist+"=="+version+"\"") {
+					t.Errorf("pyproject.toml does not pin the locked %s==%s:\n%s", dist, version, pyproject)
+				}
 			}
 			bundle := "dist/packages/" + c.name() + "/bundle/"
 			module := strings.ReplaceAll(c.name(), "-", "_")
@@ -875,6 +920,8 @@ func TestNewFastAPIBadInput(t *testing.T) {
 		{[]string{"my-api", "--compute-type", "grpc"}, []string{`--compute-type "grpc": want one of rest, http`}},
 		{[]string{"my-api", "--auth", "oauth"}, []string{`--auth "oauth": want one of iam, cognito, none`}},
 		{[]string{"my-api", "--integration-pattern", "x"}, []string{`want one of isolated, shared`}},
+		{[]string{"my-api", "--compute-type", "function-url", "--auth", "cognito"}, []string{"--compute-type function-url authorizes with --auth iam or none"}},
+		{[]string{"my-api", "--compute-type", "function-url", "--integration-pattern", "isolated"}, []string{"use --integration-pattern shared"}},
 		{[]string{"my-api", "--parent-dir", "../elsewhere"}, []string{"leaves the workspace"}},
 		{[]string{"my-api", "--parent-dir", "/abs"}, []string{"relative to the workspace root"}},
 		{[]string{"my-api", "--parent-dir", "dist"}, []string{"dist/ holds pipe's outputs"}},

@@ -58,6 +58,11 @@ commands can build while it runs. Arguments after -- are passed on.`,
 					return err
 				}
 			}
+			// Arguments after -- may change what the banner says (uvicorn
+			// takes the last --port), so it is printed only without them.
+			if r.Banner != "" && len(args) == 1 {
+				fmt.Fprintln(s.stderr, r.Banner)
+			}
 			return runForeground(ctx, s.ws, r, args[1:])
 		},
 	}

@@ -258,6 +258,11 @@ type Runnable struct {
 	Env map[string]string
 	// Dir is the workspace-relative working directory ("" for the root).
 	Dir string
+	// Banner, when set, is printed to stderr just before the program
+	// starts: what a user needs to reach it, such as the URL it serves.
+	// pipe run prints it only when no arguments follow --, which could
+	// make it wrong.
+	Banner string
 	// Prepare, when set, runs after the build and just before the program
 	// starts: it readies what the program needs outside the workspace (a
 	// Python environment in the shared cache) and returns the program to

@@ -53,8 +53,8 @@ var constructsBuild = registry{
 		return out
 	},
 	byHand: func(e stackEntry) string {
-		return fmt.Sprintf("api_metadata(\n    name = %q,\n    spec = \"//%s:openapi\",\n    out = \"src/generated/%s/metadata.gen.ts\",\n)",
-			e.Name+"-metadata", e.Dir, e.Name)
+		return fmt.Sprintf("api_metadata(\n    name = %q,\n    spec = \"//%s:openapi\",\n    out = \"src/generated/%s/metadata.gen.ts\",\n    runtime = \"//%s:bundle\",\n)",
+			e.Name+"-metadata", e.Dir, e.Name, e.Dir)
 	},
 }
 
@@ -94,9 +94,23 @@ func entryOf(name, dir string) stackEntry {
 }
 
 func renderRegistry(r registry, entries []stackEntry) ([]byte, error) {
+	return render(r.tmpl, registryDataOf(entries))
+}
+
+func registryDataOf(entries []stackEntry) registryData {
 	sorted := slices.Clone(entries)
 	slices.SortFunc(sorted, func(a, b stackEntry) int { return strings.Compare(a.Name, b.Name) })
-	return render(r.tmpl, registryData{ConstructsDir: ConstructsDir, InfraDir: InfraDir, Stacks: sorted})
+	return registryData{ConstructsDir: ConstructsDir, InfraDir: InfraDir, Stacks: sorted}
+}
+
+// isEarlierRendering says whether cur is what an earlier release wrote
+// for entries, not edited since.
+func isEarlierRendering(r registry, entries []stackEntry, cur []byte) (bool, error) {
+	earlier, err := previousRenderings(r.tmpl, registryDataOf(entries))
+	if err != nil {
+		return false, err
+	}
+	return isPrevious(cur, earlier), nil
 }
 
 // registryFile plans a shared file that must list e.
@@ -107,6 +121,12 @@ func registryFile(rel string, r registry, e stackEntry) planned {
 			return b, Created, "", err
 		}
 		entries := r.parse(cur)
+		// An earlier release's rendering is brought up to date, listing
+		// the same services, whether or not e is new.
+		earlier, err := isEarlierRendering(r, entries, cur)
+		if err != nil {
+			return nil, "", "", err
+		}
 		for _, have := range entries {
 			if have.Name != e.Name {
 				continue
@@ -115,13 +135,17 @@ func registryFile(rel string, r registry, e stackEntry) planned {
 				return nil, "", "", usagef("%s already lists a service named %s, at //%s: service names are unique in a workspace "+
 					"(its CDK classes and stacks are named after it); choose another name", rel, e.Name, have.Dir)
 			}
+			if earlier {
+				b, err := renderRegistry(r, entries)
+				return b, Updated, "", err
+			}
 			return nil, Unchanged, "", nil
 		}
 		pristine, err := renderRegistry(r, entries)
 		if err != nil {
 			return nil, "", "", err
 		}
-		if !bytes.Equal(pristine, cur) {
+		if !earlier && !bytes.Equal(pristine, cur) {
 			return nil, Kept, r.byHand(e), nil
 		}
 		b, err := renderRegistry(r, append(entries, e))

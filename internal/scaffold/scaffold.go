@@ -4,8 +4,10 @@
 //
 // Generation is idempotent and never loses a user's edit. A file is
 // written only when it is absent, or when its content is exactly what the
-// generator would have written before (for any options of this service),
-// so it was not edited; otherwise it is kept and reported as edited.
+// generator would have written before (for any options of this service,
+// by this release or an earlier one, whose differing templates are kept
+// under templates/v1/...), so it was not edited; otherwise it is kept and
+// reported as edited.
 // Files that list every service (the constructs' and the infra app's
 // BUILD.star, the infra app's main.ts, the uv workspace's members) are
 // rewritten with the new service only when they are exactly a rendering of
@@ -36,12 +38,17 @@ const (
 	InfraDir      = "packages/infra"
 )
 
-// PythonVersion is the Lambda runtime of generated services.
+// PythonVersion is the Lambda runtime of generated services: their
+// fastapi_project's python_version and .python-version.
 const PythonVersion = "3.12"
+
+// FirstPort is the port `pipe run :serve` serves the first generated
+// service on; each next service takes the next free one.
+const FirstPort = 8000
 
 // Option values, the first of each the default.
 var (
-	ComputeTypes        = []string{"rest", "http"}
+	ComputeTypes        = []string{"rest", "http", "function-url"}
 	AuthTypes           = []string{"iam", "cognito", "none"}
 	IntegrationPatterns = []string{"isolated", "shared"}
 )
@@ -54,11 +61,31 @@ type FastAPIOptions struct {
 	Directory string
 	// Module is the Python module (default: Name with - → _).
 	Module             string
-	ComputeType        string // rest (default) or http
+	ComputeType        string // rest (default), http or function-url
 	Auth               string // iam (default), cognito or none
 	IntegrationPattern string // isolated (default) or shared
 	// IaC is the infrastructure code: cdk (default) or terraform.
 	IaC string
+}
+
+// FunctionURL is the compute type that puts the app behind a Lambda
+// function URL instead of API Gateway.
+const FunctionURL = "function-url"
+
+// validCombination says why options cannot go together, "" when they can.
+// A function URL is one function, so the app is its own router (the
+// shared pattern), and it authorizes callers with IAM or not at all.
+func validCombination(compute, auth, pattern string) string {
+	if compute != FunctionURL {
+		return ""
+	}
+	switch {
+	case auth == "cognito":
+		return "--compute-type function-url authorizes with --auth iam or none; for Cognito use --compute-type rest or http"
+	case pattern == "isolated":
+		return "--compute-type function-url is one function serving every route: use --integration-pattern shared (its default)"
+	}
+	return ""
 }
 
 // Status says what generation did to a file.
@@ -83,6 +110,7 @@ type FileResult struct {
 type Result struct {
 	Service string         // the service's package path, e.g. packages/my-api
 	Options FastAPIOptions // with the defaults filled in
+	Port    int            // the port pipe run :serve serves it on
 	Files   []FileResult
 }
 
@@ -127,12 +155,21 @@ func (o *FastAPIOptions) normalize() error {
 		{"--integration-pattern", &o.IntegrationPattern, IntegrationPatterns},
 		{"--iac", &o.IaC, IaCProviders},
 	} {
+		if *c.v == "" && c.flag == "--integration-pattern" && o.ComputeType == FunctionURL {
+			*c.v = "shared"
+		}
 		if *c.v == "" {
 			*c.v = c.values[0]
 		}
 		if !slices.Contains(c.values, *c.v) {
 			return usagef("%s %q: want one of %s", c.flag, *c.v, strings.Join(c.values, ", "))
 		}
+	}
+	if why := validCombination(o.ComputeType, o.Auth, o.IntegrationPattern); why != "" {
+		return usagef("%s", why)
+	}
+	if o.IaC == IaCTerraform && !slices.Contains(terraformComputeTypes, o.ComputeType) {
+		return usagef("--compute-type %s has no Terraform modules yet: use --iac cdk, or --compute-type %s", o.ComputeType, strings.Join(terraformComputeTypes, " or "))
 	}
 	dir, err := cleanDirectory(o.Directory)
 	if err != nil {
@@ -177,8 +214,9 @@ type service struct {
 	Compute, Auth        string
 	Shared               bool
 	PythonVersion        string
-	Runtime              string // aws-lambda Runtime member
 	IaC                  string // cdk or terraform
+	Port                 int    // :serve's port
+	Pins                 pins
 }
 
 // InfraDir and ConstructsDir let per-service templates name the shared
@@ -192,6 +230,18 @@ func (s service) OneLineConstructor() bool {
 	return len("  constructor(scope: Construct, id: string, props: "+s.Pascal+"Props<TIntegrations>) {") <= 80
 }
 
+// Runtime is the aws-lambda Runtime member of PythonVersion, which the
+// first release's templates name directly.
+func (s service) Runtime() string {
+	return "PYTHON_" + strings.ReplaceAll(s.PythonVersion, ".", "_")
+}
+
+// OneLineURLConstructor is OneLineConstructor for the function URL
+// construct.
+func (s service) OneLineURLConstructor() bool {
+	return len("  constructor(scope: Construct, id: string, props: "+s.Pascal+"Props = {}) {") <= 80
+}
+
 func newService(o FastAPIOptions) service {
 	return service{
 		Name:          o.Name,
@@ -202,8 +252,8 @@ func newService(o FastAPIOptions) service {
 		Auth:          o.Auth,
 		Shared:        o.IntegrationPattern == "shared",
 		PythonVersion: PythonVersion,
-		Runtime:       "PYTHON_" + strings.ReplaceAll(PythonVersion, ".", "_"),
 		IaC:           o.IaC,
+		Port:          FirstPort,
 	}
 }
 
@@ -228,6 +278,14 @@ func FastAPI(root string, opts FastAPIOptions) (*Result, error) {
 	}
 	svc := newService(opts)
 	if err := checkServiceDir(root, svc); err != nil {
+		return nil, err
+	}
+	port, err := servePort(root, svc)
+	if err != nil {
+		return nil, err
+	}
+	svc.Port = port
+	if svc.Pins, err = readPins(root); err != nil {
 		return nil, err
 	}
 	files, err := plan(root, svc)
@@ -268,7 +326,7 @@ func FastAPI(root string, opts FastAPIOptions) (*Result, error) {
 		}
 		decisions = append(decisions, d)
 	}
-	res := &Result{Service: svc.Dir, Options: opts}
+	res := &Result{Service: svc.Dir, Options: opts, Port: svc.Port}
 	for _, d := range decisions {
 		if d.res.Status == Created || d.res.Status == Updated {
 			if err := writeFile(root, d.p.path, d.content, d.p.mode); err != nil {
@@ -353,6 +411,11 @@ func plan(root string, svc service) ([]planned, error) {
 						return nil, nil, err
 					}
 					prev = append(prev, b)
+					earlier, err := previousRenderings(tmpl, v)
+					if err != nil {
+						return nil, nil, err
+					}
+					prev = append(prev, earlier...)
 				}
 			}
 		}
@@ -370,6 +433,7 @@ func plan(root string, svc service) ([]planned, error) {
 	for _, f := range []struct{ rel, tmpl string }{
 		{path.Join(svc.Dir, "BUILD.star"), "service/BUILD.star.tmpl"},
 		{path.Join(svc.Dir, "pyproject.toml"), "service/pyproject.toml.tmpl"},
+		{path.Join(svc.Dir, ".python-version"), "service/python-version.tmpl"},
 		{path.Join(mod, "__init__.py"), "service/module/__init__.py.tmpl"},
 		{path.Join(mod, "init.py"), "service/module/init.py.tmpl"},
 		{path.Join(mod, "main.py"), "service/module/main.py.tmpl"},
@@ -408,25 +472,35 @@ func plan(root string, svc service) ([]planned, error) {
 		{path.Join(cdir, "tsconfig.json"), "constructs/tsconfig.json.tmpl"},
 		{path.Join(cdir, ".gitignore"), "constructs/gitignore.tmpl"},
 		{path.Join(cdir, "src/core/api/utils.ts"), "constructs/src/core/api/utils.ts.tmpl"},
-		{path.Join(cdir, "src/core/api", svc.Compute+"-api.ts"), "constructs/src/core/api/" + svc.Compute + "-api.ts.tmpl"},
-		{path.Join(cdir, "src/app/apis", svc.Name+".ts"), "constructs/src/app/apis/" + svc.Compute + "-api.ts.tmpl"},
+		{path.Join(cdir, "src/core/runtime-config.ts"), "constructs/src/core/runtime-config.ts.tmpl"},
 	} {
 		if err := add(f.rel, f.tmpl, 0o644); err != nil {
 			return nil, err
 		}
 	}
-	// The API's file is either template: an earlier run may have used the
-	// other compute type.
-	apiFile := &files[len(files)-1]
-	other := "http"
-	if svc.Compute == "http" {
-		other = "rest"
+	// A function URL needs no API Gateway construct.
+	if svc.Compute != FunctionURL {
+		core := path.Join(cdir, "src/core/api", svc.Compute+"-api.ts")
+		if err := add(core, "constructs/src/core/api/"+svc.Compute+"-api.ts.tmpl", 0o644); err != nil {
+			return nil, err
+		}
 	}
-	_, prev, err := variants("constructs/src/app/apis/" + other + "-api.ts.tmpl")
-	if err != nil {
+	if err := add(path.Join(cdir, "src/app/apis", svc.Name+".ts"), "constructs/src/app/apis/"+svc.Compute+"-api.ts.tmpl", 0o644); err != nil {
 		return nil, err
 	}
-	apiFile.previous = append(apiFile.previous, prev...)
+	// The API's file is any compute type's template: an earlier run may
+	// have used another.
+	apiFile := &files[len(files)-1]
+	for _, other := range ComputeTypes {
+		if other == svc.Compute {
+			continue
+		}
+		_, prev, err := variants("constructs/src/app/apis/" + other + "-api.ts.tmpl")
+		if err != nil {
+			return nil, err
+		}
+		apiFile.previous = append(apiFile.previous, prev...)
+	}
 	files = append(files, registryFile(path.Join(cdir, "BUILD.star"), constructsBuild, entry))
 
 	for _, f := range []struct{ rel, tmpl string }{

@@ -80,7 +80,9 @@ func everyOption(name string) []FastAPIOptions {
 	for _, c := range ComputeTypes {
 		for _, a := range AuthTypes {
 			for _, p := range IntegrationPatterns {
-				out = append(out, FastAPIOptions{Name: name, ComputeType: c, Auth: a, IntegrationPattern: p})
+				if validCombination(c, a, p) == "" {
+					out = append(out, FastAPIOptions{Name: name, ComputeType: c, Auth: a, IntegrationPattern: p})
+				}
 			}
 		}
 	}
@@ -215,7 +217,8 @@ func TestOptionsShapeTheConstructs(t *testing.T) {
 		api := files["packages/common/constructs/src/app/apis/orders-api.ts"]
 		stack := files["packages/infra/src/stacks/orders-api-stack.ts"]
 		parts := strings.Split(combo, "-")
-		compute, auth, pattern := parts[0], parts[1], parts[2]
+		n := len(parts)
+		compute, auth, pattern := strings.Join(parts[:n-2], "-"), parts[n-2], parts[n-1]
 		check := func(cond bool, what string) {
 			t.Helper()
 			if !cond {
@@ -233,13 +236,25 @@ func TestOptionsShapeTheConstructs(t *testing.T) {
 		case "http":
 			check(strings.Contains(api, "AWS_LWA_INVOKE_MODE: 'buffered'") && strings.Contains(api, "HttpLambdaIntegration"), "HTTP does not buffer")
 			check(files["packages/common/constructs/src/core/api/http-api.ts"] != "" && files["packages/common/constructs/src/core/api/rest-api.ts"] == "", "HTTP core files")
+		case "function-url":
+			check(strings.Contains(api, "AWS_LWA_INVOKE_MODE: 'response_stream'") && strings.Contains(api, "invokeMode: InvokeMode.RESPONSE_STREAM"), "the function URL does not stream")
+			check(strings.Contains(api, "FunctionUrlAuthType.AWS_IAM") == (auth == "iam"), "the function URL authorizes with IAM only with --auth iam")
+			check(strings.Contains(api, "this.handler.grantInvokeUrl(grantee)") == (auth == "iam"), "grantInvokeAccess grants invoking the URL")
+			check(files["packages/common/constructs/src/core/api/http-api.ts"] == "" && files["packages/common/constructs/src/core/api/rest-api.ts"] == "", "a function URL needs no API Gateway core file")
 		}
+		check(files["packages/common/constructs/src/core/runtime-config.ts"] != "", "every API registers in RuntimeConfig")
+		check(strings.Contains(api, "pythonRuntime(RUNTIME.pythonVersion)") && strings.Contains(api, "lambdaArchitecture(RUNTIME.architecture)") &&
+			strings.Contains(api, "from '../../generated/orders-api/runtime.gen'"), "the runtime and architecture come from runtime.gen.ts")
+		check(strings.Contains(api, "restrictCorsTo") || compute != "function-url", "the function URL has restrictCorsTo")
 		check(strings.Contains(api, "grantInvokeAccess") == (auth == "iam"), "grantInvokeAccess only with IAM")
-		check(strings.Contains(api, "userPool: IUserPool") == (auth == "cognito"), "userPool prop only with Cognito")
+		check(strings.Contains(api, "readonly identity: {\n    readonly userPool: IUserPool;") == (auth == "cognito"), "identity prop only with Cognito")
+		check(strings.Contains(api, "execute-api:/*/OPTIONS/*") == (auth == "iam" && compute == "rest"), "the REST resource policy opens OPTIONS with IAM")
 		check(strings.Contains(stack, "new UserPool(") == (auth == "cognito"), "the stack makes a user pool only with Cognito")
 		check(strings.Contains(api, "$router") == (pattern == "shared"), "$router only when shared")
 		check(strings.Contains(api, "pascalCase(operation)") == (pattern == "isolated"), "a function per operation only when isolated")
-		check(strings.Contains(stack, "OrdersApi.defaultIntegrations(this).build()"), "the stack builds the default integrations")
+		check(strings.Contains(api, "scopePermissionToMethod: false") == (pattern == "shared" && compute == "rest"), "a shared REST API has one permission")
+		check(strings.Contains(api, "scopePermissionToRoute: false") == (pattern == "shared" && compute == "http"), "a shared HTTP API has one permission")
+		check(strings.Contains(stack, "OrdersApi.defaultIntegrations(this).build()") == (compute != "function-url"), "the stack builds the default integrations")
 	}
 }
 

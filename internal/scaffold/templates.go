@@ -19,6 +19,30 @@ var templateFS embed.FS
 // per-service template once per combination of options.
 var parsedTemplates sync.Map // name → *template.Template
 
+// previousVersions are the directories below templates/ holding the
+// templates of earlier pipe releases that differ from the current ones,
+// newest first. A file one of them renders was written by that release
+// and not edited since, so generation may replace it.
+var previousVersions = []string{"v1"}
+
+// previousRenderings renders every earlier release's version of the
+// template at name on data; none when no release had another version.
+func previousRenderings(name string, data any) ([][]byte, error) {
+	var out [][]byte
+	for _, v := range previousVersions {
+		prev := v + "/" + name
+		if _, err := templateFS.ReadFile("templates/" + prev); err != nil {
+			continue
+		}
+		b, err := render(prev, data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
 // render executes the template at name (relative to templates/) on data.
 func render(name string, data any) ([]byte, error) {
 	t, err := lookupTemplate(name)

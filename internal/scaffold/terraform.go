@@ -21,6 +21,10 @@ const (
 // default first.
 var IaCProviders = []string{IaCCDK, IaCTerraform}
 
+// terraformComputeTypes are the compute types the Terraform modules cover:
+// API Gateway's two kinds. A function URL is CDK only for now.
+var terraformComputeTypes = []string{"rest", "http"}
+
 // TerraformDir holds the Terraform modules, as the Nx generator lays them
 // out: src/core (the APIs' building blocks, the runtime configuration) and
 // src/app/apis/<service>.
@@ -100,7 +104,7 @@ func planTerraform(root string, svc service) ([]planned, error) {
 			return nil, nil, err
 		}
 		var prev [][]byte
-		for _, c := range ComputeTypes {
+		for _, c := range terraformComputeTypes {
 			for _, a := range AuthTypes {
 				for _, p := range IntegrationPatterns {
 					v := svc

@@ -171,7 +171,7 @@ func checkRefs(t *testing.T, m *tfModule) {
 // modules have: terraform validate's first checks, which here cannot run
 // for want of the aws provider.
 func TestFastAPITerraformReferences(t *testing.T) {
-	for _, c := range ComputeTypes {
+	for _, c := range terraformComputeTypes {
 		for _, a := range AuthTypes {
 			for _, p := range IntegrationPatterns {
 				t.Run(c+"-"+a+"-"+p, func(t *testing.T) {

@@ -81,7 +81,7 @@ func tofuFmtCheck(t *testing.T, tofu, dir string) {
 // writes it, with the resources the options call for.
 func TestFastAPITerraformVariants(t *testing.T) {
 	tofu := testenv.Tofu(t)
-	for _, c := range ComputeTypes {
+	for _, c := range terraformComputeTypes {
 		for _, a := range AuthTypes {
 			for _, p := range IntegrationPatterns {
 				t.Run(c+"-"+a+"-"+p, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/rules/python"
 )
 
 // Register adds api_metadata to reg.
@@ -24,13 +25,16 @@ const distName = "metadata.gen.ts"
 // Rule is api_metadata.
 var Rule = &engine.Rule{
 	Name:    "api_metadata",
-	Version: "1",
+	Version: "2",
 	Doc: "Generates a TypeScript module exporting OPERATION_DETAILS (operation name → { path, method }) " +
 		"and the Operations type from an OpenAPI 3.x JSON document. The file is written at out in the " +
-		"source tree, which pipe owns (add it to .gitignore), and as dist/<pkg>/<name>/" + distName + ".",
+		"source tree, which pipe owns (add it to .gitignore), and as dist/<pkg>/<name>/" + distName + ". " +
+		"With runtime, also " + runtimeName + " beside out: the Python version and architecture of that python_bundle, " +
+		"so the CDK constructs take them from the service's BUILD.star.",
 	Attrs: []engine.Attr{
 		{Name: "spec", Type: engine.AttrLabel, Required: true, Doc: "a .json file, or a target providing exactly one .json file, such as an openapi_schema target"},
 		{Name: "out", Type: engine.AttrString, Required: true, Doc: "where to write the module in the source tree, relative to the package; must end in .ts"},
+		{Name: "runtime", Type: engine.AttrLabel, Doc: "a python_bundle target (fastapi_project's :bundle): write " + runtimeName + " beside out with its python_version and architecture"},
 	},
 	Analyze: analyze,
 }
@@ -71,8 +75,42 @@ func analyze(ctx *engine.AnalysisContext) error {
 			return nil
 		},
 	})
-	ctx.Provide(src, dist)
+	provided := []*engine.File{src, dist}
+	if labels := ctx.Labels("runtime"); len(labels) == 1 {
+		f, err := runtimeModule(ctx, labels[0], path.Join(path.Dir(out), runtimeName))
+		if err != nil {
+			return err
+		}
+		provided = append(provided, f)
+	}
+	ctx.Provide(provided...)
 	return nil
+}
+
+// runtimeName is the module the runtime attribute writes.
+const runtimeName = "runtime.gen.ts"
+
+// runtimeModule declares the action writing out (package-relative) from
+// the platform the python_bundle named by bundle builds for. Only the
+// platform is read, so the bundle itself need not be built first.
+func runtimeModule(ctx *engine.AnalysisContext, bundle engine.Label, out string) (*engine.File, error) {
+	info, ok := engine.InfoOf(ctx, bundle, python.BundleKey)
+	if !ok || info.Plan == nil {
+		return nil, ctx.Errorf("api_metadata: runtime %s is not a python_bundle target; name the service's :bundle (fastapi_project declares it)", bundle)
+	}
+	rt := Runtime{PythonVersion: info.Plan.Platform.PythonVersion, Architecture: info.Plan.Platform.Arch}
+	f := ctx.DeclareAt(path.Join(ctx.Label().Pkg, out))
+	from := bundle.String()
+	ctx.AddAction(&engine.Action{
+		Mnemonic:    "ApiRuntime",
+		Description: fmt.Sprintf("Generating %s from %s", f.Path, from),
+		Outputs:     []*engine.File{f},
+		Identity:    fmt.Sprintf("apimeta.GenerateRuntime v%s %s %s %s", GeneratorVersion, from, rt.PythonVersion, rt.Architecture),
+		Run: func(_ context.Context, ec *engine.ExecContext) error {
+			return os.WriteFile(ec.Output(f), GenerateRuntime(rt, from), 0o644)
+		},
+	})
+	return f, nil
 }
 
 // specFile picks the one .json file the spec attribute provides: a target

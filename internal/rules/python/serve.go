@@ -2,6 +2,8 @@ package python
 
 import (
 	"context"
+	"fmt"
+	"path"
 	"strconv"
 
 	"github.com/pipebuild/pipe/internal/cache"
@@ -34,7 +36,12 @@ var FastAPIServe = &engine.Rule{
 		// Absolute import roots: the program runs in the source tree, so
 		// --reload sees edits as they are saved.
 		roots := under(ws.Root, importRoots(pkg, ctx.Strings("python_path"), ctx.Labels("deps")))
-		args := []string{ctx.String("app"), "--reload", "--host", ctx.String("host"), "--port", strconv.FormatInt(ctx.Int("port"), 10)}
+		port := strconv.FormatInt(ctx.Int("port"), 10)
+		args := []string{ctx.String("app"), "--reload", "--host", ctx.String("host"), "--port", port}
+		// Each service has its own port (pipe new gives each the next
+		// free one), so say which before uvicorn's own start-up lines.
+		banner := fmt.Sprintf("%s: serving %s on http://%s:%s (docs at /docs); port = in %s changes it",
+			label, ctx.String("app"), ctx.String("host"), port, path.Join(pkg, engine.BuildFile))
 		for _, r := range roots {
 			args = append(args, "--reload-dir", r)
 		}
@@ -50,9 +57,10 @@ var FastAPIServe = &engine.Rule{
 				}
 				info("python: " + pt.runsOn(python, cc))
 				return &engine.Runnable{
-					Argv: pythonArgv(python, envDir, roots, pyProgram{Module: "uvicorn", Args: args}),
-					Env:  map[string]string{"PYTHONNOUSERSITE": "1"},
-					Dir:  pkg,
+					Argv:   pythonArgv(python, envDir, roots, pyProgram{Module: "uvicorn", Args: args}),
+					Env:    map[string]string{"PYTHONNOUSERSITE": "1"},
+					Dir:    pkg,
+					Banner: banner,
 				}, nil
 			},
 		})

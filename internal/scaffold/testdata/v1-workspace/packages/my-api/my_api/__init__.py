@@ -1,0 +1,1 @@
+"""A FastAPI service on AWS Lambda: the routes are in main.py."""
