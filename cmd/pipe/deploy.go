@@ -144,6 +144,8 @@ type deployInput struct {
 	// records are the workspace's hotswap records (.pipe/hotswap); nil
 	// for --app outside a workspace.
 	records *deploy.HotswapRecords
+	// quick, with --hotswap, is the build that may have left synths out.
+	quick *hotswapBuild
 }
 
 // hotswapRecords are the hotswap records of the workspace at root.
@@ -201,15 +203,17 @@ func loadDeployInput(ctx context.Context, g *globalFlags, f *deployFlags, args [
 			return nil, err
 		}
 		in.release = lock.Release
-		plan, err := s.buildLocked(ctx, pats)
+		var plan *engine.Plan
+		var d *rules.Deployment
+		if f.hotswap {
+			plan, d, in.quick, err = s.buildForHotswap(ctx, pats, true, stderr)
+		} else if plan, err = s.buildLocked(ctx, pats); err == nil {
+			d, err = rules.DeploymentOf(s.ws.Root, plan, plan.Targets.Roots)
+		}
 		if err != nil {
 			return nil, err
 		}
 		in.ui = s.ui
-		d, err := rules.DeploymentOf(s.ws.Root, plan, plan.Targets.Roots)
-		if err != nil {
-			return nil, err
-		}
 		if len(d.Targets) == 0 {
 			return nil, engine.Usagef("no cdk_stack target among %s: nothing to deploy (or give a synthesized cloud assembly with --app DIR)", strings.Join(patternArgs(args), " "))
 		}
@@ -317,6 +321,14 @@ func runDeploy(ctx context.Context, g *globalFlags, f *deployFlags, args []strin
 // prints them. planned is false when planning failed as a whole (err).
 func planAndApply(ctx context.Context, cfg aws.Config, in *deployInput, f *deployFlags, po deploy.PlanOptions, rep *deployUI, stderr io.Writer) (results []*deploy.Result, planned bool, err error) {
 	plans, err := deploy.Plan(ctx, cfg, in.stacks, po)
+	if why := in.quick.blocked(plans); err == nil && why != "" {
+		fmt.Fprintf(stderr, "%s: synthesizing\n", why)
+		if in.stacks, in.zips, err = in.quick.resynth(ctx, f.stacks, stderr); err != nil {
+			return nil, false, err
+		}
+		in.quick = nil
+		plans, err = deploy.Plan(ctx, cfg, in.stacks, po)
+	}
 	if err != nil {
 		return nil, false, err
 	}

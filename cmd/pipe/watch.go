@@ -181,7 +181,14 @@ func (w *watcher) cycle(ctx context.Context, changed []string) (interrupted bool
 		return false, err
 	}
 	defer lock.Release()
-	plan, err := s.buildLocked(ctx, pats)
+	var plan *engine.Plan
+	var quick *hotswapBuild
+	var dep *rules.Deployment
+	if w.f.deploy && w.hotswap != deploy.HotswapOff {
+		plan, dep, quick, err = s.buildForHotswap(ctx, pats, true, bw)
+	} else {
+		plan, err = s.buildLocked(ctx, pats)
+	}
 	if plan != nil {
 		w.setInputs(plan)
 	}
@@ -204,7 +211,7 @@ func (w *watcher) cycle(ctx context.Context, changed []string) (interrupted bool
 
 	if w.f.deploy {
 		t0 := time.Now()
-		summary, err := w.deploy(ctx, s, plan)
+		summary, err := w.deploy(ctx, s, plan, dep, quick)
 		d := formatDuration(time.Since(t0))
 		if err != nil {
 			if ctx.Err() != nil {
@@ -274,10 +281,12 @@ func buildCounts(u *ui) string {
 // deploy deploys the cdk_stack targets' stacks of the build; the summary
 // counts how the stacks ended. Each stack's progress is printed as pipe
 // deploy prints it, stacks without changes left out.
-func (w *watcher) deploy(ctx context.Context, s *session, plan *engine.Plan) (string, error) {
-	d, err := rules.DeploymentOf(s.ws.Root, plan, plan.Targets.Roots)
-	if err != nil {
-		return "", err
+func (w *watcher) deploy(ctx context.Context, s *session, plan *engine.Plan, d *rules.Deployment, quick *hotswapBuild) (string, error) {
+	if d == nil {
+		var err error
+		if d, err = rules.DeploymentOf(s.ws.Root, plan, plan.Targets.Roots); err != nil {
+			return "", err
+		}
 	}
 	if len(d.Targets) == 0 {
 		return "", fmt.Errorf("no cdk_stack target among %s: nothing to deploy", strings.Join(patternArgs(w.patterns), " "))
@@ -286,7 +295,7 @@ func (w *watcher) deploy(ctx context.Context, s *session, plan *engine.Plan) (st
 	if err != nil {
 		return "", fmt.Errorf("--stacks %w", err)
 	}
-	in := &deployInput{stacks: stacks, zips: d.Zips, records: hotswapRecords(s.ws.Root)}
+	in := &deployInput{stacks: stacks, zips: d.Zips, records: hotswapRecords(s.ws.Root), quick: quick}
 	rep := newDeployUI(w.stderr, nil, time.Now())
 	rep.quiet, rep.driftSaid = true, &w.driftSaid
 	po := deploy.PlanOptions{Approval: w.approval, Hotswap: w.hotswap, Records: in.records}
