@@ -161,7 +161,19 @@ func (hb *hotswapBuild) blocked(plans []*deploy.StackPlan) string {
 // resynth builds again with every synth, for a stack that needs the
 // app's own assembly, and returns the stacks --stacks selects and the zips.
 func (hb *hotswapBuild) resynth(ctx context.Context, globs []string, stderr io.Writer) ([]*deploy.Stack, []deploy.PrebuiltZip, error) {
+	first := hb.s.ui
 	_, d, _, err := hb.s.buildForHotswap(ctx, hb.pats, false, stderr)
+	if first != nil && hb.s.ui != first {
+		// --events holds both builds: the deployment reports to the first.
+		again := hb.s.ui
+		again.mu.Lock()
+		evs := again.events
+		again.mu.Unlock()
+		first.mu.Lock()
+		first.events = append(first.events, evs...)
+		first.mu.Unlock()
+		hb.s.ui = first
+	}
 	if err != nil {
 		return nil, nil, err
 	}
