@@ -428,7 +428,7 @@ func runDiff(ctx context.Context, g *globalFlags, f *deployFlags, args []string,
 	if err != nil {
 		return err
 	}
-	plans, err := deploy.Plan(ctx, cfg, in.stacks, deploy.PlanOptions{DiffOnly: true})
+	plans, err := deploy.Plan(ctx, cfg, in.stacks, deploy.PlanOptions{DiffOnly: true, Records: in.records})
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -134,6 +135,14 @@ func TestHotswapSkipsSynth(t *testing.T) {
 		t.Errorf("environment %v after a hotswap from the kept assembly, want FEATURE=on", vars)
 	}
 
+	// pipe diff says the stack drifted, and how.
+	b = r.deploy(t, ws, env, "diff", "--app", cdkAssemblyDir, "--fail")
+	if b.code != 1 || !strings.Contains(b.stdout, "Stack MyApiStack\n  Hotswapped since its last deployment") ||
+		!regexp.MustCompile(`\[~\] AWS::Lambda::Function Handler\w+: code \(s3://[^)]+\), environment \(FEATURE\)\n`).MatchString(b.stdout) ||
+		!strings.Contains(b.stdout, "Stack SharedStack\n  There were no differences") {
+		t.Errorf("pipe diff --fail after hotswaps: exit %d, want 1 and MyApiStack's function's code and FEATURE named", b.code)
+	}
+
 	// The next plain deploy synthesizes, deploys and converges: the
 	// function runs the code its template names, the record is gone.
 	r.proxy.Reset()
@@ -148,6 +157,9 @@ func TestHotswapSkipsSynth(t *testing.T) {
 	r.proxy.Reset()
 	if b = r.deploy(t, ws, env, "deploy", "//..."); b.code != 0 || !strings.Contains(b.stderr, "3 stacks: 3 unchanged") || len(r.proxy.Writes()) > 0 {
 		t.Errorf("deploy after converging: exit %d, writes %v; want no changes", b.code, r.proxy.Writes())
+	}
+	if b = r.deploy(t, ws, env, "diff", "--app", cdkAssemblyDir, "--fail"); b.code != 0 || strings.Contains(b.stdout, "Hotswapped") {
+		t.Errorf("pipe diff --fail after converging: exit %d, want 0 and no drift", b.code)
 	}
 
 	// The deployed stack moves on without pipe deploy --hotswap (an IAM
