@@ -374,6 +374,12 @@ func (r *Reuse) Apply(root string, stacks []*deploy.Stack) error {
 			if old == "" || !strings.Contains(a.Key, old) || !strings.Contains(string(s.Template), old) {
 				return fmt.Errorf("stack %s: asset %s: its object key %q does not name its hash", s.Name(), a.DisplayName, a.Key)
 			}
+			if strings.Contains(string(s.Template), `"AWS::Lambda::Version"`) {
+				// The synth names a function's versions by a hash of its
+				// code: new code publishes a new version, and the aliases
+				// follow. Only the synth knows the name.
+				return fmt.Errorf("stack %s publishes Lambda versions, which the synth names after the code", s.Name())
+			}
 			h := r.hashes[staged]
 			a.Key = strings.ReplaceAll(a.Key, old, h)
 			a.ID = strings.ReplaceAll(a.ID, old, h)

@@ -261,6 +261,12 @@ func TestReuseApply(t *testing.T) {
 	if err := r3.Apply(f.root, []*deploy.Stack{s3}); err != nil || s3.Assets[0].Key == a.Key {
 		t.Errorf("other content: key %s, want another than %s (%v)", s3.Assets[0].Key, a.Key, err)
 	}
+	// Versions are named by the synth after the code.
+	s5 := stack()
+	s5.Template = []byte(strings.Replace(tpl, `"Web":`, `"FnVersion1234":{"Type":"AWS::Lambda::Version","Properties":{"FunctionName":{"Ref":"Fn"}}},"Web":`, 1))
+	if err := r.Apply(f.root, []*deploy.Stack{s5}); err == nil || !strings.Contains(err.Error(), "publishes Lambda versions") {
+		t.Errorf("a stack with versions: %v, want an error", err)
+	}
 	// A key that does not name the asset's hash cannot be rewritten.
 	s4 := stack()
 	s4.Assets[0].Key = "code.zip"
