@@ -85,7 +85,11 @@ The deployed stack then differs from its template: pipe records that in
 .pipe/hotswap/, and the next deploy without --hotswap deploys the stack and
 sets the functions back to the template. Stacks of a cdk_stack with
 hotswap = False (or context pipe:hotswap = "false"), and stacks tagged
-pipe:hotswap=false, are never hotswapped.
+pipe:hotswap=false, are never hotswapped. When the only inputs of a
+cdk_stack's synth that changed are directories its app stages as assets
+(a python_bundle), --hotswap does not run the synth: it deploys the
+assembly kept from its last synth with the new directories in place; any
+other change, or a stack that cannot be hotswapped, synthesizes.
 
 Region and credentials come from the standard AWS chain (AWS_PROFILE,
 AWS_REGION, SSO…); AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> are
