@@ -27,7 +27,9 @@ type hotswapBuild struct {
 	// target; ran the synths that ran (or were cached), to keep.
 	reuse map[engine.Label]*rules.Reuse
 	ran   map[*engine.Action]*engine.KeyParts
-	exec  *engine.Executor
+	// skipped are the synths left out for a kept assembly.
+	skipped []*engine.Action
+	exec    *engine.Executor
 	// reused are the stacks read from kept assemblies.
 	reused map[*deploy.Stack]bool
 }
@@ -78,6 +80,7 @@ func (s *session) buildForHotswap(ctx context.Context, pats []engine.Pattern, re
 					continue
 				}
 				hb.reuse[a.Owner] = r
+				hb.skipped = append(hb.skipped, a)
 				skip = append(skip, a)
 				var dirs []string
 				for _, d := range r.Changed {
@@ -123,18 +126,20 @@ func (s *session) buildForHotswap(ctx context.Context, pats []engine.Pattern, re
 	}
 	if err != nil && len(hb.reuse) > 0 {
 		fmt.Fprintf(stderr, "the assembly kept for hotswaps cannot be used (%v): synthesizing\n", err)
+		for _, a := range hb.skipped {
+			hb.bases.Forget(a)
+		}
 		return s.buildForHotswap(ctx, pats, false, stderr)
 	}
 	if err != nil {
 		return plan, nil, nil, err
 	}
-	for l, r := range hb.reuse {
+	for _, r := range hb.reuse {
 		for _, st := range d.Stacks {
 			if st.AssemblyDir == r.Dir || strings.HasPrefix(st.AssemblyDir, r.Dir+string(filepath.Separator)) {
 				hb.reused[st] = true
 			}
 		}
-		_ = l
 	}
 	return plan, d, hb, nil
 }

@@ -159,6 +159,13 @@ func (b *SynthBases) Keep(root string, a *engine.Action, parts *engine.KeyParts,
 	if len(a.Outputs) != 1 || !a.Outputs[0].Dir {
 		return fmt.Errorf("%s %s: want one output directory", a.Owner, a.Mnemonic)
 	}
+	final := b.dir(a)
+	if data, err := os.ReadFile(filepath.Join(final, "base.json")); err == nil {
+		var kept synthBase
+		if json.Unmarshal(data, &kept) == nil && kept.Parts != nil && kept.Parts.Key() == parts.Key() {
+			return nil // kept already (a cache hit of the same synth)
+		}
+	}
 	out := a.Outputs[0].Path
 	staged := stagedAssets(out, r)
 	inputs := inputTrees(a, parts)
@@ -193,7 +200,6 @@ func (b *SynthBases) Keep(root string, a *engine.Action, parts *engine.KeyParts,
 			base.Assets[name] = match[0]
 		}
 	}
-	final := b.dir(a)
 	tmp := final + ".new"
 	if err := os.RemoveAll(tmp); err != nil {
 		return err
