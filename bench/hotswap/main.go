@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -70,6 +71,8 @@ type bench struct {
 	edits    int
 	// synth is the CdkSynth action's time in the last pipe run.
 	synth time.Duration
+	// cpu is the CPU time of the commands run since it was last reset.
+	cpu time.Duration
 	// viaCDK: the CDK CLI deploys, and its hotswaps leave pipe's record
 	// behind.
 	viaCDK bool
@@ -135,6 +138,7 @@ func run(pipe, old, nm, cdk string, runs int) error {
 	type result struct {
 		what        string
 		times, rest []time.Duration
+		cpu         []time.Duration
 		detail      string
 	}
 	var results []result
@@ -151,7 +155,7 @@ func run(pipe, old, nm, cdk string, runs int) error {
 				if err := b.edit(); err != nil {
 					return err
 				}
-				b.synth = 0
+				b.synth, b.cpu = 0, 0
 				t0 := time.Now()
 				d, err := step()
 				if err != nil {
@@ -159,6 +163,7 @@ func run(pipe, old, nm, cdk string, runs int) error {
 				}
 				wall := time.Since(t0)
 				rs[j].times, rs[j].rest = append(rs[j].times, wall), append(rs[j].rest, wall-b.synth)
+				rs[j].cpu = append(rs[j].cpu, b.cpu)
 				rs[j].detail = d
 				if err := b.checkCode(); err != nil {
 					return fmt.Errorf("%s: %v", whats[j], err)
@@ -167,7 +172,7 @@ func run(pipe, old, nm, cdk string, runs int) error {
 		}
 		for _, r := range rs {
 			results = append(results, r)
-			fmt.Printf("%-62s %s\n  without the CdkSynth action: %s\n  %s\n", r.what+":", timing.Stats(r.times), timing.Stats(r.rest), r.detail)
+			fmt.Printf("%-62s %s\n  without the CdkSynth action: %s\n  CPU (user+sys, with node): %s\n  %s\n", r.what+":", timing.Stats(r.times), timing.Stats(r.rest), timing.Stats(r.cpu), r.detail)
 		}
 		return nil
 	}
@@ -261,7 +266,7 @@ func run(pipe, old, nm, cdk string, runs int) error {
 			return "", err
 		}
 		t0 := time.Now()
-		out, err := timing.Command(b.ws, b.env, cdk, "deploy", "--all", "--hotswap", "--app", filepath.Join(b.ws, assembly), "--require-approval", "never", "--no-notices", "--ci")
+		out, err := b.command(cdk, "deploy", "--all", "--hotswap", "--app", filepath.Join(b.ws, assembly), "--require-approval", "never", "--no-notices", "--ci")
 		if err != nil {
 			return "", fmt.Errorf("%v\n%s", err, out)
 		}
@@ -277,8 +282,9 @@ func run(pipe, old, nm, cdk string, runs int) error {
 	ratio := func(a, b []time.Duration) float64 { return float64(timing.Median(a)) / float64(timing.Median(b)) }
 	hot, plain, cdkTotal := results[0], results[len(results)-3], results[len(results)-1]
 	if old != "" {
-		fmt.Printf("ratio of medians, wall: OLD pipe deploy --hotswap / pipe deploy --hotswap = %.2f×\n", ratio(results[1].times, hot.times))
+		fmt.Printf("ratio of medians: OLD pipe deploy --hotswap / pipe deploy --hotswap = %.1f× wall, %.1f× CPU\n", ratio(results[1].times, hot.times), ratio(results[1].cpu, hot.cpu))
 	}
+	fmt.Printf("ratios of medians, CPU: pipe deploy / pipe deploy --hotswap = %.1f×; (pipe build + cdk deploy --hotswap) / pipe deploy --hotswap = %.1f×\n", ratio(plain.cpu, hot.cpu), ratio(cdkTotal.cpu, hot.cpu))
 	fmt.Printf("ratios of medians, wall (without CdkSynth): pipe deploy / pipe deploy --hotswap = %.2f× (%.2f×); (pipe build + cdk deploy --hotswap) / pipe deploy --hotswap = %.2f× (%.1f×)\n",
 		ratio(plain.times, hot.times), ratio(plain.rest, hot.rest), ratio(cdkTotal.times, hot.times), ratio(cdkTotal.rest, hot.rest))
 	fmt.Printf("same assembly, deploy step alone: cdk deploy --hotswap / pipe deploy --hotswap --app = %.1f×\n", float64(timing.Median(cdkAlone))/float64(timing.Median(pipeAlone)))
@@ -322,7 +328,7 @@ func (b *bench) pipeRun(args ...string) (string, error) {
 }
 
 func (b *bench) run(pipe string, args ...string) (string, error) {
-	out, err := timing.Command(b.ws, b.env, pipe, append(args, "--events", filepath.Join(b.ws, "..", "events.jsonl"))...)
+	out, err := b.command(pipe, append(args, "--events", filepath.Join(b.ws, "..", "events.jsonl"))...)
 	if err != nil {
 		return "", fmt.Errorf("pipe %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -427,6 +433,21 @@ func (b *bench) checkCode() error {
 		return fmt.Errorf("the function runs %s, not the new code %s (%s)", got, want, key)
 	}
 	return nil
+}
+
+// command runs a command in the workspace and adds the CPU time it and
+// its children (node for a synth or the CDK CLI) used to b.cpu: unlike
+// wall time, about the same on a loaded machine.
+func (b *bench) command(bin string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Dir, cmd.Env = b.ws, b.env
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if st := cmd.ProcessState; st != nil {
+		b.cpu += st.UserTime() + st.SystemTime()
+	}
+	return out.String(), err
 }
 
 // hasEdit checks that a code zip holds main.py as the last edit left it.
