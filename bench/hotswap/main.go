@@ -18,6 +18,7 @@
 package main
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -26,7 +27,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -45,11 +49,12 @@ import (
 
 func main() {
 	pipe := flag.String("pipe", "", "pipe binary")
+	old := flag.String("old", "", "another pipe binary whose deploy --hotswap is timed too, each of its runs alternating with one of -pipe's")
 	nm := flag.String("node-modules", "internal/rules/cdk/testdata/npm/node_modules", "node_modules with aws-cdk-lib, constructs and the aws-cdk CLI")
 	cdk := flag.String("cdk", "", "the CDK CLI (default: the node_modules' .bin/cdk if there; \"none\" skips it)")
 	runs := flag.Int("runs", 3, "timed edits of each")
 	flag.Parse()
-	if err := run(*pipe, *nm, *cdk, *runs); err != nil {
+	if err := run(*pipe, *old, *nm, *cdk, *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "bench hotswap:", err)
 		os.Exit(1)
 	}
@@ -66,15 +71,25 @@ type bench struct {
 	edits    int
 	// synth is the CdkSynth action's time in the last pipe run.
 	synth time.Duration
+	// cpu is the CPU time of the commands run since it was last reset.
+	cpu time.Duration
+	// viaCDK: the CDK CLI deploys, and its hotswaps leave pipe's record
+	// behind.
+	viaCDK bool
 }
 
-func run(pipe, nm, cdk string, runs int) error {
+func run(pipe, old, nm, cdk string, runs int) error {
 	if pipe == "" {
 		return errors.New("-pipe is required")
 	}
 	var err error
 	if pipe, err = filepath.Abs(pipe); err != nil {
 		return err
+	}
+	if old != "" {
+		if old, err = filepath.Abs(old); err != nil {
+			return err
+		}
 	}
 	if nm, err = filepath.Abs(nm); err != nil {
 		return err
@@ -123,52 +138,78 @@ func run(pipe, nm, cdk string, runs int) error {
 	type result struct {
 		what        string
 		times, rest []time.Duration
+		cpu         []time.Duration
 		detail      string
 	}
 	var results []result
 	// Each run's wall time, and the rest once the CDK synth (node and
-	// aws-cdk-lib, the same for every tool) is taken out of it.
-	measure := func(what string, step func() (string, error)) error {
-		var times, rest []time.Duration
-		var detail string
+	// aws-cdk-lib, the same for every tool) is taken out of it. Several
+	// steps are interleaved: run i of each, then run i+1 of each.
+	measureAll := func(whats []string, steps []func() (string, error)) error {
+		rs := make([]result, len(whats))
+		for i := range rs {
+			rs[i].what = whats[i]
+		}
 		for i := 0; i < runs; i++ {
-			if err := b.edit(); err != nil {
-				return err
-			}
-			b.synth = 0
-			t0 := time.Now()
-			d, err := step()
-			if err != nil {
-				return fmt.Errorf("%s: %v", what, err)
-			}
-			wall := time.Since(t0)
-			times, rest = append(times, wall), append(rest, wall-b.synth)
-			detail = d
-			if err := b.checkCode(); err != nil {
-				return fmt.Errorf("%s: %v", what, err)
+			for j, step := range steps {
+				if err := b.edit(); err != nil {
+					return err
+				}
+				b.synth, b.cpu = 0, 0
+				t0 := time.Now()
+				d, err := step()
+				if err != nil {
+					return fmt.Errorf("%s: %v", whats[j], err)
+				}
+				wall := time.Since(t0)
+				rs[j].times, rs[j].rest = append(rs[j].times, wall), append(rs[j].rest, wall-b.synth)
+				rs[j].cpu = append(rs[j].cpu, b.cpu)
+				rs[j].detail = d
+				if err := b.checkCode(); err != nil {
+					return fmt.Errorf("%s: %v", whats[j], err)
+				}
 			}
 		}
-		results = append(results, result{what, times, rest, detail})
-		fmt.Printf("%-62s %s\n  without the CdkSynth action: %s\n  %s\n", what+":", timing.Stats(times), timing.Stats(rest), detail)
+		for _, r := range rs {
+			results = append(results, r)
+			fmt.Printf("%-62s %s\n  without the CdkSynth action: %s\n  CPU (user+sys, with node): %s\n  %s\n", r.what+":", timing.Stats(r.times), timing.Stats(r.rest), timing.Stats(r.cpu), r.detail)
+		}
 		return nil
 	}
-	err = measure("edit → pipe deploy --hotswap //...", func() (string, error) {
-		b.proxy.Reset()
-		out, err := b.pipeRun("deploy", "//...", "--hotswap")
-		if err != nil {
-			return "", err
-		}
-		if !strings.Contains(out, "1 hotswapped, 2 unchanged") {
-			return "", fmt.Errorf("want MyApiStack hotswapped:\n%s", out)
-		}
-		for _, c := range b.proxy.Writes() {
-			if c.Service == "cloudformation" {
-				return "", fmt.Errorf("a hotswap made a CloudFormation write call: %v", c)
+	measure := func(what string, step func() (string, error)) error {
+		return measureAll([]string{what}, []func() (string, error){step})
+	}
+	hotswap := func(bin string) func() (string, error) {
+		return func() (string, error) {
+			b.proxy.Reset()
+			out, err := b.run(bin, "deploy", "//...", "--hotswap")
+			if err != nil {
+				return "", err
 			}
+			if !strings.Contains(out, "1 hotswapped, 2 unchanged") {
+				return "", fmt.Errorf("want MyApiStack hotswapped:\n%s", out)
+			}
+			for _, c := range b.proxy.Writes() {
+				if c.Service == "cloudformation" {
+					return "", fmt.Errorf("a hotswap made a CloudFormation write call: %v", c)
+				}
+			}
+			return b.phases(), nil
 		}
-		return b.phases(), nil
-	})
-	if err != nil {
+	}
+	// The first deploy --hotswap after a deploy finds the synth's result in
+	// the cache (pipe keeps its assembly); from then on a Python edit needs
+	// no synth. Not timed.
+	if out, err := b.pipeRun("deploy", "//...", "--hotswap"); err != nil || !strings.Contains(out, "3 unchanged") {
+		return fmt.Errorf("first deploy --hotswap: %v\n%s", err, out)
+	}
+	whats := []string{"edit → pipe deploy --hotswap //..."}
+	steps := []func() (string, error){hotswap(pipe)}
+	if old != "" {
+		whats = append(whats, "edit → OLD pipe deploy --hotswap //...")
+		steps = append(steps, hotswap(old))
+	}
+	if err := measureAll(whats, steps); err != nil {
 		return err
 	}
 	// The first plain deploy also sets back what the hotswaps changed.
@@ -219,12 +260,13 @@ func run(pipe, nm, cdk string, runs int) error {
 		return nil
 	}
 	var cdkAlone []time.Duration
+	b.viaCDK = true
 	err = measure("edit → pipe build //... + cdk deploy --hotswap --app cdk.out", func() (string, error) {
 		if err := build(); err != nil {
 			return "", err
 		}
 		t0 := time.Now()
-		out, err := timing.Command(b.ws, b.env, cdk, "deploy", "--all", "--hotswap", "--app", filepath.Join(b.ws, assembly), "--require-approval", "never", "--no-notices", "--ci")
+		out, err := b.command(cdk, "deploy", "--all", "--hotswap", "--app", filepath.Join(b.ws, assembly), "--require-approval", "never", "--no-notices", "--ci")
 		if err != nil {
 			return "", fmt.Errorf("%v\n%s", err, out)
 		}
@@ -238,7 +280,11 @@ func run(pipe, nm, cdk string, runs int) error {
 		return err
 	}
 	ratio := func(a, b []time.Duration) float64 { return float64(timing.Median(a)) / float64(timing.Median(b)) }
-	hot, plain, cdkTotal := results[0], results[1], results[3]
+	hot, plain, cdkTotal := results[0], results[len(results)-3], results[len(results)-1]
+	if old != "" {
+		fmt.Printf("ratio of medians: OLD pipe deploy --hotswap / pipe deploy --hotswap = %.1f× wall, %.1f× CPU\n", ratio(results[1].times, hot.times), ratio(results[1].cpu, hot.cpu))
+	}
+	fmt.Printf("ratios of medians, CPU: pipe deploy / pipe deploy --hotswap = %.1f×; (pipe build + cdk deploy --hotswap) / pipe deploy --hotswap = %.1f×\n", ratio(plain.cpu, hot.cpu), ratio(cdkTotal.cpu, hot.cpu))
 	fmt.Printf("ratios of medians, wall (without CdkSynth): pipe deploy / pipe deploy --hotswap = %.2f× (%.2f×); (pipe build + cdk deploy --hotswap) / pipe deploy --hotswap = %.2f× (%.1f×)\n",
 		ratio(plain.times, hot.times), ratio(plain.rest, hot.rest), ratio(cdkTotal.times, hot.times), ratio(cdkTotal.rest, hot.rest))
 	fmt.Printf("same assembly, deploy step alone: cdk deploy --hotswap / pipe deploy --hotswap --app = %.1f×\n", float64(timing.Median(cdkAlone))/float64(timing.Median(pipeAlone)))
@@ -278,7 +324,11 @@ func (b *bench) edit() error {
 }
 
 func (b *bench) pipeRun(args ...string) (string, error) {
-	out, err := timing.Command(b.ws, b.env, b.pipe, append(args, "--events", filepath.Join(b.ws, "..", "events.jsonl"))...)
+	return b.run(b.pipe, args...)
+}
+
+func (b *bench) run(pipe string, args ...string) (string, error) {
+	out, err := b.command(pipe, append(args, "--events", filepath.Join(b.ws, "..", "events.jsonl"))...)
 	if err != nil {
 		return "", fmt.Errorf("pipe %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -343,6 +393,27 @@ func (b *bench) checkCode() error {
 			key = r.Properties.Code.S3Key
 		}
 	}
+	// After pipe's hotswap the function runs the code its record names
+	// (the CDK CLI's hotswaps are recorded nowhere).
+	if recs, _ := filepath.Glob(filepath.Join(b.ws, ".pipe", "hotswap", "*", testenv.Region, "MyApiStack.json")); len(recs) == 1 && !b.viaCDK {
+		data, err := os.ReadFile(recs[0])
+		if err != nil {
+			return err
+		}
+		var rec struct {
+			Functions map[string]struct {
+				Code *struct{ Key string }
+			}
+		}
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return err
+		}
+		for _, f := range rec.Functions {
+			if f.Code != nil {
+				key = f.Code.Key
+			}
+		}
+	}
 	obj, err := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }).GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(testenv.BootstrapBucket(testenv.Region)), Key: aws.String(key)})
 	if err != nil {
 		return fmt.Errorf("code object %s: %v", key, err)
@@ -350,6 +421,9 @@ func (b *bench) checkCode() error {
 	var body bytes.Buffer
 	body.ReadFrom(obj.Body)
 	obj.Body.Close()
+	if err := b.hasEdit(body.Bytes()); err != nil {
+		return fmt.Errorf("code object %s: %v", key, err)
+	}
 	sum := sha256.Sum256(body.Bytes())
 	fn, err := lambda.NewFromConfig(cfg).GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String(b.fn)})
 	if err != nil {
@@ -359,4 +433,47 @@ func (b *bench) checkCode() error {
 		return fmt.Errorf("the function runs %s, not the new code %s (%s)", got, want, key)
 	}
 	return nil
+}
+
+// command runs a command in the workspace and adds the CPU time it and
+// its children (node for a synth or the CDK CLI) used to b.cpu: unlike
+// wall time, about the same on a loaded machine.
+func (b *bench) command(bin string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Dir, cmd.Env = b.ws, b.env
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if st := cmd.ProcessState; st != nil {
+		b.cpu += st.UserTime() + st.SystemTime()
+	}
+	return out.String(), err
+}
+
+// hasEdit checks that a code zip holds main.py as the last edit left it.
+func (b *bench) hasEdit(data []byte) error {
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return err
+	}
+	want := fmt.Sprintf("\nEDIT = %d\n", b.edits)
+	for _, f := range zr.File {
+		if path.Base(f.Name) != "main.py" {
+			continue
+		}
+		rc, err := f.Open()
+		if err != nil {
+			return err
+		}
+		src, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(src, []byte(want)) {
+			return nil
+		}
+		return fmt.Errorf("%s is not the last edit (%q)", f.Name, strings.TrimSpace(want))
+	}
+	return errors.New("no main.py")
 }

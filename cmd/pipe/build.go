@@ -132,6 +132,10 @@ type buildOptions struct {
 	// done runs after the summary line, before the exit status is
 	// decided; its error, if any, is the command's.
 	done func(plan *engine.Plan, buildErr error) error
+	// then runs after needed built without error; the actions it
+	// returns (a dependency-closed list) are executed next, in the same
+	// build (pipe deploy --hotswap decides there whether a synth runs).
+	then func(exec *engine.Executor, plan *engine.Plan) ([]*engine.Action, error)
 }
 
 // withoutTests drops test actions: a build never runs them.
@@ -229,6 +233,32 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 	}
 	execStart := time.Now()
 	sum, buildErr := exec.Execute(ctx, needed)
+	if buildErr == nil && opts.then != nil {
+		more, err := opts.then(exec, plan)
+		if err != nil {
+			return nil, err
+		}
+		if len(more) > 0 {
+			// The actions of the first execution are checked again (as
+			// cache hits) but reported once.
+			first := make(map[*engine.Action]bool, len(needed))
+			for _, a := range needed {
+				first[a] = true
+			}
+			ui.mu.Lock()
+			ui.total += len(more) - len(needed)
+			ui.mu.Unlock()
+			exec.Reporter = &newOnly{Reporter: reporter, old: first}
+			again, err := exec.Execute(ctx, more)
+			// What the first execution counted is not counted twice.
+			sum.Total += len(more) - len(needed)
+			sum.Cached += again.Cached - len(needed)
+			sum.Executed += again.Executed
+			sum.Failed += again.Failed
+			sum.Skipped += again.Skipped
+			buildErr = err
+		}
+	}
 	phases := append(plan.Phases, engine.Phase{Name: "execute", Start: execStart, End: time.Now()})
 	if remote != nil {
 		// Results were uploaded in the background while the build went
@@ -273,6 +303,30 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 	}
 	s.autoTrim(ctx, c)
 	return plan, nil
+}
+
+// newOnly passes on the events of actions not in old.
+type newOnly struct {
+	engine.Reporter
+	old map[*engine.Action]bool
+}
+
+func (r *newOnly) ActionStarted(a *engine.Action, worker int) {
+	if !r.old[a] {
+		r.Reporter.ActionStarted(a, worker)
+	}
+}
+
+func (r *newOnly) ActionFinished(ev *engine.ActionEvent) {
+	if !r.old[ev.Action] {
+		r.Reporter.ActionFinished(ev)
+	}
+}
+
+func (r *newOnly) ActionProgress(a *engine.Action, msg string) {
+	if p, ok := r.Reporter.(engine.ProgressReporter); ok && !r.old[a] {
+		p.ActionProgress(a, msg)
+	}
 }
 
 // autoTrim trims the shared cache by age at most once a day (see

@@ -34,6 +34,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"golang.org/x/sys/unix"
 
+	"github.com/pipebuild/pipe/internal/deploy"
 	"github.com/pipebuild/pipe/internal/testenv"
 )
 
@@ -349,6 +350,30 @@ func functionCodeKey(t *testing.T, ws *workspace) string {
 	return ""
 }
 
+// hotswappedCodeKey returns the S3 key of the code a hotswap put in
+// MyApiStack's function, from the stack's hotswap record; "" when there
+// is none: the function runs the code its template names.
+func hotswappedCodeKey(t *testing.T, ws *workspace, region string) string {
+	t.Helper()
+	data, err := os.ReadFile(recordFile(ws, region, "MyApiStack"))
+	if os.IsNotExist(err) {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec deploy.HotswapRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	for id, f := range rec.Functions {
+		if strings.HasPrefix(id, "Handler") && f.Code != nil {
+			return f.Code.Key
+		}
+	}
+	return ""
+}
+
 // zipFiles returns a zip's regular files (name → content).
 func zipFiles(t *testing.T, data []byte) map[string]string {
 	t.Helper()
@@ -399,9 +424,13 @@ func checkFunction(t *testing.T, r *awsRegion, ws *workspace, name, mainPy strin
 			t.Errorf("function %s: %s = %q, want %q", name, k, f.Environment.Variables[k], v)
 		}
 	}
-	code := r.s3Object(t, functionCodeKey(t, ws))
+	key := functionCodeKey(t, ws)
+	if hot := hotswappedCodeKey(t, ws, r.region); hot != "" {
+		key = hot
+	}
+	code := r.s3Object(t, key)
 	if got := sha256Base64(code); f.CodeSha256 != got {
-		t.Errorf("function %s: CodeSha256 %s, but the template's code object has %s", name, f.CodeSha256, got)
+		t.Errorf("function %s: CodeSha256 %s, but the code object %s has %s", name, f.CodeSha256, key, got)
 	}
 	files := zipFiles(t, code)
 	if files["my_api/main.py"] != mainPy || files["tinydep/__init__.py"] != "VALUE = 1\n" || !strings.Contains(files["run.sh"], runShLine) {

@@ -86,7 +86,11 @@ The deployed stack then differs from its template: pipe records that in
 .pipe/hotswap/, and the next deploy without --hotswap deploys the stack and
 sets the functions back to the template. Stacks of a cdk_stack with
 hotswap = False (or context pipe:hotswap = "false"), and stacks tagged
-pipe:hotswap=false, are never hotswapped.
+pipe:hotswap=false, are never hotswapped. When the only inputs of a
+cdk_stack's synth that changed are directories its app stages as assets
+(a python_bundle), --hotswap does not run the synth: it deploys the
+assembly kept from its last synth with the new directories in place; any
+other change, or a stack that cannot be hotswapped, synthesizes.
 
 Region and credentials come from the standard AWS chain (AWS_PROFILE,
 AWS_REGION, SSO…); AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> are
@@ -147,6 +151,8 @@ type deployInput struct {
 	records *deploy.HotswapRecords
 	// tf are the terraform_root targets among the patterns (terraform.go).
 	tf []*tfdeploy.Root
+	// quick, with --hotswap, is the build that may have left synths out.
+	quick *hotswapBuild
 }
 
 // hotswapRecords are the hotswap records of the workspace at root.
@@ -204,15 +210,17 @@ func loadDeployInput(ctx context.Context, g *globalFlags, f *deployFlags, args [
 			return nil, err
 		}
 		in.release = lock.Release
-		plan, err := s.buildLocked(ctx, pats)
+		var plan *engine.Plan
+		var d *rules.Deployment
+		if f.hotswap {
+			plan, d, in.quick, err = s.buildForHotswap(ctx, pats, true, stderr)
+		} else if plan, err = s.buildLocked(ctx, pats); err == nil {
+			d, err = rules.DeploymentOf(s.ws.Root, plan, plan.Targets.Roots)
+		}
 		if err != nil {
 			return nil, err
 		}
 		in.ui = s.ui
-		d, err := rules.DeploymentOf(s.ws.Root, plan, plan.Targets.Roots)
-		if err != nil {
-			return nil, err
-		}
 		if in.tf, err = terraformRoots(s.ws, plan, plan.Targets.Roots); err != nil {
 			return nil, err
 		}
@@ -328,6 +336,14 @@ func runDeploy(ctx context.Context, g *globalFlags, f *deployFlags, args []strin
 // prints them. planned is false when planning failed as a whole (err).
 func planAndApply(ctx context.Context, cfg aws.Config, in *deployInput, f *deployFlags, po deploy.PlanOptions, rep *deployUI, stderr io.Writer) (results []*deploy.Result, planned bool, err error) {
 	plans, err := deploy.Plan(ctx, cfg, in.stacks, po)
+	if why := in.quick.blocked(plans); err == nil && why != "" {
+		fmt.Fprintf(stderr, "%s: synthesizing\n", why)
+		if in.stacks, in.zips, err = in.quick.resynth(ctx, f.stacks, stderr); err != nil {
+			return nil, false, err
+		}
+		in.quick = nil
+		plans, err = deploy.Plan(ctx, cfg, in.stacks, po)
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -439,7 +455,7 @@ func runDiff(ctx context.Context, g *globalFlags, f *deployFlags, args []string,
 	if err != nil {
 		return err
 	}
-	plans, err := deploy.Plan(ctx, cfg, in.stacks, deploy.PlanOptions{DiffOnly: true})
+	plans, err := deploy.Plan(ctx, cfg, in.stacks, deploy.PlanOptions{DiffOnly: true, Records: in.records})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -271,8 +272,14 @@ func renderDiff(w io.Writer, plans []*deploy.StackPlan) (bool, error) {
 			b.WriteString(" (not deployed)")
 		}
 		b.WriteString("\n")
+		if drift := hotswapDrift(p.Hotswapped); drift != "" {
+			found = true
+			b.WriteString(drift)
+		}
 		if !p.Differs() {
-			b.WriteString("  There were no differences\n")
+			if p.Hotswapped == nil {
+				b.WriteString("  There were no differences\n")
+			}
 		} else {
 			found = true
 			writeTemplateChanges(&b, p.Template)
@@ -289,6 +296,52 @@ func renderDiff(w io.Writer, plans []*deploy.StackPlan) (bool, error) {
 		io.WriteString(w, b.String())
 	}
 	return found, errors.Join(errs...)
+}
+
+// hotswapDrift says what hotswaps changed behind CloudFormation's back on
+// a stack (its record), function by function; "" without a record.
+func hotswapDrift(rec *deploy.HotswapRecord) string {
+	if rec == nil {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "  Hotswapped since its last deployment (last at %s): the deployed resources differ from the deployed template; pipe deploy sets them back\n", rec.Last.Local().Format("2006-01-02 15:04:05"))
+	ids := make([]string, 0, len(rec.Functions))
+	for id := range rec.Functions {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		f := rec.Functions[id]
+		var what []string
+		if f.Code != nil {
+			what = append(what, "code (s3://"+f.Code.Bucket+"/"+f.Code.Key+")")
+		}
+		if len(f.Environment) > 0 {
+			names := make([]string, 0, len(f.Environment))
+			for k := range f.Environment {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			what = append(what, "environment ("+strings.Join(names, ", ")+")")
+		}
+		if f.Description != nil {
+			what = append(what, "description")
+		}
+		if f.Layers != nil {
+			what = append(what, "layers")
+		}
+		fmt.Fprintf(&b, "  [~] AWS::Lambda::Function %s: %s\n", id, strings.Join(what, ", "))
+	}
+	aliases := make([]string, 0, len(rec.Aliases))
+	for a := range rec.Aliases {
+		aliases = append(aliases, a)
+	}
+	sort.Strings(aliases)
+	for _, a := range aliases {
+		fmt.Fprintf(&b, "  [~] AWS::Lambda::Alias %s: moved to version %s\n", a, rec.Aliases[a])
+	}
+	return b.String()
 }
 
 // writeTemplateChanges prints template differences section by section,

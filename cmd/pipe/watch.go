@@ -33,7 +33,7 @@ type watchFlags struct {
 func watchCmd(ctx context.Context, g *globalFlags) *cobra.Command {
 	f := &watchFlags{}
 	cmd := &cobra.Command{
-		Use:   "watch [PATTERN...] [--deploy [--hotswap]] [-- COMMAND [ARG...]]",
+		Use:   "watch [PATTERN... | --app DIR] [--deploy [--hotswap]] [-- COMMAND [ARG...]]",
 		Short: "build the targets (default //...) whenever one of their source files changes; optionally deploy, and run a command",
 		Long: `Build the targets the patterns select, then watch the files their build
 reads: the actions' source inputs, the files analysis read (uv.lock,
@@ -48,6 +48,10 @@ Each change (after --debounce of quiet) starts a cycle: build, then with
 COMMAND if one follows --. Each cycle ends with one line: what changed and
 how long each phase took. A failed cycle prints why and waits for the next
 change.
+
+--deploy --app DIR builds nothing: it deploys the cloud assembly in DIR
+(as pipe deploy --app does) at start and whenever a tool writes it again
+(cdk synth, pipe build).
 
 Ctrl-C stops pipe watch: exit status 0 when it was waiting for a change,
 130 when it interrupted a cycle.`,
@@ -65,6 +69,7 @@ Ctrl-C stops pipe watch: exit status 0 when it was waiting for a change,
 	fl.IntVar(&f.concurrency, "concurrency", 4, "with --deploy: deploy at most `N` independent stacks at once")
 	fl.StringVar(&f.approval, "require-approval", string(deploy.ApproveBroadening), "with --deploy: ask before executing: never, any-change, or broadening")
 	fl.StringArrayVar(&f.stacks, "stacks", nil, "with --deploy: only stacks whose construct path or name matches `GLOB`, with the stacks they depend on; repeatable")
+	fl.StringArrayVar(&f.apps, "app", nil, "with --deploy: build nothing; deploy this cloud assembly `DIR` (cdk.out) whenever a tool writes it again; repeatable")
 	addHotswapFlags(cmd, &f.deployFlags)
 	return cmd
 }
@@ -92,6 +97,9 @@ type watcher struct {
 	// driftSaid: the note that hotswapped stacks differ from their
 	// templates is printed once per pipe watch.
 	driftSaid bool
+	// apps are the --app assemblies (absolute), watched instead of a
+	// build's inputs.
+	apps []string
 }
 
 func runWatch(ctx context.Context, g *globalFlags, f *watchFlags, patterns, command []string, stderr io.Writer) error {
@@ -111,6 +119,9 @@ func runWatch(ctx context.Context, g *globalFlags, f *watchFlags, patterns, comm
 	}
 	if f.debounce < 0 {
 		return engine.Usagef("--debounce %s: want 0 or more", f.debounce)
+	}
+	if len(f.apps) > 0 {
+		return w.runApps(ctx)
 	}
 	s, err := openWorkspace(g, stderr)
 	if err != nil {
@@ -181,7 +192,14 @@ func (w *watcher) cycle(ctx context.Context, changed []string) (interrupted bool
 		return false, err
 	}
 	defer lock.Release()
-	plan, err := s.buildLocked(ctx, pats)
+	var plan *engine.Plan
+	var quick *hotswapBuild
+	var dep *rules.Deployment
+	if w.f.deploy && w.hotswap != deploy.HotswapOff {
+		plan, dep, quick, err = s.buildForHotswap(ctx, pats, true, bw)
+	} else {
+		plan, err = s.buildLocked(ctx, pats)
+	}
 	if plan != nil {
 		w.setInputs(plan)
 	}
@@ -204,7 +222,7 @@ func (w *watcher) cycle(ctx context.Context, changed []string) (interrupted bool
 
 	if w.f.deploy {
 		t0 := time.Now()
-		summary, err := w.deploy(ctx, s, plan)
+		summary, err := w.deploy(ctx, s, plan, dep, quick)
 		d := formatDuration(time.Since(t0))
 		if err != nil {
 			if ctx.Err() != nil {
@@ -274,10 +292,12 @@ func buildCounts(u *ui) string {
 // deploy deploys the cdk_stack targets' stacks of the build; the summary
 // counts how the stacks ended. Each stack's progress is printed as pipe
 // deploy prints it, stacks without changes left out.
-func (w *watcher) deploy(ctx context.Context, s *session, plan *engine.Plan) (string, error) {
-	d, err := rules.DeploymentOf(s.ws.Root, plan, plan.Targets.Roots)
-	if err != nil {
-		return "", err
+func (w *watcher) deploy(ctx context.Context, s *session, plan *engine.Plan, d *rules.Deployment, quick *hotswapBuild) (string, error) {
+	if d == nil {
+		var err error
+		if d, err = rules.DeploymentOf(s.ws.Root, plan, plan.Targets.Roots); err != nil {
+			return "", err
+		}
 	}
 	if len(d.Targets) == 0 {
 		return "", fmt.Errorf("no cdk_stack target among %s: nothing to deploy", strings.Join(patternArgs(w.patterns), " "))
@@ -286,7 +306,7 @@ func (w *watcher) deploy(ctx context.Context, s *session, plan *engine.Plan) (st
 	if err != nil {
 		return "", fmt.Errorf("--stacks %w", err)
 	}
-	in := &deployInput{stacks: stacks, zips: d.Zips, records: hotswapRecords(s.ws.Root)}
+	in := &deployInput{stacks: stacks, zips: d.Zips, records: hotswapRecords(s.ws.Root), quick: quick}
 	rep := newDeployUI(w.stderr, nil, time.Now())
 	rep.quiet, rep.driftSaid = true, &w.driftSaid
 	po := deploy.PlanOptions{Approval: w.approval, Hotswap: w.hotswap, Records: in.records}
@@ -442,6 +462,13 @@ func (w *watcher) wait(ctx context.Context) ([]string, error) {
 		case ev, ok := <-w.fs.Events:
 			if !ok {
 				return nil, errors.New("the file watcher stopped")
+			}
+			if len(w.apps) > 0 {
+				if rel, ok := w.appEvent(ev); ok {
+					changed[rel] = true
+					quiet = time.After(w.f.debounce)
+				}
+				continue
 			}
 			rel, relevant := w.classify(ev)
 			if !relevant {

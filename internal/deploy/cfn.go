@@ -510,7 +510,11 @@ func deleteChangeSet(ctx context.Context, se *stackEnv, s *Stack, cs *changeSet)
 // poller spaces out polls: quick at first (emulators and small updates
 // finish in milliseconds), then backing off to spare the API's rate limit
 // on long deployments.
-type poller struct{ d time.Duration }
+type poller struct {
+	d time.Duration
+	// limit is the longest interval; 3 s when zero.
+	limit time.Duration
+}
 
 func newPoller() *poller { return &poller{d: 20 * time.Millisecond} }
 
@@ -522,8 +526,17 @@ func (p *poller) wait(ctx context.Context) error {
 		return ctx.Err()
 	case <-t.C:
 	}
-	p.d = min(p.d*2, 3*time.Second)
+	p.advance()
 	return nil
+}
+
+// advance doubles the interval up to the limit.
+func (p *poller) advance() {
+	limit := p.limit
+	if limit == 0 {
+		limit = 3 * time.Second
+	}
+	p.d = min(p.d*2, limit)
 }
 
 // terminal reports whether a stack status is final, and whether it is a

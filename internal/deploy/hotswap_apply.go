@@ -338,10 +338,21 @@ func updateFunction(ctx context.Context, lc *lambda.Client, u *FunctionUpdate, l
 	return changed, nil
 }
 
+// newLambdaPoller polls a function's update: from 20 ms, backing off to
+// 250 ms at most. A code update takes about a second on Lambda, and a
+// 3 s interval (CloudFormation's) would add up to 2 s of waiting to it;
+// GetFunctionConfiguration four times a second per function stays far
+// below Lambda's rate limit for control-plane reads.
+func newLambdaPoller() *poller {
+	return &poller{d: 20 * time.Millisecond, limit: lambdaPollLimit}
+}
+
+const lambdaPollLimit = 250 * time.Millisecond
+
 // waitUpdated waits for a function's update to finish: Lambda refuses the
 // next change to a function while one is in progress.
 func waitUpdated(ctx context.Context, lc *lambda.Client, name string) error {
-	poll := newPoller()
+	poll := newLambdaPoller()
 	for {
 		if err := poll.wait(ctx); err != nil {
 			return err

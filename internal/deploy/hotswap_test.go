@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -418,5 +419,27 @@ func TestProtectedStack(t *testing.T) {
 	s.Tags = nil
 	if err := protected(s, &deployed{exists: true, tags: map[string]string{NoHotswapTag: "False"}}); err == nil {
 		t.Errorf("a stack deployed with the tag must stay protected")
+	}
+}
+
+// TestLambdaPollerBacksOffToItsLimit: waiting for a function's update
+// polls after 20, 40, 80, 160 ms, then every 250 ms, not backing off to
+// CloudFormation's 3 s, which would add up to 2 s to a one-second code
+// update.
+func TestLambdaPollerBacksOffToItsLimit(t *testing.T) {
+	seq := func(p *poller, n int) []time.Duration {
+		var out []time.Duration
+		for i := 0; i < n; i++ {
+			out = append(out, p.d)
+			p.advance()
+		}
+		return out
+	}
+	ms := time.Millisecond
+	if got, want := seq(newLambdaPoller(), 7), []time.Duration{20 * ms, 40 * ms, 80 * ms, 160 * ms, 250 * ms, 250 * ms, 250 * ms}; !slices.Equal(got, want) {
+		t.Errorf("Lambda polls after %v, want %v", got, want)
+	}
+	if got := seq(newPoller(), 10); got[9] != 3*time.Second {
+		t.Errorf("CloudFormation polls after %v, want up to 3s", got)
 	}
 }

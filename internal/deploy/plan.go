@@ -48,8 +48,8 @@ type PlanOptions struct {
 	// Approval is the --require-approval policy (default broadening);
 	// it decides StackPlan.ApprovalNeeded.
 	Approval Approval
-	// DiffOnly skips what only deploying needs: the account (STS), the
-	// bootstrap version, the assets S3 lacks, and the values behind
+	// DiffOnly skips what only deploying needs: the account (STS, but for
+	// a stack with a hotswap record in Records), the bootstrap version, the assets S3 lacks, and the values behind
 	// SSM-typed parameters (so Reasons miss an SSM value that moved). pipe
 	// diff sets it: it reads CloudFormation only. A plan made with it
 	// cannot be applied.
@@ -62,7 +62,8 @@ type PlanOptions struct {
 	Hotswap HotswapMode
 	// Records are where hotswaps are recorded; a stack with a record is
 	// planned for deployment even when its template matches
-	// (StackPlan.Hotswapped). Nil: no records are read or written.
+	// (StackPlan.Hotswapped); with DiffOnly the record is only read, for
+	// pipe diff to report. Nil: no records are read or written.
 	Records *HotswapRecords
 }
 
@@ -250,15 +251,15 @@ func (pl *planner) plan(ctx context.Context, s *Stack) *StackPlan {
 	if err != nil {
 		return fail(err)
 	}
-	if !pl.opt.DiffOnly {
-		rec, err := pl.record(ctx, rc, s)
-		if err != nil {
-			return fail(err)
-		}
-		p.Hotswapped = rec
-		if rec != nil && cur.exists && updatable[cur.status] {
-			why = append(why, reasonHotswapped)
-		}
+	// pipe diff reads the record too: the deployed functions differ from
+	// the deployed template, which a template comparison cannot show.
+	rec, err := pl.record(ctx, rc, s)
+	if err != nil {
+		return fail(err)
+	}
+	p.Hotswapped = rec
+	if !pl.opt.DiffOnly && rec != nil && cur.exists && updatable[cur.status] {
+		why = append(why, reasonHotswapped)
 	}
 	if pl.opt.Force && len(why) == 0 {
 		why = []string{"--force"}

@@ -102,6 +102,8 @@ type Executor struct {
 	// RerunTests runs test actions (Action.Test) even when a passing
 	// result is cached (pipe test --cache-test-results=no).
 	RerunTests bool
+	// last are the states of the latest Execute, for KeyOf.
+	last map[*Action]*actionState
 }
 
 // RemoteCache is the executor's view of a shared cache: look up results
@@ -240,6 +242,7 @@ func (e *Executor) Execute(ctx context.Context, actions []*Action) (Summary, err
 		return nil
 	})
 	summary.Duration = time.Since(start)
+	e.last = states
 	if err := ctx.Err(); err != nil {
 		return summary, err
 	}

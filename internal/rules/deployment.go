@@ -33,6 +33,13 @@ type Deployment struct {
 // (BundleInfo). root is the workspace root the providers' paths are
 // relative to. No cdk_stack among roots is not an error: Targets is empty.
 func DeploymentOf(root string, plan *engine.Plan, roots []engine.Label) (*Deployment, error) {
+	return DeploymentFrom(root, plan, roots, nil)
+}
+
+// DeploymentFrom is DeploymentOf reading the assemblies of the targets in
+// assemblies from the directories given there (absolute) instead of their
+// outputs: pipe deploy --hotswap deploys an assembly it kept (SynthBases).
+func DeploymentFrom(root string, plan *engine.Plan, roots []engine.Label, assemblies map[engine.Label]string) (*Deployment, error) {
 	d := &Deployment{}
 	abs := func(p string) string { return filepath.Join(root, filepath.FromSlash(p)) }
 	roots = append([]engine.Label(nil), roots...)
@@ -43,7 +50,11 @@ func DeploymentOf(root string, plan *engine.Plan, roots []engine.Label) (*Deploy
 		if info, ok := engine.TargetInfo(plan.Actions, l, cdk.AssemblyKey); ok {
 			d.Targets = append(d.Targets, l)
 			infos = append(infos, info)
-			dirs = append(dirs, abs(info.Dir))
+			if dir, ok := assemblies[l]; ok {
+				dirs = append(dirs, dir)
+			} else {
+				dirs = append(dirs, abs(info.Dir))
+			}
 		}
 	}
 	if len(d.Targets) == 0 {
