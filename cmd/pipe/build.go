@@ -69,7 +69,14 @@ func runBuild(ctx context.Context, g *globalFlags, aff *affectedFlags, args []st
 	if err != nil {
 		return err
 	}
-	_, err = s.build(ctx, pats)
+	var key string
+	if !aff.on {
+		key = s.snapshotKey(pats)
+	}
+	if done, err := s.buildFromSnapshot(ctx, pats, key); done || err != nil {
+		return err
+	}
+	_, err = s.buildWith(ctx, pats, buildOptions{snapshotKey: key})
 	return err
 }
 
@@ -132,6 +139,9 @@ type buildOptions struct {
 	// done runs after the summary line, before the exit status is
 	// decided; its error, if any, is the command's.
 	done func(plan *engine.Plan, buildErr error) error
+	// snapshotKey, when set, records the build's snapshot under this key
+	// if every action succeeds (see snapshot.go).
+	snapshotKey string
 }
 
 // withoutTests drops test actions: a build never runs them.
@@ -164,6 +174,11 @@ func (s *session) buildLocked(ctx context.Context, pats []engine.Pattern) (*engi
 
 func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, opts buildOptions) (*engine.Plan, error) {
 	g, stderr := s.g, s.stderr
+	// A snapshot speaks for the build that wrote it; this one may change
+	// what it recorded.
+	if err := os.Remove(s.snapshotPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove the build snapshot: %w", err)
+	}
 	plan, err := engine.PlanBuild(ctx, s.ws, s.loader, pats)
 	s.saveState()
 	if err != nil {
@@ -183,7 +198,8 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 	}
 	// Outputs of targets that were removed or renamed, and outputs a target
 	// no longer declares, go before anything runs: a build never serves them.
-	ledger := engine.LoadLedger(filepath.Join(s.ws.StateDir(), "outputs"))
+	ledgerPath := filepath.Join(s.ws.StateDir(), "outputs")
+	ledger := engine.LoadLedger(ledgerPath)
 	removed, err := ledger.Reconcile(s.ws, plan.Targets, plan.Actions, digests)
 	if len(removed) > 0 {
 		fmt.Fprintf(stderr, "removed %d output%s no target declares any more: %s\n", len(removed), plural(len(removed)), strings.Join(removed, ", "))
@@ -247,6 +263,9 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 	}
 	if err := ledger.Save(); err != nil {
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
+	}
+	if opts.snapshotKey != "" && buildErr == nil {
+		s.recordSnapshot(opts.snapshotKey, plan, needed, exec, ledgerPath)
 	}
 	sum.Duration = time.Since(s.start)
 	if remote != nil {
