@@ -16,6 +16,9 @@ import (
 // without loading, analysing or looking anything up in the cache.
 // PIPE_SNAPSHOT=0 turns it off.
 
+// snapshotUsed is what -v says when the snapshot answered the build.
+const snapshotUsed = "nothing changed since the last build: answered from its snapshot"
+
 func (s *session) snapshotPath() string {
 	return filepath.Join(s.ws.StateDir(), "snapshot")
 }
@@ -70,6 +73,9 @@ func (s *session) buildFromSnapshot(ctx context.Context, pats []engine.Pattern, 
 		return false, err
 	}
 	s.ui = ui
+	if s.g.verbose {
+		fmt.Fprintln(s.stderr, snapshotUsed)
+	}
 	execStart := time.Now()
 	for i := range snap.Actions {
 		ui.ActionFinished(snap.Actions[i].Event(execStart))

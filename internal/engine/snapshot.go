@@ -15,7 +15,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pipebuild/pipe/internal/cache"
 	"github.com/pipebuild/pipe/internal/files"
@@ -71,6 +75,8 @@ type SnapshotPath struct {
 	Lstat   bool // compared without following a final symbolic link
 	Missing bool
 	Stat    FileStat
+	// cpath is Path NUL-terminated, for fstatat without a copy.
+	cpath []byte
 }
 
 // SnapshotAction is what a no-op build reports about one action.
@@ -297,7 +303,8 @@ func RecordSnapshot(key string, in SnapshotInputs) (*Snapshot, error) {
 
 // Check reports whether every recorded stat and variable is unchanged; if
 // not, it names the first difference it found. The stats are taken in
-// parallel: on a large workspace they are the whole cost of a no-op.
+// parallel, relative to a descriptor of the workspace root and without
+// allocating: on a large workspace they are the whole cost of a no-op.
 func (s *Snapshot) Check(ctx context.Context, root string) (bool, string) {
 	for _, e := range s.Env {
 		v, ok := os.LookupEnv(e.Name)
@@ -305,6 +312,11 @@ func (s *Snapshot) Check(ctx context.Context, root string) (bool, string) {
 			return false, "environment variable " + e.Name + " changed"
 		}
 	}
+	dirfd, err := syscall.Open(root, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Sprintf("open %s: %v", root, err)
+	}
+	defer syscall.Close(dirfd)
 	var (
 		bad     atomic.Bool
 		mu      sync.Mutex
@@ -323,8 +335,9 @@ func (s *Snapshot) Check(ctx context.Context, root string) (bool, string) {
 				if lo >= len(s.Paths) {
 					return
 				}
-				for _, p := range s.Paths[lo:min(lo+chunk, len(s.Paths))] {
-					if !p.unchanged(root) {
+				for i := lo; i < min(lo+chunk, len(s.Paths)); i++ {
+					p := &s.Paths[i]
+					if !p.unchanged(dirfd) {
 						if !bad.Swap(true) {
 							mu.Lock()
 							why = p.Path + " changed"
@@ -346,22 +359,72 @@ func (s *Snapshot) Check(ctx context.Context, root string) (bool, string) {
 	return true, ""
 }
 
-func (p *SnapshotPath) unchanged(root string) bool {
-	abs := p.Path
-	if !filepath.IsAbs(abs) {
-		abs = root + "/" + abs
+// atFDCWD is AT_FDCWD: fstatat ignores the descriptor for an absolute path.
+const atFDCWD = -100
+
+func (p *SnapshotPath) unchanged(dirfd int) bool {
+	if p.cpath == nil {
+		p.cpath = append([]byte(p.Path), 0)
 	}
-	var fi os.FileInfo
-	var err error
+	fd := dirfd
+	if filepath.IsAbs(p.Path) {
+		fd = atFDCWD
+	}
+	flags := 0
 	if p.Lstat {
-		fi, err = os.Lstat(abs)
-	} else {
-		fi, err = os.Stat(abs)
+		flags = unix.AT_SYMLINK_NOFOLLOW
 	}
-	if err != nil {
-		return p.Missing && errors.Is(err, fs.ErrNotExist)
+	var st syscall.Stat_t
+	for {
+		_, _, errno := syscall.Syscall6(unix.SYS_NEWFSTATAT, uintptr(fd), uintptr(unsafe.Pointer(&p.cpath[0])), uintptr(unsafe.Pointer(&st)), uintptr(flags), 0, 0)
+		switch errno {
+		case 0:
+			return !p.Missing && statOfSys(&st) == p.Stat
+		case syscall.EINTR:
+			continue
+		case syscall.ENOENT, syscall.ENOTDIR:
+			return p.Missing
+		default:
+			return false
+		}
 	}
-	return !p.Missing && StatOf(fi) == p.Stat
+}
+
+// statOfSys is StatOf for a raw stat: the mode is os.FileMode's, as
+// os.Stat reports it.
+func statOfSys(st *syscall.Stat_t) FileStat {
+	mode := fs.FileMode(st.Mode & 0o777)
+	switch st.Mode & syscall.S_IFMT {
+	case syscall.S_IFBLK:
+		mode |= fs.ModeDevice
+	case syscall.S_IFCHR:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case syscall.S_IFDIR:
+		mode |= fs.ModeDir
+	case syscall.S_IFIFO:
+		mode |= fs.ModeNamedPipe
+	case syscall.S_IFLNK:
+		mode |= fs.ModeSymlink
+	case syscall.S_IFSOCK:
+		mode |= fs.ModeSocket
+	}
+	if st.Mode&syscall.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if st.Mode&syscall.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if st.Mode&syscall.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	return FileStat{
+		Size:  st.Size,
+		Mtime: st.Mtim.Sec*1e9 + st.Mtim.Nsec,
+		Ctime: st.Ctim.Sec*1e9 + st.Ctim.Nsec,
+		Ino:   st.Ino,
+		Dev:   st.Dev,
+		Mode:  uint32(mode),
+	}
 }
 
 const snapshotMagic = "pipe-snapshot-1\n"
@@ -484,7 +547,10 @@ func decodeSnapshot(b []byte) (*Snapshot, error) {
 	}
 	s.Paths = make([]SnapshotPath, 0, npaths)
 	for range npaths {
-		p := SnapshotPath{Path: d.str()}
+		raw := d.bytes(int(d.uvarint()))
+		cp := make([]byte, len(raw)+1)
+		copy(cp, raw)
+		p := SnapshotPath{Path: unsafe.String(&cp[0], len(raw)), cpath: cp}
 		fl := d.byte()
 		p.Lstat, p.Missing = fl&1 != 0, fl&2 != 0
 		p.Stat.Size = int64(d.u64())
@@ -533,7 +599,10 @@ func (d *snapDecoder) str() string {
 }
 
 func (d *snapDecoder) bytes(n int) []byte {
-	if len(d.b) < n {
+	if n < 0 || len(d.b) < n {
+		if n < 0 {
+			n = 0
+		}
 		d.err, d.b = true, nil
 		return make([]byte, n)
 	}
