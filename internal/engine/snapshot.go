@@ -509,6 +509,11 @@ func decodeSnapshot(b []byte) (*Snapshot, error) {
 	if sha256.Sum256(body) != [32]byte(b[len(b)-32:]) {
 		return nil, errBadSnapshot
 	}
+	return decodeSnapshotBody(body)
+}
+
+// decodeSnapshotBody decodes what the checksum covers.
+func decodeSnapshotBody(body []byte) (*Snapshot, error) {
 	d := snapDecoder{b: body}
 	s := &Snapshot{Key: d.str()}
 	nact := d.uvarint()
