@@ -142,6 +142,10 @@ type buildOptions struct {
 	// snapshotKey, when set, records the build's snapshot under this key
 	// if every action succeeds (see snapshot.go).
 	snapshotKey string
+	// base, when set, is the snapshot of the whole graph this build is
+	// part of: the summary and --events count its other actions as cached,
+	// and the recorded snapshot is base with this build's actions.
+	base *engine.Snapshot
 }
 
 // withoutTests drops test actions: a build never runs them.
@@ -198,8 +202,7 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 	}
 	// Outputs of targets that were removed or renamed, and outputs a target
 	// no longer declares, go before anything runs: a build never serves them.
-	ledgerPath := filepath.Join(s.ws.StateDir(), "outputs")
-	ledger := engine.LoadLedger(ledgerPath)
+	ledger := engine.LoadLedger(filepath.Join(s.ws.StateDir(), "outputs"))
 	removed, err := ledger.Reconcile(s.ws, plan.Targets, plan.Actions, digests)
 	if len(removed) > 0 {
 		fmt.Fprintf(stderr, "removed %d output%s no target declares any more: %s\n", len(removed), plural(len(removed)), strings.Join(removed, ", "))
@@ -211,7 +214,11 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 	if opts.needed != nil {
 		needed = opts.needed(plan)
 	}
-	ui, err := newUI(g, stderr, len(needed))
+	total := len(needed)
+	if opts.base != nil {
+		total = len(opts.base.Actions)
+	}
+	ui, err := newUI(g, stderr, total)
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +272,10 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
 	}
 	if opts.snapshotKey != "" && buildErr == nil {
-		s.recordSnapshot(opts.snapshotKey, plan, needed, exec, ledgerPath)
+		s.recordSnapshot(opts.snapshotKey, opts.base, plan, needed, exec)
+	}
+	if opts.base != nil {
+		sum = s.addUnchanged(opts.base, needed, sum)
 	}
 	sum.Duration = time.Since(s.start)
 	if remote != nil {

@@ -58,11 +58,33 @@ func (s *session) buildFromSnapshot(ctx context.Context, pats []engine.Pattern, 
 	if !ok {
 		return false, nil
 	}
-	if ok, why := snap.Check(ctx, s.ws.Root); !ok {
+	changed, ok, why := snap.Changed(ctx, s.ws.Root)
+	if !ok {
 		if s.g.verbose {
 			fmt.Fprintf(s.stderr, "build snapshot not used: %s\n", why)
 		}
 		return false, nil
+	}
+	if len(changed) > 0 {
+		// The graph is the one the snapshot holds, and only these actions'
+		// sources or outputs changed: build the targets downstream of them
+		// alone, unless that is most of the build anyway.
+		owners, n := snap.Downstream(changed)
+		if 2*n > len(snap.Actions) {
+			if s.g.verbose {
+				fmt.Fprintf(s.stderr, "build snapshot not used: %d of %d actions are downstream of a change\n", n, len(snap.Actions))
+			}
+			return false, nil
+		}
+		if s.g.verbose {
+			fmt.Fprintf(s.stderr, "build snapshot: %d of %d actions are downstream of a change; building %d targets\n", n, len(snap.Actions), len(owners))
+		}
+		pats := make([]engine.Pattern, len(owners))
+		for i, l := range owners {
+			pats[i] = engine.Pattern{Pkg: l.Pkg, Name: l.Name}
+		}
+		_, err := s.buildLockedWith(ctx, pats, buildOptions{snapshotKey: key, base: snap})
+		return true, err
 	}
 	c, err := openCache()
 	if err != nil {
@@ -93,7 +115,10 @@ func (s *session) buildFromSnapshot(ctx context.Context, pats []engine.Pattern, 
 // recordSnapshot writes the snapshot of a build in which every action in
 // executed succeeded. Not being able to is no failure: the next build
 // takes the long way.
-func (s *session) recordSnapshot(key string, plan *engine.Plan, executed []*engine.Action, exec *engine.Executor, ledgerPath string) {
+//
+// With base, the build was of part of base's graph: its actions replace
+// theirs in base.
+func (s *session) recordSnapshot(key string, base *engine.Snapshot, plan *engine.Plan, executed []*engine.Action, exec *engine.Executor) {
 	dir, err := cache.DefaultDir()
 	if err != nil {
 		return
@@ -104,9 +129,20 @@ func (s *session) recordSnapshot(key string, plan *engine.Plan, executed []*engi
 		Executed:      executed,
 		Exec:          exec,
 		PackageInputs: s.loader.PackageInputs,
-		Extra:         []string{ledgerPath, dir},
-		Start:         s.start.UnixNano(),
+		// Every build that does not go through the snapshot removes it,
+		// so the ledger and dist/ change under it only by hand (which the
+		// outputs' stats show) or by pipe clean; the cache directory's
+		// stat shows it was removed.
+		Extra:       []string{dir},
+		Start:       s.start.UnixNano(),
+		ActionsOnly: base != nil,
 	})
+	if err == nil && base != nil {
+		var ok bool
+		if snap, ok = base.Merge(snap); !ok {
+			err = &engine.ErrNoSnapshot{Reason: "the build declared actions the snapshot does not hold"}
+		}
+	}
 	var no *engine.ErrNoSnapshot
 	if errors.As(err, &no) {
 		if s.g.verbose {
@@ -120,4 +156,24 @@ func (s *session) recordSnapshot(key string, plan *engine.Plan, executed []*engi
 	if err != nil {
 		fmt.Fprintf(s.stderr, "pipe: warning: %v\n", err)
 	}
+}
+
+// addUnchanged reports base's actions that a build of part of its graph
+// did not include as the cache hits they are, in the summary and in
+// --events, so the build reads as the whole build it stands for.
+func (s *session) addUnchanged(base *engine.Snapshot, built []*engine.Action, sum engine.Summary) engine.Summary {
+	ids := engine.Identities(built)
+	at := time.Now()
+	for i := range base.Actions {
+		sa := &base.Actions[i]
+		if sa.Includes(ids) {
+			continue
+		}
+		sum.Total++
+		sum.Cached++
+		if s.ui != nil {
+			s.ui.ActionFinished(sa.Event(at))
+		}
+	}
+	return sum
 }

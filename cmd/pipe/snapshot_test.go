@@ -99,6 +99,10 @@ func afterEdit(t *testing.T, ws *workspace, env []string, edit func(), want ...s
 		t.Fatalf("the build snapshot answered a build after an edit:\n%s", b.stderr)
 	}
 	wantLabels(t, "executed", b.labels("executed"), want...)
+	// A build of the changed part reads as the whole build.
+	if sum := parseSummary(t, b.stderr); sum.Total != len(b.events) || sum.Executed != len(want) || sum.Cached != len(b.labels("cached")) {
+		t.Fatalf("summary %+v, %d events\n%s", sum, len(b.events), b.stderr)
+	}
 	return b
 }
 
@@ -227,24 +231,39 @@ func TestSnapshotSameSecondEdit(t *testing.T) {
 }
 
 // A file that changed just before a build started is not trusted by its
-// stat: that build records no snapshot. Both kinds of input count: an
-// action's source and a BUILD file.
-func TestSnapshotRacyFileRecordsNone(t *testing.T) {
-	for _, f := range []string{"lib/words/a.txt", "extra/BUILD.star"} {
-		t.Run(f, func(t *testing.T) {
-			ws := newWorkspace(t, snapshotFiles)
-			ws.buildOK(t)
-			primeSnapshot(t, ws, nil)
-			ws.write(t, f, snapshotFiles[f]+"\n")
-			b := ws.buildEnv(t, nil, "-v")
-			if b.code != 0 || !strings.Contains(b.stderr, "no build snapshot") {
-				t.Fatalf("a build right after an edit: exit %d, want it to record no snapshot\n%s", b.code, b.stderr)
-			}
-			if _, err := os.Stat(filepath.Join(ws.Root, ".pipe", "snapshot")); err == nil {
-				t.Fatal("a snapshot was recorded over a racy file")
-			}
-		})
-	}
+// stat. A BUILD file (a graph input) so changed keeps that build from
+// recording a snapshot; an action's source is recorded as untrusted, so the
+// next build checks that action the long way (a cache hit) instead of
+// answering from the snapshot.
+func TestSnapshotRacyFile(t *testing.T) {
+	t.Run("BUILD.star", func(t *testing.T) {
+		ws := newWorkspace(t, snapshotFiles)
+		ws.buildOK(t)
+		primeSnapshot(t, ws, nil)
+		ws.write(t, "extra/BUILD.star", snapshotFiles["extra/BUILD.star"]+"\n")
+		b := ws.buildEnv(t, nil, "-v")
+		if b.code != 0 || !strings.Contains(b.stderr, "no build snapshot") {
+			t.Fatalf("a build right after an edit: exit %d, want it to record no snapshot\n%s", b.code, b.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(ws.Root, ".pipe", "snapshot")); err == nil {
+			t.Fatal("a snapshot was recorded over a racy BUILD file")
+		}
+	})
+	t.Run("source", func(t *testing.T) {
+		ws := newWorkspace(t, snapshotFiles)
+		ws.buildOK(t)
+		primeSnapshot(t, ws, nil)
+		ws.write(t, "lib/words/a.txt", "alpha2\n")
+		if b := ws.buildEnv(t, nil, "-v"); b.code != 0 {
+			t.Fatalf("exit %d\n%s", b.code, b.stderr)
+		}
+		b := ws.buildEnv(t, nil, "-v")
+		if b.code != 0 || strings.Contains(b.stderr, snapshotUsed) || !strings.Contains(b.stderr, "downstream of a change") {
+			t.Fatalf("the build after one that read a racy source: exit %d, want the long way for its action\n%s", b.code, b.stderr)
+		}
+		wantLabels(t, "executed", b.labels("executed"))
+		wantLabels(t, "cached", b.labels("cached"), "//app:hello", "//app:loud", "//extra:extra", "//lib:joined")
+	})
 }
 
 // An output edited in place in dist/ is restored, not vouched for.

@@ -61,11 +61,12 @@ type Snapshot struct {
 	// Key identifies what was built: pipe's version, the patterns, the
 	// cache and the workspace (SnapshotKey).
 	Key string
-	// Actions are the actions the build ran or found cached, in the order
-	// they finished, for the summary and --events.
+	// Actions are the actions the build ran or found cached, each with
+	// the stats of its sources and outputs.
 	Actions []SnapshotAction
-	Paths   []SnapshotPath
-	Env     []SnapshotEnv
+	// Paths are the stats of the graph's inputs.
+	Paths []SnapshotPath
+	Env   []SnapshotEnv
 }
 
 // SnapshotPath is one recorded stat. Path is workspace-relative, or
@@ -75,6 +76,10 @@ type SnapshotPath struct {
 	Lstat   bool // compared without following a final symbolic link
 	Missing bool
 	Stat    FileStat
+	// Untrusted marks a stat taken within the racy window: it counts as
+	// changed, so the action goes the long way (a cache hit) and the next
+	// snapshot records it settled.
+	Untrusted bool
 	// cpath is Path NUL-terminated, for fstatat without a copy.
 	cpath []byte
 }
@@ -87,6 +92,21 @@ type SnapshotAction struct {
 	Outputs  []string
 	// RanForMs is how long the action took when it last executed.
 	RanForMs int64
+	// Paths are the stats of the action's sources and outputs.
+	Paths []SnapshotPath
+	// Deps are the indexes in Snapshot.Actions of the actions producing
+	// this one's inputs.
+	Deps []int32
+}
+
+// identity names the action across builds of one graph: its owner and
+// its first output (no two actions write the same path).
+func (sa *SnapshotAction) identity() string {
+	id := sa.Owner.String() + "\x00" + sa.Mnemonic
+	if len(sa.Outputs) > 0 {
+		id += "\x00" + sa.Outputs[0]
+	}
+	return id
 }
 
 // Event is the cache hit a build answered by the snapshot reports for sa.
@@ -136,6 +156,9 @@ type SnapshotInputs struct {
 	// Start is when the build started: the graph's inputs must have
 	// settled by then.
 	Start int64
+	// ActionsOnly records the actions alone, for a build of part of a
+	// graph whose inputs a snapshot already holds (Merge).
+	ActionsOnly bool
 }
 
 // ErrNoSnapshot says why a build's snapshot cannot be recorded; it is not a
@@ -153,112 +176,84 @@ func RecordSnapshot(key string, in SnapshotInputs) (*Snapshot, error) {
 	ws, plan, e := in.WS, in.Plan, in.Exec
 	s := &Snapshot{Key: key}
 	seen := map[string]bool{}
-	// settledNow stats p now and requires it to have settled before the
-	// build started.
+	// settledNow stats a graph input now and requires it to have settled
+	// before the build started.
 	var racy string
 	settledNow := func(p string, lstat bool) {
 		if seen[p] {
 			return
 		}
 		seen[p] = true
-		sp := SnapshotPath{Path: p, Lstat: lstat}
-		abs := p
-		if !filepath.IsAbs(p) {
-			abs = ws.Abs(p)
-		}
-		var fi os.FileInfo
-		var err error
-		if lstat {
-			fi, err = os.Lstat(abs)
-		} else {
-			fi, err = os.Stat(abs)
-		}
-		if err != nil {
-			sp.Missing = true
-		} else {
-			sp.Stat = StatOf(fi)
-			if !sp.Stat.Settled(in.Start) && racy == "" {
-				racy = p
-			}
+		sp := statPath(ws, p, lstat)
+		if !sp.Missing && !sp.Stat.Settled(in.Start) && racy == "" {
+			racy = p
 		}
 		s.Paths = append(s.Paths, sp)
 	}
-	// fromDigests takes the stat the digest cache recorded for p; the
-	// digest the build used was taken at that stat.
-	fromDigests := func(p string, lstat bool) bool {
-		if seen[p] {
-			return true
-		}
-		st, ok := e.Digests.settledStat(p)
-		if !ok {
-			return false
-		}
-		seen[p] = true
-		s.Paths = append(s.Paths, SnapshotPath{Path: p, Lstat: lstat, Stat: st})
-		return true
-	}
 
-	// The graph's inputs.
-	settledNow(WorkspaceFile, false)
-	for _, d := range plan.Targets.Walked {
-		settledNow(d, true)
-	}
-	for _, p := range plan.Targets.Checked {
-		settledNow(p, false)
-	}
-	pkgs := make([]string, 0, len(plan.Targets.Packages))
-	for p := range plan.Targets.Packages {
-		pkgs = append(pkgs, p)
-	}
-	sort.Strings(pkgs)
-	for _, p := range pkgs {
-		deps, ok := in.PackageInputs(p)
-		if !ok {
-			return nil, noSnapshot("the inputs of package //%s are not known", p)
+	if !in.ActionsOnly {
+		// The graph's inputs.
+		settledNow(WorkspaceFile, false)
+		for _, d := range plan.Targets.Walked {
+			settledNow(d, true)
 		}
-		for _, d := range deps {
-			settledNow(d, false)
+		for _, p := range plan.Targets.Checked {
+			settledNow(p, false)
 		}
-	}
-	labels := make([]Label, 0, len(plan.Actions.inputs))
-	for l := range plan.Actions.inputs {
-		labels = append(labels, l)
-	}
-	sortLabels(labels)
-	envSeen := map[string]bool{}
-	for _, l := range labels {
-		for _, ai := range plan.Actions.inputs[l] {
-			switch ai.Kind {
-			case InputFile, InputStat:
-				settledNow(ai.Name, false)
-			case InputEnv:
-				if !envSeen[ai.Name] {
-					envSeen[ai.Name] = true
-					s.Env = append(s.Env, SnapshotEnv{Name: ai.Name, Value: ai.Value, Set: ai.Set})
-				}
-			case InputProbe:
-				tool, ok := strings.CutPrefix(ai.Name, "tool ")
-				if !ok {
-					return nil, noSnapshot("%s ran the host probe %q", l, ai.Name)
-				}
-				settledNow(tool, false)
+		pkgs := make([]string, 0, len(plan.Targets.Packages))
+		for p := range plan.Targets.Packages {
+			pkgs = append(pkgs, p)
+		}
+		sort.Strings(pkgs)
+		for _, p := range pkgs {
+			deps, ok := in.PackageInputs(p)
+			if !ok {
+				return nil, noSnapshot("the inputs of package //%s are not known", p)
+			}
+			for _, d := range deps {
+				settledNow(d, false)
 			}
 		}
-	}
-	for _, x := range in.Extra {
-		settledNow(x, false)
-	}
-	if racy != "" {
-		return nil, noSnapshot("%s changed within %v of the build's start", racy, time.Duration(RacyWindow))
+		labels := make([]Label, 0, len(plan.Actions.inputs))
+		for l := range plan.Actions.inputs {
+			labels = append(labels, l)
+		}
+		sortLabels(labels)
+		envSeen := map[string]bool{}
+		for _, l := range labels {
+			for _, ai := range plan.Actions.inputs[l] {
+				switch ai.Kind {
+				case InputFile, InputStat:
+					settledNow(ai.Name, false)
+				case InputEnv:
+					if !envSeen[ai.Name] {
+						envSeen[ai.Name] = true
+						s.Env = append(s.Env, SnapshotEnv{Name: ai.Name, Value: ai.Value, Set: ai.Set})
+					}
+				case InputProbe:
+					tool, ok := strings.CutPrefix(ai.Name, "tool ")
+					if !ok {
+						return nil, noSnapshot("%s ran the host probe %q", l, ai.Name)
+					}
+					settledNow(tool, false)
+				}
+			}
+		}
+		for _, x := range in.Extra {
+			settledNow(x, false)
+		}
+		if racy != "" {
+			return nil, noSnapshot("%s changed within %v of the build's start", racy, time.Duration(RacyWindow))
+		}
 	}
 
-	// Sources and outputs.
+	// Sources and outputs, by action. A stat that cannot be trusted yet
+	// is kept, marked: that action alone goes the long way next time.
+	index := make(map[*Action]int32, len(in.Executed))
+	for i, a := range in.Executed {
+		index[a] = int32(i)
+	}
 	for _, a := range in.Executed {
-		for _, f := range a.Inputs {
-			if f.Generator == nil && !fromDigests(f.Path, false) {
-				return nil, noSnapshot("the digest of %s is not settled", f.Path)
-			}
-		}
 		k, r := e.result(a)
 		if r == nil {
 			return nil, noSnapshot("no result for an action of %s", a.Owner)
@@ -267,96 +262,276 @@ func RecordSnapshot(key string, in SnapshotInputs) (*Snapshot, error) {
 		for _, o := range a.Outputs {
 			sa.Outputs = append(sa.Outputs, o.Path)
 		}
-		s.Actions = append(s.Actions, sa)
-		for _, o := range r.Outputs {
-			if !fromDigests(o.Path, true) {
-				return nil, noSnapshot("the digest of %s is not settled", o.Path)
+		for _, d := range a.deps {
+			if j, ok := index[d]; ok {
+				sa.Deps = append(sa.Deps, j)
 			}
 		}
+		aseen := map[string]bool{}
+		add := func(sp SnapshotPath) {
+			if !aseen[sp.Path] {
+				aseen[sp.Path] = true
+				sa.Paths = append(sa.Paths, sp)
+			}
+		}
+		// fromDigests takes the stat the digest cache recorded for p;
+		// the digest the build used was taken at that stat.
+		fromDigests := func(p string, lstat bool) {
+			st, ok := e.Digests.settledStat(p)
+			add(SnapshotPath{Path: p, Lstat: lstat, Stat: st, Untrusted: !ok})
+		}
+		now := func(p string, lstat bool) {
+			sp := statPath(ws, p, lstat)
+			sp.Untrusted = !sp.Missing && !sp.Stat.Settled(in.Start)
+			add(sp)
+		}
+		for _, f := range a.Inputs {
+			if f.Generator == nil {
+				fromDigests(f.Path, false)
+			}
+		}
+		for _, o := range r.Outputs {
+			fromDigests(o.Path, true)
+		}
 		for p := range r.Symlinks {
-			settledNow(p, true)
-			settledNow(path.Dir(p), true)
+			now(p, true)
+			now(path.Dir(p), true)
 		}
 		for _, d := range r.Dirs {
-			settledNow(d, true)
+			now(d, true)
 			for _, o := range r.Outputs {
 				if strings.HasPrefix(o.Path, d+"/") {
-					for q := path.Dir(o.Path); q != d && !seen[q]; q = path.Dir(q) {
-						settledNow(q, true)
+					for q := path.Dir(o.Path); q != d && !aseen[q]; q = path.Dir(q) {
+						now(q, true)
 					}
 				}
 			}
 		}
 		if e.Graph != nil {
 			for _, d := range ownDirs(a) {
-				if !fromDigests(d, true) {
-					return nil, noSnapshot("the directory %s was not checked", d)
-				}
+				fromDigests(d, true)
 			}
 		}
-	}
-	if racy != "" {
-		return nil, noSnapshot("%s changed within %v of the build's start", racy, time.Duration(RacyWindow))
+		s.Actions = append(s.Actions, sa)
 	}
 	return s, nil
 }
 
+// statPath stats p (workspace-relative or absolute) now.
+func statPath(ws *Workspace, p string, lstat bool) SnapshotPath {
+	sp := SnapshotPath{Path: p, Lstat: lstat}
+	abs := p
+	if !filepath.IsAbs(p) {
+		abs = ws.Abs(p)
+	}
+	var fi os.FileInfo
+	var err error
+	if lstat {
+		fi, err = os.Lstat(abs)
+	} else {
+		fi, err = os.Stat(abs)
+	}
+	if err != nil {
+		sp.Missing = true
+	} else {
+		sp.Stat = StatOf(fi)
+	}
+	return sp
+}
+
 // Check reports whether every recorded stat and variable is unchanged; if
-// not, it names the first difference it found. The stats are taken in
-// parallel, relative to a descriptor of the workspace root and without
-// allocating: on a large workspace they are the whole cost of a no-op.
+// not, it names the first difference it found.
 func (s *Snapshot) Check(ctx context.Context, root string) (bool, string) {
+	changed, ok, why := s.Changed(ctx, root)
+	if !ok {
+		return false, why
+	}
+	if len(changed) > 0 {
+		a := &s.Actions[changed[0]]
+		return false, fmt.Sprintf("an input or output of %s (%s) changed", a.Owner, a.Mnemonic)
+	}
+	return true, ""
+}
+
+// Changed compares the snapshot with the workspace. When a graph input or
+// a variable changed, ok is false and why names it: nothing of the
+// snapshot holds. Otherwise changed lists the indexes of the actions with a
+// changed (or untrusted) source or output, in order. The stats are taken
+// in parallel, relative to a descriptor of the workspace root and without
+// allocating: on a large workspace they are the whole cost of a no-op.
+func (s *Snapshot) Changed(ctx context.Context, root string) (changed []int, ok bool, why string) {
 	for _, e := range s.Env {
 		v, ok := os.LookupEnv(e.Name)
 		if ok != e.Set || v != e.Value {
-			return false, "environment variable " + e.Name + " changed"
+			return nil, false, "environment variable " + e.Name + " changed"
 		}
 	}
 	dirfd, err := syscall.Open(root, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return false, fmt.Sprintf("open %s: %v", root, err)
+		return nil, false, fmt.Sprintf("open %s: %v", root, err)
 	}
 	defer syscall.Close(dirfd)
+	// Work items: the graph's inputs (owner -1), then every action's paths.
+	type item struct {
+		owner int32
+		p     *SnapshotPath
+	}
+	n := len(s.Paths)
+	for i := range s.Actions {
+		n += len(s.Actions[i].Paths)
+	}
+	items := make([]item, 0, n)
+	for i := range s.Paths {
+		items = append(items, item{-1, &s.Paths[i]})
+	}
+	for ai := range s.Actions {
+		for i := range s.Actions[ai].Paths {
+			items = append(items, item{int32(ai), &s.Actions[ai].Paths[i]})
+		}
+	}
 	var (
-		bad     atomic.Bool
-		mu      sync.Mutex
-		why     string
-		next    atomic.Int64
-		wg      sync.WaitGroup
-		workers = min(len(s.Paths)/256+1, 4*runtime.GOMAXPROCS(0))
+		graphBad atomic.Bool
+		mu       sync.Mutex
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		dirty    = make([]atomic.Bool, len(s.Actions))
+		workers  = min(len(items)/256+1, 4*runtime.GOMAXPROCS(0))
 	)
 	const chunk = 256
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for !bad.Load() && ctx.Err() == nil {
+			for !graphBad.Load() && ctx.Err() == nil {
 				lo := int(next.Add(chunk)) - chunk
-				if lo >= len(s.Paths) {
+				if lo >= len(items) {
 					return
 				}
-				for i := lo; i < min(lo+chunk, len(s.Paths)); i++ {
-					p := &s.Paths[i]
-					if !p.unchanged(dirfd) {
-						if !bad.Swap(true) {
-							mu.Lock()
-							why = p.Path + " changed"
-							mu.Unlock()
-						}
-						return
+				for _, it := range items[lo:min(lo+chunk, len(items))] {
+					if it.owner >= 0 && dirty[it.owner].Load() {
+						continue
 					}
+					if !it.p.Untrusted && it.p.unchanged(dirfd) {
+						continue
+					}
+					if it.owner >= 0 {
+						dirty[it.owner].Store(true)
+						continue
+					}
+					if !graphBad.Swap(true) {
+						mu.Lock()
+						why = it.p.Path + " changed"
+						mu.Unlock()
+					}
+					return
 				}
 			}
 		}()
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
-		return false, err.Error()
+		return nil, false, err.Error()
 	}
-	if bad.Load() {
-		return false, why
+	if graphBad.Load() {
+		return nil, false, why
 	}
-	return true, ""
+	for i := range dirty {
+		if dirty[i].Load() {
+			changed = append(changed, i)
+		}
+	}
+	return changed, true, ""
+}
+
+// Downstream returns the owners of the actions changed and of every action
+// that depends on them, directly or not, sorted, and how many actions that
+// is.
+func (s *Snapshot) Downstream(changed []int) ([]Label, int) {
+	rdeps := make([][]int32, len(s.Actions))
+	for i, a := range s.Actions {
+		for _, d := range a.Deps {
+			if int(d) < len(rdeps) {
+				rdeps[d] = append(rdeps[d], int32(i))
+			}
+		}
+	}
+	in := make([]bool, len(s.Actions))
+	queue := append([]int(nil), changed...)
+	for _, i := range queue {
+		in[i] = true
+	}
+	for len(queue) > 0 {
+		i := queue[0]
+		queue = queue[1:]
+		for _, j := range rdeps[i] {
+			if !in[j] {
+				in[j] = true
+				queue = append(queue, int(j))
+			}
+		}
+	}
+	seen := map[Label]bool{}
+	var owners []Label
+	count := 0
+	for i, ok := range in {
+		if !ok {
+			continue
+		}
+		count++
+		if l := s.Actions[i].Owner; !seen[l] {
+			seen[l] = true
+			owners = append(owners, l)
+		}
+	}
+	sortLabels(owners)
+	return owners, count
+}
+
+// Merge returns the snapshot with the actions of part, a snapshot of a
+// build of part of the same graph (RecordSnapshot with ActionsOnly), in
+// place of its own. It reports false when part holds an action s does not
+// know: the graph is not the same.
+func (s *Snapshot) Merge(part *Snapshot) (*Snapshot, bool) {
+	at := make(map[string]int32, len(s.Actions))
+	for i := range s.Actions {
+		at[s.Actions[i].identity()] = int32(i)
+	}
+	where := make([]int32, len(part.Actions))
+	for i := range part.Actions {
+		j, ok := at[part.Actions[i].identity()]
+		if !ok {
+			return nil, false
+		}
+		where[i] = j
+	}
+	out := &Snapshot{Key: s.Key, Paths: s.Paths, Env: s.Env, Actions: append([]SnapshotAction(nil), s.Actions...)}
+	for i, pa := range part.Actions {
+		deps := make([]int32, len(pa.Deps))
+		for k, d := range pa.Deps {
+			deps[k] = where[d]
+		}
+		pa.Deps = deps
+		out.Actions[where[i]] = pa
+	}
+	return out, true
+}
+
+// Includes reports whether the snapshot's action sa is one of actions.
+func (sa *SnapshotAction) Includes(actions map[string]bool) bool {
+	return actions[sa.identity()]
+}
+
+// Identities names actions as SnapshotAction.identity does.
+func Identities(actions []*Action) map[string]bool {
+	m := make(map[string]bool, len(actions))
+	for _, a := range actions {
+		sa := SnapshotAction{Owner: a.Owner, Mnemonic: a.Mnemonic}
+		if len(a.Outputs) > 0 {
+			sa.Outputs = []string{a.Outputs[0].Path}
+		}
+		m[sa.identity()] = true
+	}
+	return m
 }
 
 // atFDCWD is AT_FDCWD: fstatat ignores the descriptor for an absolute path.
@@ -427,7 +602,7 @@ func statOfSys(st *syscall.Stat_t) FileStat {
 	}
 }
 
-const snapshotMagic = "pipe-snapshot-1\n"
+const snapshotMagic = "pipe-snapshot-2\n"
 
 // Save writes the snapshot atomically to file.
 func (s *Snapshot) Save(file string) error {
@@ -436,6 +611,19 @@ func (s *Snapshot) Save(file string) error {
 	str := func(v string) {
 		buf = binary.AppendUvarint(buf, uint64(len(v)))
 		buf = append(buf, v...)
+	}
+	paths := func(ps []SnapshotPath) {
+		buf = binary.AppendUvarint(buf, uint64(len(ps)))
+		for _, p := range ps {
+			str(p.Path)
+			buf = append(buf, boolByte(p.Lstat)|boolByte(p.Missing)<<1|boolByte(p.Untrusted)<<2)
+			buf = binary.LittleEndian.AppendUint64(buf, uint64(p.Stat.Size))
+			buf = binary.LittleEndian.AppendUint64(buf, uint64(p.Stat.Mtime))
+			buf = binary.LittleEndian.AppendUint64(buf, uint64(p.Stat.Ctime))
+			buf = binary.LittleEndian.AppendUint64(buf, p.Stat.Ino)
+			buf = binary.LittleEndian.AppendUint64(buf, p.Stat.Dev)
+			buf = binary.LittleEndian.AppendUint32(buf, p.Stat.Mode)
+		}
 	}
 	str(s.Key)
 	buf = binary.AppendUvarint(buf, uint64(len(s.Actions)))
@@ -449,6 +637,11 @@ func (s *Snapshot) Save(file string) error {
 		for _, o := range a.Outputs {
 			str(o)
 		}
+		paths(a.Paths)
+		buf = binary.AppendUvarint(buf, uint64(len(a.Deps)))
+		for _, d := range a.Deps {
+			buf = binary.AppendUvarint(buf, uint64(d))
+		}
 	}
 	buf = binary.AppendUvarint(buf, uint64(len(s.Env)))
 	for _, e := range s.Env {
@@ -456,17 +649,7 @@ func (s *Snapshot) Save(file string) error {
 		str(e.Value)
 		buf = append(buf, boolByte(e.Set))
 	}
-	buf = binary.AppendUvarint(buf, uint64(len(s.Paths)))
-	for _, p := range s.Paths {
-		str(p.Path)
-		buf = append(buf, boolByte(p.Lstat)|boolByte(p.Missing)<<1)
-		buf = binary.LittleEndian.AppendUint64(buf, uint64(p.Stat.Size))
-		buf = binary.LittleEndian.AppendUint64(buf, uint64(p.Stat.Mtime))
-		buf = binary.LittleEndian.AppendUint64(buf, uint64(p.Stat.Ctime))
-		buf = binary.LittleEndian.AppendUint64(buf, p.Stat.Ino)
-		buf = binary.LittleEndian.AppendUint64(buf, p.Stat.Dev)
-		buf = binary.LittleEndian.AppendUint32(buf, p.Stat.Mode)
-	}
+	paths(s.Paths)
 	sum := sha256.Sum256(buf[start:])
 	buf = append(buf, sum[:]...)
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
@@ -532,6 +715,18 @@ func decodeSnapshotBody(body []byte) (*Snapshot, error) {
 		for range nout {
 			a.Outputs = append(a.Outputs, d.str())
 		}
+		a.Paths = d.paths()
+		ndeps := d.uvarint()
+		if ndeps > uint64(len(d.b)) {
+			return nil, errBadSnapshot
+		}
+		for range ndeps {
+			if dep := d.uvarint(); dep < nact {
+				a.Deps = append(a.Deps, int32(dep))
+			} else {
+				d.err = true
+			}
+		}
 		if d.err {
 			return nil, errBadSnapshot
 		}
@@ -546,18 +741,30 @@ func decodeSnapshotBody(body []byte) (*Snapshot, error) {
 		e.Set = d.byte() == 1
 		s.Env = append(s.Env, e)
 	}
-	npaths := d.uvarint()
-	if npaths > uint64(len(body)) {
+	if s.Paths = d.paths(); d.err || len(d.b) != 0 {
 		return nil, errBadSnapshot
 	}
-	s.Paths = make([]SnapshotPath, 0, npaths)
-	for range npaths {
+	return s, nil
+}
+
+// paths decodes a list of SnapshotPath.
+func (d *snapDecoder) paths() []SnapshotPath {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.err, d.b = true, nil
+		return nil
+	}
+	var ps []SnapshotPath
+	if n > 0 {
+		ps = make([]SnapshotPath, 0, n)
+	}
+	for range n {
 		raw := d.bytes(int(d.uvarint()))
 		cp := make([]byte, len(raw)+1)
 		copy(cp, raw)
 		p := SnapshotPath{Path: unsafe.String(&cp[0], len(raw)), cpath: cp}
 		fl := d.byte()
-		p.Lstat, p.Missing = fl&1 != 0, fl&2 != 0
+		p.Lstat, p.Missing, p.Untrusted = fl&1 != 0, fl&2 != 0, fl&4 != 0
 		p.Stat.Size = int64(d.u64())
 		p.Stat.Mtime = int64(d.u64())
 		p.Stat.Ctime = int64(d.u64())
@@ -565,14 +772,11 @@ func decodeSnapshotBody(body []byte) (*Snapshot, error) {
 		p.Stat.Dev = d.u64()
 		p.Stat.Mode = d.u32()
 		if d.err {
-			return nil, errBadSnapshot
+			return nil
 		}
-		s.Paths = append(s.Paths, p)
+		ps = append(ps, p)
 	}
-	if d.err || len(d.b) != 0 {
-		return nil, errBadSnapshot
-	}
-	return s, nil
+	return ps
 }
 
 // snapDecoder reads the snapshot's fields; past a short read it returns
