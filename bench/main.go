@@ -2,6 +2,7 @@
 //
 //	go run ./bench gen -packages 1000 -files 10 DIR
 //	go run ./bench noop -pipe PATH -runs 21 DIR
+//	go run ./bench scale -pipe PATH -sizes 1000,3000,10000,30000 DIR
 //
 // noop runs `pipe build //...` once to fill the cache, then runs it again
 // -runs times and prints the median, min and max wall time of the whole
@@ -39,6 +40,8 @@ func main() {
 		err = pyenv(os.Args[2:])
 	case "pytest":
 		err = pytestNoop(os.Args[2:])
+	case "scale":
+		err = scale(os.Args[2:])
 	default:
 		usage()
 	}
@@ -49,7 +52,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench gen [-packages N] [-files N] DIR | bench noop [-pipe PATH] [-runs N] DIR | bench bundle [-pipe PATH] [-mb N] DIR | bench remote [-pipe PATH] [-bazel-remote BIN] [-packages N] [-latency D] [-mbps N] DIR | bench badremote [-pipe OLD,NEW] [-runs N] [-limit D] DIR | bench pyenv [-pipe PATH] [-mb N] [-python V] DIR | bench pytest [-pipe PATH] [-runs N] DIR")
+	fmt.Fprintln(os.Stderr, "usage: bench gen [-packages N] [-files N] DIR | bench noop [-pipe PATH] [-runs N] DIR | bench bundle [-pipe PATH] [-mb N] DIR | bench remote [-pipe PATH] [-bazel-remote BIN] [-packages N] [-latency D] [-mbps N] DIR | bench badremote [-pipe OLD,NEW] [-runs N] [-limit D] DIR | bench pyenv [-pipe PATH] [-mb N] [-python V] DIR | bench pytest [-pipe PATH] [-runs N] DIR | bench scale [-pipe PATH] [-sizes 1000,3000,10000,30000] [-runs N] [-cold=false] DIR")
 	os.Exit(2)
 }
 

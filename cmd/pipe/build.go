@@ -69,7 +69,14 @@ func runBuild(ctx context.Context, g *globalFlags, aff *affectedFlags, args []st
 	if err != nil {
 		return err
 	}
-	_, err = s.build(ctx, pats)
+	var key string
+	if !aff.on {
+		key = s.snapshotKey(pats)
+	}
+	if done, err := s.buildFromSnapshot(ctx, pats, key); done || err != nil {
+		return err
+	}
+	_, err = s.buildWith(ctx, pats, buildOptions{snapshotKey: key})
 	return err
 }
 
@@ -136,6 +143,13 @@ type buildOptions struct {
 	// returns (a dependency-closed list) are executed next, in the same
 	// build (pipe deploy --hotswap decides there whether a synth runs).
 	then func(exec *engine.Executor, plan *engine.Plan) ([]*engine.Action, error)
+	// snapshotKey, when set, records the build's snapshot under this key
+	// if every action succeeds (see snapshot.go).
+	snapshotKey string
+	// base, when set, is the snapshot of the whole graph this build is
+	// part of: the summary and --events count its other actions as cached,
+	// and the recorded snapshot is base with this build's actions.
+	base *engine.Snapshot
 }
 
 // withoutTests drops test actions: a build never runs them.
@@ -168,6 +182,11 @@ func (s *session) buildLocked(ctx context.Context, pats []engine.Pattern) (*engi
 
 func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, opts buildOptions) (*engine.Plan, error) {
 	g, stderr := s.g, s.stderr
+	// A snapshot speaks for the build that wrote it; this one may change
+	// what it recorded.
+	if err := os.Remove(s.snapshotPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove the build snapshot: %w", err)
+	}
 	plan, err := engine.PlanBuild(ctx, s.ws, s.loader, pats)
 	s.saveState()
 	if err != nil {
@@ -199,7 +218,11 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 	if opts.needed != nil {
 		needed = opts.needed(plan)
 	}
-	ui, err := newUI(g, stderr, len(needed))
+	total := len(needed)
+	if opts.base != nil {
+		total = len(opts.base.Actions)
+	}
+	ui, err := newUI(g, stderr, total)
 	if err != nil {
 		return nil, err
 	}
@@ -277,6 +300,12 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 	}
 	if err := ledger.Save(); err != nil {
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
+	}
+	if opts.snapshotKey != "" && buildErr == nil {
+		s.recordSnapshot(opts.snapshotKey, opts.base, plan, needed, exec)
+	}
+	if opts.base != nil {
+		sum = s.addUnchanged(opts.base, needed, sum)
 	}
 	sum.Duration = time.Since(s.start)
 	if remote != nil {

@@ -24,6 +24,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pipebuild/pipe/internal/engine"
 )
 
 // diffEdit is one random change, applied alike to the model source tree and
@@ -69,7 +72,12 @@ func diffParams(t *testing.T, defSteps int) (steps int, seed int64) {
 
 // runDifferential applies steps random edits to subject and checks the
 // three builds after each. It returns the number of mismatching steps.
-func runDifferential(t *testing.T, subj diffSubject, steps int, seed int64) {
+//
+// With snapshots on, every incremental build starts after its edits have
+// settled (RacyWindow), and so does the repeat build before it, which
+// records a build snapshot: each incremental build then consults a snapshot
+// the edit must invalidate. Off, every build runs with PIPE_SNAPSHOT=0.
+func runDifferential(t *testing.T, subj diffSubject, steps int, seed int64, snapshots bool) {
 	t.Helper()
 	rng := rand.New(rand.NewSource(seed))
 	model := t.TempDir()
@@ -77,9 +85,19 @@ func runDifferential(t *testing.T, subj diffSubject, steps int, seed int64) {
 	inc := &workspace{Root: t.TempDir(), Cache: t.TempDir()}
 	copyTree(t, model, inc.Root)
 
-	build := func(ws *workspace) build {
-		return ws.buildEnv(t, subj.env, subj.patterns...)
+	env := subj.env
+	if !snapshots {
+		env = append(append([]string(nil), env...), "PIPE_SNAPSHOT=0")
 	}
+	build := func(ws *workspace) build {
+		return ws.buildEnv(t, env, subj.patterns...)
+	}
+	settle := func() {
+		if snapshots {
+			time.Sleep(time.Duration(engine.RacyWindow) + 50*time.Millisecond)
+		}
+	}
+	fromSnapshot := 0
 	first := build(inc)
 	if first.code != 0 {
 		t.Fatalf("first build: exit %d\n%s", first.code, first.stderr)
@@ -102,6 +120,7 @@ func runDifferential(t *testing.T, subj diffSubject, steps int, seed int64) {
 		if err := e.apply(inc.Root); err != nil {
 			t.Fatalf("step %d (%s) on the workspace: %v", step, e.what, err)
 		}
+		settle()
 		incB := build(inc)
 
 		clean := &workspace{Root: t.TempDir(), Cache: t.TempDir()}
@@ -138,9 +157,23 @@ func runDifferential(t *testing.T, subj diffSubject, steps int, seed int64) {
 				bad = append(bad, "fresh checkout on the warm cache differs from a clean build:\n"+d)
 			}
 			if incB.code == 0 {
+				settle()
 				again := build(inc)
 				if ran := again.labels("executed"); again.code != 0 || len(ran) > 0 {
 					bad = append(bad, fmt.Sprintf("repeat build: exit %d, executed %q; want exit 0 and nothing executed", again.code, ran))
+				}
+				if snapshots {
+					// The repeat build records a snapshot that the next
+					// step's edit must invalidate; a third build shows it
+					// was recorded.
+					settle()
+					third := inc.buildEnv(t, env, append([]string{"-v"}, subj.patterns...)...)
+					if third.code != 0 || len(third.labels("executed")) > 0 {
+						bad = append(bad, fmt.Sprintf("build after the repeat build: exit %d, executed %q", third.code, third.labels("executed")))
+					}
+					if strings.Contains(third.stderr, snapshotUsed) {
+						fromSnapshot++
+					}
 				}
 			}
 		}
@@ -161,6 +194,12 @@ func runDifferential(t *testing.T, subj diffSubject, steps int, seed int64) {
 		kinds[strings.Fields(what)[0]]++
 	}
 	t.Logf("seed %d: %d steps, %d mismatches; edits by first word: %v", seed, steps, mismatches, kinds)
+	if snapshots {
+		t.Logf("%d of %d steps answered a no-op from a build snapshot", fromSnapshot, steps)
+	}
+	if snapshots && fromSnapshot == 0 {
+		t.Errorf("no step recorded a build snapshot: the run did not test them")
+	}
 }
 
 // writeTree writes files into dir; the paths in exec get mode 0755.
@@ -588,12 +627,18 @@ func TestDifferential(t *testing.T) {
 	t.Run("hello", func(t *testing.T) {
 		t.Parallel()
 		steps, seed := diffParams(t, 40)
-		runDifferential(t, helloSubject(t), steps, seed)
+		runDifferential(t, helloSubject(t), steps, seed, false)
+	})
+	// The same edits with build snapshots consulted before every build.
+	t.Run("hello-snapshot", func(t *testing.T) {
+		t.Parallel()
+		steps, seed := diffParams(t, 40)
+		runDifferential(t, helloSubject(t), steps, seed, true)
 	})
 	t.Run("python", func(t *testing.T) {
 		t.Parallel()
 		steps, seed := diffParams(t, 25)
-		runDifferential(t, metadataSubject(t), steps, seed)
+		runDifferential(t, metadataSubject(t), steps, seed, false)
 	})
 }
 

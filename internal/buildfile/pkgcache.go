@@ -32,6 +32,9 @@ type PackageCache struct {
 	path        string
 	fingerprint string
 
+	// The file is read on first use: a build answered by its snapshot
+	// never needs it.
+	once  sync.Once
 	mu    sync.Mutex
 	saved map[string]*pkgEntry
 	dirty bool
@@ -97,16 +100,40 @@ type cacheFile struct {
 // NewPackageCache opens the cache at path for ev. version identifies pipe's
 // build: a new pipe discards every entry.
 func NewPackageCache(ev *Evaluator, path, version string) *PackageCache {
-	pc := &PackageCache{ev: ev, path: path, fingerprint: fingerprint(ev.registry, version), saved: map[string]*pkgEntry{}}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return pc
+	return &PackageCache{ev: ev, path: path, fingerprint: fingerprint(ev.registry, version), saved: map[string]*pkgEntry{}}
+}
+
+// load reads the cache file, once.
+func (pc *PackageCache) load() {
+	pc.once.Do(func() {
+		b, err := os.ReadFile(pc.path)
+		if err != nil {
+			return
+		}
+		var f cacheFile
+		if gob.NewDecoder(bytes.NewReader(b)).Decode(&f) == nil && f.Fingerprint == pc.fingerprint && f.Entries != nil {
+			pc.mu.Lock()
+			pc.saved = f.Entries
+			pc.mu.Unlock()
+		}
+	})
+}
+
+// PackageInputs lists the workspace paths the value of pkg, as last loaded,
+// depends on (see PackageCache); false when pkg has no entry.
+func (pc *PackageCache) PackageInputs(pkg string) ([]string, bool) {
+	pc.load()
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	e := pc.saved[pkg]
+	if e == nil {
+		return nil, false
 	}
-	var f cacheFile
-	if gob.NewDecoder(bytes.NewReader(b)).Decode(&f) == nil && f.Fingerprint == pc.fingerprint && f.Entries != nil {
-		pc.saved = f.Entries
+	out := make([]string, len(e.Deps))
+	for i, d := range e.Deps {
+		out[i] = d.Path
 	}
-	return pc
+	return out, true
 }
 
 // fingerprint names pipe's version and every rule's schema, which decide
@@ -134,6 +161,7 @@ func fingerprint(reg *engine.Registry, version string) string {
 // LoadPackage returns the cached package when nothing it depends on
 // changed, and evaluates it otherwise.
 func (pc *PackageCache) LoadPackage(ctx context.Context, pkg string) (*engine.Package, error) {
+	pc.load()
 	pc.mu.Lock()
 	e := pc.saved[pkg]
 	pc.mu.Unlock()

@@ -227,6 +227,18 @@ func (fd *FileDigests) Lookup(rel string, fi os.FileInfo) (cache.Digest, bool) {
 	return cache.Digest{}, false
 }
 
+// settledStat returns the stat at which rel's entry was recorded, if there
+// is one and it can be trusted by stat alone.
+func (fd *FileDigests) settledStat(rel string) (FileStat, bool) {
+	fd.mu.Lock()
+	e, ok := fd.m[rel]
+	fd.mu.Unlock()
+	if !ok || !e.stat.Settled(e.recorded) {
+		return FileStat{}, false
+	}
+	return e.stat, true
+}
+
 // Record notes that the file rel, with stat fi, has digest d.
 func (fd *FileDigests) Record(rel string, fi os.FileInfo, d cache.Digest) {
 	e := digestEntry{stat: StatOf(fi), digest: d, recorded: time.Now().UnixNano()}

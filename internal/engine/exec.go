@@ -104,6 +104,16 @@ type Executor struct {
 	RerunTests bool
 	// last are the states of the latest Execute, for KeyOf.
 	last map[*Action]*actionState
+
+	// results holds each succeeded action's result, for the build
+	// snapshot (RecordSnapshot).
+	resultsMu sync.Mutex
+	results   map[*Action]keptResult
+}
+
+type keptResult struct {
+	key cache.ActionKey
+	r   *cache.ActionResult
 }
 
 // RemoteCache is the executor's view of a shared cache: look up results
@@ -276,6 +286,7 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 		e.pruneOwn(a, restored > 0)
 		e.Ledger.Record(a, r)
 		s.result, s.outDigests, s.ok = r, resultDigests(r), true
+		e.keepResult(a, key, r)
 		ev.Status, ev.Restored, ev.End = StatusCached, restored, time.Now()
 		ev.RanFor = time.Duration(r.DurationMs) * time.Millisecond
 		return ev
@@ -373,6 +384,16 @@ func (e *Executor) runOne(ctx context.Context, s *actionState, states map[*Actio
 		e.Remote.Upload(ctx, key, r)
 	}
 	s.result, s.outDigests, s.ok = r, resultDigests(r), true
+	e.keepResult(a, key, r)
 	ev.Status, ev.End = StatusExecuted, time.Now()
 	return ev
+}
+
+func (e *Executor) keepResult(a *Action, key cache.ActionKey, r *cache.ActionResult) {
+	e.resultsMu.Lock()
+	if e.results == nil {
+		e.results = map[*Action]keptResult{}
+	}
+	e.results[a] = keptResult{key, r}
+	e.resultsMu.Unlock()
 }

@@ -33,7 +33,11 @@ type TargetGraph struct {
 	Resolved map[Label]Resolved
 	// Order lists every target with each target after its dependencies.
 	Order []Label
-	g     graph.Graph[string, string]
+	// Walked lists the directories read to find packages, and Checked
+	// the BUILD.star paths looked for, present or not: the target graph
+	// stays the same while their stats and the packages' own inputs do.
+	Walked, Checked []string
+	g               graph.Graph[string, string]
 }
 
 // Resolved is what a label in an attribute names: a target, one output
@@ -111,19 +115,27 @@ func (s *loadSet) loadAll(ctx context.Context, pkgs []string) []error {
 
 // ExpandPatterns lists the packages the patterns need loaded.
 func ExpandPatterns(ws *Workspace, patterns []Pattern) ([]string, error) {
+	pkgs, _, _, err := expandPatterns(ws, patterns)
+	return pkgs, err
+}
+
+// expandPatterns is ExpandPatterns that also returns the directories read
+// and the BUILD.star paths checked.
+func expandPatterns(ws *Workspace, patterns []Pattern) (pkgs, walked, checked []string, err error) {
 	seen := map[string]bool{}
-	var pkgs []string
 	for _, p := range patterns {
 		var list []string
 		if p.Recursive {
-			found, err := FindPackages(ws.Root, p.Pkg)
+			found, read, err := findPackages(ws.Root, p.Pkg)
 			if err != nil {
-				return nil, err
+				return nil, nil, nil, err
 			}
 			list = found
+			walked = append(walked, read...)
 		} else {
+			checked = append(checked, path.Join(p.Pkg, BuildFile))
 			if !PackageExists(ws.Root, p.Pkg) {
-				return nil, Usagef("%s: no package //%s (there is no %s in %s)", p, p.Pkg, BuildFile, displayDir(p.Pkg))
+				return nil, nil, nil, Usagef("%s: no package //%s (there is no %s in %s)", p, p.Pkg, BuildFile, displayDir(p.Pkg))
 			}
 			list = []string{p.Pkg}
 		}
@@ -134,7 +146,7 @@ func ExpandPatterns(ws *Workspace, patterns []Pattern) ([]string, error) {
 			}
 		}
 	}
-	return pkgs, nil
+	return pkgs, walked, checked, nil
 }
 
 func displayDir(pkg string) string {
@@ -148,7 +160,7 @@ func displayDir(pkg string) string {
 // follows their dependencies across packages and builds the target graph.
 // Cancelling ctx stops the loading with ctx's error.
 func LoadTargets(ctx context.Context, ws *Workspace, loader Loader, patterns []Pattern) (*TargetGraph, error) {
-	pkgs, err := ExpandPatterns(ws, patterns)
+	pkgs, walked, checked, err := expandPatterns(ws, patterns)
 	if err != nil {
 		return nil, err
 	}
@@ -161,6 +173,8 @@ func LoadTargets(ctx context.Context, ws *Workspace, loader Loader, patterns []P
 		Packages: map[string]*Package{},
 		Targets:  map[Label]*Target{},
 		Resolved: map[Label]Resolved{},
+		Walked:   walked,
+		Checked:  checked,
 	}
 	addPkg := func(p *Package) {
 		if _, ok := tg.Packages[p.Path]; ok {
@@ -213,9 +227,12 @@ func LoadTargets(ctx context.Context, ws *Workspace, loader Loader, patterns []P
 		needSeen := map[string]bool{}
 		for _, l := range queue {
 			for _, d := range tg.Targets[l].Deps() {
-				if _, ok := tg.Packages[d.Label.Pkg]; !ok && !needSeen[d.Label.Pkg] && PackageExists(ws.Root, d.Label.Pkg) {
+				if _, ok := tg.Packages[d.Label.Pkg]; !ok && !needSeen[d.Label.Pkg] {
 					needSeen[d.Label.Pkg] = true
-					need = append(need, d.Label.Pkg)
+					tg.Checked = append(tg.Checked, path.Join(d.Label.Pkg, BuildFile))
+					if PackageExists(ws.Root, d.Label.Pkg) {
+						need = append(need, d.Label.Pkg)
+					}
 				}
 			}
 		}

@@ -151,16 +151,24 @@ func skipDir(rel, name string) bool {
 // skipping nested workspaces. The walk reads directories in parallel: on a
 // large tree it is the bulk of a no-op build's file system work.
 func FindPackages(root, under string) ([]string, error) {
+	pkgs, _, err := findPackages(root, under)
+	return pkgs, err
+}
+
+// findPackages is FindPackages that also returns the directories it read,
+// sorted: a package appears or disappears only by a change to one of them.
+func findPackages(root, under string) ([]string, []string, error) {
 	start := filepath.Join(root, filepath.FromSlash(under))
 	if fi, err := os.Stat(start); err != nil || !fi.IsDir() {
 		if errors.Is(err, fs.ErrNotExist) || err == nil {
-			return nil, Usagef("//%s/...: no directory %s in the workspace", under, under)
+			return nil, nil, Usagef("//%s/...: no directory %s in the workspace", under, under)
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	var (
 		mu   sync.Mutex
 		pkgs []string
+		read []string
 		errs []error
 		wg   sync.WaitGroup
 		sem  = make(chan struct{}, 8)
@@ -171,12 +179,18 @@ func FindPackages(root, under string) ([]string, error) {
 		sem <- struct{}{}
 		ents, err := os.ReadDir(filepath.Join(root, filepath.FromSlash(rel)))
 		<-sem
+		mu.Lock()
 		if err != nil {
-			mu.Lock()
 			errs = append(errs, err)
 			mu.Unlock()
 			return
 		}
+		if rel == "" {
+			read = append(read, ".")
+		} else {
+			read = append(read, rel)
+		}
+		mu.Unlock()
 		var subdirs []string
 		isPkg := false
 		for _, e := range ents {
@@ -218,10 +232,11 @@ func FindPackages(root, under string) ([]string, error) {
 	walk(under, true)
 	wg.Wait()
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("find packages: %w", errs[0])
+		return nil, nil, fmt.Errorf("find packages: %w", errs[0])
 	}
 	sort.Strings(pkgs)
-	return pkgs, nil
+	sort.Strings(read)
+	return pkgs, read, nil
 }
 
 // PackageExists reports whether pkg has a BUILD.star.
