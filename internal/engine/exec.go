@@ -13,6 +13,7 @@ import (
 
 	"github.com/pipebuild/pipe/internal/cache"
 	"github.com/pipebuild/pipe/internal/dag"
+	"github.com/pipebuild/pipe/internal/sandbox"
 )
 
 // Status is how an action ended.
@@ -102,6 +103,14 @@ type Executor struct {
 	// RerunTests runs test actions (Action.Test) even when a passing
 	// result is cached (pipe test --cache-test-results=no).
 	RerunTests bool
+	// Sandbox is how commands are isolated (--sandbox); "" means auto.
+	// Warn receives the one warning auto gives when namespaces are
+	// unavailable. See run.go.
+	Sandbox      sandbox.Mode
+	Warn         func(msg string)
+	sandboxOnce  sync.Once
+	sandboxMode  sandbox.Mode
+	sandboxError error
 }
 
 // RemoteCache is the executor's view of a shared cache: look up results

@@ -143,7 +143,7 @@ func Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) error {
 	cmd.Args = []string{"pipe-sandbox"}
 	// The supervisor's environment is visible to the command (it is
 	// /proc/1/environ there): it holds the marker and nothing else.
-	cmd.Env = []string{envMarker + "=" + protocol}
+	cmd.Env = []string{envMarker + "=" + protocol, "GOMAXPROCS=1", "GOGC=off"}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.ExtraFiles = []*os.File{specR, resW}
 	cmd.SysProcAttr = sysProcAttr(spec)

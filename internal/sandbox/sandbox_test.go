@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,9 +94,9 @@ func TestIsolatedCommandCannotWriteOutsideScratch(t *testing.T) {
 	l := newLayout(t)
 	home := t.TempDir() // outside the workspace, like $HOME
 	targets := map[string]string{
-		"its own input":      "pkg/in.txt",
-		"the source":         l.src,
-		"the workspace root": filepath.Join(l.ws, "new.txt"),
+		"its own input":                        "pkg/in.txt",
+		"the source":                           l.src,
+		"the workspace root":                   filepath.Join(l.ws, "new.txt"),
 		"a directory of the host (like $HOME)": filepath.Join(home, "new.txt"),
 		"the root file system":                 "/pipe-sandbox-test.txt",
 	}
@@ -204,7 +206,7 @@ func TestExitStatusAndSignal(t *testing.T) {
 func TestCommandCannotRegainPrivileges(t *testing.T) {
 	needNamespaces(t)
 	l := newLayout(t)
-	out, err := run(t, l.spec(`grep -E '^Cap(Eff|Prm|Bnd|Amb):' /proc/self/status; umount ` + l.scratch + `/pkg/in.txt`))
+	out, err := run(t, l.spec(`grep -E '^Cap(Eff|Prm|Bnd|Amb):' /proc/self/status; umount `+l.scratch+`/pkg/in.txt`))
 	if err == nil {
 		t.Errorf("the command could unmount its read-only input:\n%s", out)
 	}
@@ -242,4 +244,50 @@ func TestResolveUsesNamespacesWhereTheyWork(t *testing.T) {
 	if err != nil || m != Namespace || len(warnings) != 0 {
 		t.Errorf("auto: %q %v %q; want namespace, no warning", m, err, warnings)
 	}
+}
+
+// BenchmarkRun is the cost of one command (/bin/true) in the sandbox, by
+// kind of isolation; BenchmarkRun/plain is the same command without one.
+func BenchmarkRun(b *testing.B) {
+	if err := Probe(context.Background()); err != nil {
+		b.Skip(err)
+	}
+	ws := b.TempDir()
+	scratch := filepath.Join(ws, ".pipe", "sandbox", "1")
+	src := filepath.Join(ws, "pkg", "a.txt")
+	os.MkdirAll(scratch, 0o755)
+	os.MkdirAll(filepath.Dir(src), 0o755)
+	os.WriteFile(src, []byte("a"), 0o644)
+	base := Spec{Argv: []string{"/bin/true"}, Dir: scratch, Hide: ws, Scratch: scratch}
+	for _, c := range []struct {
+		name string
+		spec func() Spec
+	}{
+		{"pid", func() Spec { return base }},
+		{"isolated-network", func() Spec { s := base; s.Isolate, s.Network = true, true; return s }},
+		{"isolated", func() Spec { s := base; s.Isolate = true; return s }},
+		{"isolated-10-inputs", func() Spec {
+			s := base
+			s.Isolate = true
+			for i := range 10 {
+				s.Inputs = append(s.Inputs, Mount{Src: src, Dst: filepath.Join(scratch, "pkg", fmt.Sprintf("%d.txt", i))})
+			}
+			return s
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if err := Run(context.Background(), c.spec(), io.Discard, io.Discard); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("plain", func(b *testing.B) {
+		for b.Loop() {
+			if err := exec.Command("/bin/true").Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
