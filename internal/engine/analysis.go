@@ -13,6 +13,7 @@ import (
 	"github.com/dominikbraun/graph"
 
 	"github.com/pipebuild/pipe/internal/cache"
+	"github.com/pipebuild/pipe/internal/sandbox"
 )
 
 // File is an input or output of actions: a source file in the workspace, or
@@ -40,9 +41,9 @@ type ExecContext struct {
 	// Stdout and Stderr collect the action's output for the user.
 	Stdout, Stderr *limitedBuffer
 	progress       func(msg string)
-	// sandboxed runs the programs an in-process step starts in a PID
-	// namespace of their own (see run.go).
-	sandboxed bool
+	// sandbox, when set, runs the programs an in-process step starts in a
+	// PID namespace of their own (see run.go).
+	sandbox *sandbox.Runner
 }
 
 // Progress reports how far a long step is ("12/43 wheels"); the live

@@ -106,11 +106,11 @@ type Executor struct {
 	// Sandbox is how commands are isolated (--sandbox); "" means auto.
 	// Warn receives the one warning auto gives when namespaces are
 	// unavailable. See run.go.
-	Sandbox      sandbox.Mode
-	Warn         func(msg string)
-	sandboxOnce  sync.Once
-	sandboxMode  sandbox.Mode
-	sandboxError error
+	Sandbox       sandbox.Mode
+	Warn          func(msg string)
+	sandboxOnce   sync.Once
+	sandboxRunner *sandbox.Runner
+	sandboxError  error
 }
 
 // RemoteCache is the executor's view of a shared cache: look up results
@@ -187,6 +187,7 @@ func (e *Executor) Execute(ctx context.Context, actions []*Action) (Summary, err
 		}
 	}
 	os.RemoveAll(filepath.Join(e.WS.StateDir(), "sandbox"))
+	defer e.closeSandbox()
 
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()

@@ -50,14 +50,13 @@ func (e *Executor) execute(ctx context.Context, a *Action, place bool) (_ *cache
 		// paths.
 		return strings.ReplaceAll(ec.Stdout.String()+ec.Stderr.String(), scratch+"/", "")
 	}
-	ns, err := e.namespaces(ctx)
+	ec.sandbox, err = e.namespaces(ctx)
 	if err != nil {
 		return nil, "", err
 	}
-	ec.sandboxed = ns
 	// A command of a sandboxed action in the namespace sandbox sees its
 	// inputs bind-mounted read-only; everywhere else they are copied.
-	isolated := ns && a.Sandbox && a.Argv != nil
+	isolated := ec.sandbox != nil && a.Sandbox && a.Argv != nil
 	if a.Sandbox && !isolated {
 		if err := stageInputs(e.WS, a, scratch); err != nil {
 			return nil, "", err
@@ -168,18 +167,28 @@ func stageInputs(ws *Workspace, a *Action, scratch string) error {
 	return nil
 }
 
-// namespaces reports whether this build runs commands in the namespace
-// sandbox: --sandbox=auto probes once per build and warns once when it
-// cannot.
-func (e *Executor) namespaces(ctx context.Context) (bool, error) {
+// namespaces returns the runner of the namespace sandbox, or nil when
+// this build runs commands without it: --sandbox=auto probes once per
+// build and warns once when it cannot.
+func (e *Executor) namespaces(ctx context.Context) (*sandbox.Runner, error) {
 	e.sandboxOnce.Do(func() {
 		m := e.Sandbox
 		if m == "" {
 			m = sandbox.Auto
 		}
-		e.sandboxMode, e.sandboxError = sandbox.Resolve(ctx, m, e.Warn)
+		m, e.sandboxError = sandbox.Resolve(ctx, m, e.Warn)
+		if m == sandbox.Namespace {
+			e.sandboxRunner = &sandbox.Runner{}
+		}
 	})
-	return e.sandboxMode == sandbox.Namespace, e.sandboxError
+	return e.sandboxRunner, e.sandboxError
+}
+
+// closeSandbox stops the sandbox's helper process at the end of a build.
+func (e *Executor) closeSandbox() {
+	if e.sandboxRunner != nil {
+		e.sandboxRunner.Close()
+	}
 }
 
 // runIsolated runs a's command in the namespace sandbox: the workspace
@@ -199,7 +208,7 @@ func (e *Executor) runIsolated(ctx context.Context, ec *ExecContext, a *Action) 
 	for _, in := range inputMounts(a.Inputs) {
 		spec.Inputs = append(spec.Inputs, sandbox.Mount{Src: e.WS.Abs(in.Path), Dst: joinSlash(ec.Dir, in.Path), Dir: in.Dir})
 	}
-	return commandError(sandbox.Run(ctx, spec, ec.Stdout, ec.Stderr))
+	return commandError(ec.sandbox.Run(ctx, spec, ec.Stdout, ec.Stderr))
 }
 
 // inputMounts is inputs in path order without those inside an input
@@ -279,13 +288,13 @@ func (ec *ExecContext) Run(ctx context.Context, c Command) error {
 	if c.Stderr == nil {
 		c.Stderr = ec.Stderr
 	}
-	if ec.sandboxed {
+	if ec.sandbox != nil {
 		// In a PID namespace of its own the program and everything it
 		// starts die with pipe, and /proc shows nothing of pipe. Its file
 		// system and network stay the host's: the programs steps run
 		// (interpreters, their environments in the shared cache) live
 		// outside the declared inputs.
-		return commandError(sandbox.Run(ctx, sandbox.Spec{Argv: c.Argv, Env: envList(c.Env), Dir: c.Dir}, c.Stdout, c.Stderr))
+		return commandError(ec.sandbox.Run(ctx, sandbox.Spec{Argv: c.Argv, Env: envList(c.Env), Dir: c.Dir}, c.Stdout, c.Stderr))
 	}
 	return runProcess(ctx, c)
 }

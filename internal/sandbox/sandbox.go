@@ -172,17 +172,7 @@ func Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) error {
 	if decErr != nil {
 		return &SetupError{Msg: fmt.Sprintf("the supervisor ended without a result (%v)", waitErr)}
 	}
-	switch {
-	case res.Setup != "":
-		return &SetupError{Msg: res.Setup}
-	case res.Start != "":
-		return fmt.Errorf("run %s: %s", spec.Argv[0], res.Start)
-	case res.Signal != 0:
-		return &ExitError{Code: -1, Signal: syscall.Signal(res.Signal)}
-	case res.Code != 0:
-		return &ExitError{Code: res.Code}
-	}
-	return nil
+	return res.err(spec)
 }
 
 // Probe makes one sandbox with the isolation a command gets and runs

@@ -11,7 +11,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/pipebuild/pipe/internal/testenv"
 )
@@ -283,6 +285,17 @@ func BenchmarkRun(b *testing.B) {
 			}
 		})
 	}
+	b.Run("runner-isolated", func(b *testing.B) {
+		r := &Runner{}
+		defer r.Close()
+		s := base
+		s.Isolate = true
+		for b.Loop() {
+			if err := r.Run(context.Background(), s, io.Discard, io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("plain", func(b *testing.B) {
 		for b.Loop() {
 			if err := exec.Command("/bin/true").Run(); err != nil {
@@ -290,4 +303,72 @@ func BenchmarkRun(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestRunner runs commands through the helper, as a build does: outputs,
+// exit statuses and cancellation come through it.
+func TestRunner(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	r := &Runner{}
+	defer r.Close()
+	addr, err := r.start()
+	if err != nil {
+		t.Fatalf("start the helper: %v", err)
+	}
+	// Requests must reach the helper, not fall back to pipe's own fork.
+	c, err := net.DialUnix("unix", nil, addr)
+	if err != nil {
+		t.Fatalf("the helper does not listen: %v", err)
+	}
+	c.Close()
+	var out syncBuffer
+	if err := r.Run(context.Background(), l.spec("cat pkg/in.txt; echo to-stderr >&2; cat pkg/in.txt > dist/pkg/out.txt"), &out, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if got := out.String(); !strings.Contains(got, "input\n") || !strings.Contains(got, "to-stderr\n") || len(got) != len("input\nto-stderr\n") {
+		t.Errorf("output %q", out.String())
+	}
+	if got, _ := os.ReadFile(l.out); string(got) != "input\n" {
+		t.Errorf("output file %q", got)
+	}
+	var ee *ExitError
+	if err := r.Run(context.Background(), l.spec("exit 3"), &out, &out); !errors.As(err, &ee) || ee.Code != 3 {
+		t.Errorf("exit 3: %v", err)
+	}
+	if err := r.Run(context.Background(), l.spec("cat "+l.secret), &out, &out); err == nil {
+		t.Errorf("an undeclared file was readable through the helper")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- r.Run(ctx, l.spec("touch dist/pkg/started; sleep 60"), io.Discard, io.Discard) }()
+	for i := 0; i < 500; i++ {
+		if _, err := os.Stat(filepath.Join(l.scratch, "dist", "pkg", "started")); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled run: %v", err)
+	}
+}
+
+// syncBuffer is a buffer two copying goroutines (stdout, stderr) can
+// write at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -22,6 +22,9 @@ const (
 )
 
 func init() {
+	if os.Getenv(helperMarker) == protocol {
+		os.Exit(serveHelper())
+	}
 	if os.Getenv(envMarker) != protocol {
 		return
 	}
