@@ -164,9 +164,15 @@ func outputFiles(ws ...io.Writer) (files []*os.File, closeW, wait func(), err er
 	var pipes []*os.File
 	var wg sync.WaitGroup
 	closeW = func() { closeAll(pipes); pipes = nil }
-	for _, w := range ws {
+	for i, w := range ws {
 		if f, ok := w.(*os.File); ok {
 			files = append(files, f)
+			continue
+		}
+		// One writer for both streams gets one pipe, as os/exec does: two
+		// copies into it at once would interleave (or race).
+		if i > 0 && sameWriter(w, ws[0]) {
+			files = append(files, files[0])
 			continue
 		}
 		pr, pw, err := os.Pipe()
@@ -185,6 +191,15 @@ func outputFiles(ws ...io.Writer) (files []*os.File, closeW, wait func(), err er
 		}()
 	}
 	return files, closeW, wg.Wait, nil
+}
+
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false // not comparable
+		}
+	}()
+	return a == b
 }
 
 func closeAll(fs []*os.File) {

@@ -332,6 +332,11 @@ func TestRunner(t *testing.T) {
 	if got, _ := os.ReadFile(l.out); string(got) != "input\n" {
 		t.Errorf("output file %q", got)
 	}
+	// One writer for both streams keeps their order (a step's log).
+	var log bytes.Buffer
+	if err := r.Run(context.Background(), l.spec("echo 1; echo 2 >&2; echo 3; echo 4 >&2"), &log, &log); err != nil || log.String() != "1\n2\n3\n4\n" {
+		t.Errorf("one writer for stdout and stderr: %v, %q", err, log.String())
+	}
 	var ee *ExitError
 	if err := r.Run(context.Background(), l.spec("exit 3"), &out, &out); !errors.As(err, &ee) || ee.Code != 3 {
 		t.Errorf("exit 3: %v", err)
