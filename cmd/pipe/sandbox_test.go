@@ -252,3 +252,18 @@ func TestSandboxAutoFallsBackWithOneWarning(t *testing.T) {
 		t.Errorf("namespace without namespaces: exit %d, want 1 and advice:\n%s", exitCode(t, err), out)
 	}
 }
+
+// TestSupervisorNextToPipe: with pipe-sandbox installed next to pipe (as
+// TestMain does), it is the supervisor, PID 1 of the command's namespace.
+func TestSupervisorNextToPipe(t *testing.T) {
+	needNamespaces(t)
+	t.Parallel()
+	ws := newWorkspace(t, map[string]string{
+		"a/BUILD.star": `genrule(name = "g", outs = ["o.txt"], cmd = "tr '\\0' '\\n' < /proc/1/cmdline > $@")` + "\n",
+	})
+	ws.buildOK(t, "//a:g")
+	want := filepath.Join(filepath.Dir(pipeBin), sandbox.SupervisorName) + "\n"
+	if got := ws.read(t, "dist/a/g/o.txt"); got != want {
+		t.Errorf("PID 1 is %q, want %q", got, want)
+	}
+}
