@@ -114,6 +114,9 @@ func (e *SetupError) Error() string { return "sandbox: " + e.Msg }
 // the protocol, so a stray variable of another meaning is not taken for it.
 const envMarker = "PIPE_SANDBOX_SUPERVISOR"
 
+// protocol must change whenever Spec, result or the descriptors they
+// travel on do: a pipe-sandbox of another build then ignores the marker
+// and fails plainly instead of misreading the spec.
 const protocol = "1"
 
 // Run runs spec's command in the namespace sandbox, with its output going
