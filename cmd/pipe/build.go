@@ -13,6 +13,7 @@ import (
 
 	"github.com/pipebuild/pipe/internal/cache"
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/sandbox"
 )
 
 func buildCmd(ctx context.Context, g *globalFlags) *cobra.Command {
@@ -235,7 +236,13 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 	if err != nil {
 		return nil, err
 	}
+	sandboxMode, err := sandbox.ParseMode(g.sandbox)
+	if err != nil {
+		return nil, engine.Usagef("%v", err)
+	}
 	exec := &engine.Executor{
+		Sandbox:   sandboxMode,
+		Warn:      ui.warn,
 		WS:        s.ws,
 		Cache:     c,
 		Digests:   digests,

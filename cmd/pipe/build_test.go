@@ -268,7 +268,9 @@ func TestCorruptActionCacheEntryIsAMiss(t *testing.T) {
 
 func TestKillDuringBuildLeavesNoDebris(t *testing.T) {
 	t.Parallel()
-	ctl := t.TempDir() // outside the workspace: the test talks to the action through it
+	// Outside the workspace: the test talks to the action through it, which
+	// only --sandbox=none allows (sandbox_test.go kills pipe in the sandbox).
+	ctl := t.TempDir()
 	pidFile := filepath.Join(ctl, "pid")
 	gate := filepath.Join(ctl, "gate")
 	ws := newWorkspace(t, map[string]string{
@@ -288,7 +290,7 @@ genrule(
 `, pidFile, gate),
 	})
 
-	cmd := pipeCmd(ws, "build")
+	cmd := pipeCmd(ws, "build", "--sandbox=none")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -324,7 +326,7 @@ genrule(
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b := ws.buildOK(t)
+	b := ws.buildOK(t, "--sandbox=none")
 	wantLabels(t, "executed", b.labels("executed"), "//a:slow")
 	wantLabels(t, "cached", b.labels("cached"), "//a:fast")
 	if got := ws.read(t, "dist/a/slow/slow.txt"); got != "fast\nslow\n" {
@@ -657,6 +659,8 @@ genrule(
 // finishes the work.
 func TestInterrupt(t *testing.T) {
 	t.Parallel()
+	// Outside the workspace, which only --sandbox=none lets the command
+	// write (sandbox_test.go kills pipe in the sandbox).
 	ctl := t.TempDir()
 	pidFile := filepath.Join(ctl, "pid")
 	survivor := filepath.Join(ctl, "survivor")
@@ -671,7 +675,7 @@ func TestInterrupt(t *testing.T) {
 `, pidFile, survivor, gate),
 	})
 	evFile := filepath.Join(t.TempDir(), "events.jsonl")
-	cmd := pipeCmd(ws, "build", "--events", evFile)
+	cmd := pipeCmd(ws, "build", "--sandbox=none", "--events", evFile)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -712,7 +716,7 @@ func TestInterrupt(t *testing.T) {
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b := ws.buildOK(t)
+	b := ws.buildOK(t, "--sandbox=none")
 	wantLabels(t, "executed", b.labels("executed"), "//a:slow")
 	if got := ws.read(t, "dist/a/slow/slow.txt"); got != "done\n" {
 		t.Errorf("slow.txt = %q", got)

@@ -46,6 +46,8 @@ type globalFlags struct {
 	verify    bool
 	// sandboxDebug keeps a failed action's scratch directory.
 	sandboxDebug bool
+	// sandbox is --sandbox: none, namespace or auto.
+	sandbox string
 
 	remoteCache        string
 	remoteUpload       bool
@@ -102,6 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Bazel's spelling, for muscle memory.
 	pf.BoolVar(&g.sandboxDebug, "sandbox_debug", false, "same as --sandbox-debug")
 	pf.MarkHidden("sandbox_debug")
+	pf.StringVar(&g.sandbox, "sandbox", "auto", "how commands are isolated: namespace (Linux namespaces: only declared inputs visible, read-only; no network unless tags = [\"requires-network\"]; killed with pipe), none (a scratch directory of copies), or auto (namespace where the kernel allows it, else none with a warning)")
 	pf.BoolVar(&g.explain, "explain", false, "say why each executed action missed the cache: what differs from its last execution")
 
 	root.AddCommand(

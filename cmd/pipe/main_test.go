@@ -46,6 +46,14 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "build pipe: %v\n", err)
 		return 1
 	}
+	// Installed next to pipe, as users install it: the sandbox's
+	// supervisor.
+	cmd = exec.Command("go", "build", "-o", filepath.Join(dir, "pipe-sandbox"), "../pipe-sandbox")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "build pipe-sandbox: %v\n", err)
+		return 1
+	}
 	return testenv.Main(m)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/dominikbraun/graph"
 
 	"github.com/pipebuild/pipe/internal/cache"
+	"github.com/pipebuild/pipe/internal/sandbox"
 )
 
 // File is an input or output of actions: a source file in the workspace, or
@@ -39,6 +41,9 @@ type ExecContext struct {
 	// Stdout and Stderr collect the action's output for the user.
 	Stdout, Stderr *limitedBuffer
 	progress       func(msg string)
+	// sandbox, when set, runs the programs an in-process step starts in a
+	// PID namespace of their own (see run.go).
+	sandbox *sandbox.Runner
 }
 
 // Progress reports how far a long step is ("12/43 wheels"); the live
@@ -93,6 +98,9 @@ type Action struct {
 	// Sandbox stages the inputs into the scratch directory, so the action
 	// can read nothing it did not declare.
 	Sandbox bool
+	// Network keeps the host's network for a sandboxed command, which
+	// otherwise has only loopback: tags = ["requires-network"].
+	Network bool
 	// Test marks an action that runs tests: pipe test runs it and pipe
 	// build does not. A *TestFailedError from it is a failed test, whose
 	// outputs are put in place but never cached.
@@ -244,6 +252,7 @@ func (c *AnalysisContext) AddAction(a *Action) {
 	a.Owner = c.Target.Label
 	a.RuleKind = c.Target.Rule.Name
 	a.RuleVersion = c.Target.Rule.Version
+	a.Network = a.Network || slices.Contains(c.Target.Tags, "requires-network")
 	for _, o := range a.Outputs {
 		o.Generator = a
 	}

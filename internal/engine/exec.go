@@ -13,6 +13,7 @@ import (
 
 	"github.com/pipebuild/pipe/internal/cache"
 	"github.com/pipebuild/pipe/internal/dag"
+	"github.com/pipebuild/pipe/internal/sandbox"
 )
 
 // Status is how an action ended.
@@ -109,6 +110,15 @@ type Executor struct {
 	// snapshot (RecordSnapshot).
 	resultsMu sync.Mutex
 	results   map[*Action]keptResult
+
+	// Sandbox is how commands are isolated (--sandbox); "" means auto.
+	// Warn receives the one warning auto gives when namespaces are
+	// unavailable. See run.go.
+	Sandbox       sandbox.Mode
+	Warn          func(msg string)
+	sandboxOnce   sync.Once
+	sandboxRunner *sandbox.Runner
+	sandboxError  error
 }
 
 type keptResult struct {
@@ -190,6 +200,7 @@ func (e *Executor) Execute(ctx context.Context, actions []*Action) (Summary, err
 		}
 	}
 	os.RemoveAll(filepath.Join(e.WS.StateDir(), "sandbox"))
+	defer e.closeSandbox()
 
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()

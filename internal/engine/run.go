@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pipebuild/pipe/internal/cache"
+	"github.com/pipebuild/pipe/internal/sandbox"
 )
 
 // execute runs a in a fresh scratch directory, stores its outputs in the
@@ -49,11 +50,16 @@ func (e *Executor) execute(ctx context.Context, a *Action, place bool) (_ *cache
 		// paths.
 		return strings.ReplaceAll(ec.Stdout.String()+ec.Stderr.String(), scratch+"/", "")
 	}
-	if a.Sandbox {
-		for _, in := range a.Inputs {
-			if err := stage(e.WS.Abs(in.Path), joinSlash(scratch, in.Path), in.Dir); err != nil {
-				return nil, "", fmt.Errorf("stage input %s: %w", in.Path, err)
-			}
+	ec.sandbox, err = e.namespaces(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	// A command of a sandboxed action in the namespace sandbox sees its
+	// inputs bind-mounted read-only; everywhere else they are copied.
+	isolated := ec.sandbox != nil && a.Sandbox && a.Argv != nil
+	if a.Sandbox && !isolated {
+		if err := stageInputs(e.WS, a, scratch); err != nil {
+			return nil, "", err
 		}
 	}
 	for _, o := range a.Outputs {
@@ -65,8 +71,21 @@ func (e *Executor) execute(ctx context.Context, a *Action, place bool) (_ *cache
 			return nil, "", err
 		}
 	}
-	if a.Argv != nil {
-		err = runCommand(ctx, ec, a)
+	if isolated {
+		err = e.runIsolated(ctx, ec, a)
+		if err != nil && e.KeepFailedScratch && ctx.Err() == nil {
+			// The kept directory holds empty mount points where the
+			// inputs were: put copies there, so the command can be run by
+			// hand in it.
+			for _, in := range a.Inputs {
+				os.RemoveAll(joinSlash(scratch, in.Path))
+			}
+			if serr := stageInputs(e.WS, a, scratch); serr != nil {
+				ec.Logf("pipe: copying the inputs into the kept scratch directory: %v", serr)
+			}
+		}
+	} else if a.Argv != nil {
+		err = ec.Run(ctx, Command{Argv: a.Argv, Env: a.Env})
 	} else if a.Run != nil {
 		err = a.Run(ctx, ec)
 	} else {
@@ -137,10 +156,97 @@ func (e *Executor) collect(a *Action, scratch string, place bool) (*cache.Action
 	return r, nil
 }
 
-// runCommand runs a.Argv in its own process group, so cancelling kills the
-// whole tree the command started, not just the shell.
-func runCommand(ctx context.Context, ec *ExecContext, a *Action) error {
-	return runProcess(ctx, Command{Argv: a.Argv, Env: a.Env, Dir: ec.Dir, Stdout: ec.Stdout, Stderr: ec.Stderr})
+// stageInputs copies a's inputs into the scratch directory at their
+// workspace paths.
+func stageInputs(ws *Workspace, a *Action, scratch string) error {
+	for _, in := range a.Inputs {
+		if err := stage(ws.Abs(in.Path), joinSlash(scratch, in.Path), in.Dir); err != nil {
+			return fmt.Errorf("stage input %s: %w", in.Path, err)
+		}
+	}
+	return nil
+}
+
+// namespaces returns the runner of the namespace sandbox, or nil when
+// this build runs commands without it: --sandbox=auto probes once per
+// build and warns once when it cannot.
+func (e *Executor) namespaces(ctx context.Context) (*sandbox.Runner, error) {
+	e.sandboxOnce.Do(func() {
+		m := e.Sandbox
+		if m == "" {
+			m = sandbox.Auto
+		}
+		m, e.sandboxError = sandbox.Resolve(ctx, m, e.Warn)
+		if m == sandbox.Namespace {
+			e.sandboxRunner = &sandbox.Runner{}
+		}
+	})
+	return e.sandboxRunner, e.sandboxError
+}
+
+// closeSandbox stops the sandbox's helper process at the end of a build.
+func (e *Executor) closeSandbox() {
+	if e.sandboxRunner != nil {
+		e.sandboxRunner.Close()
+	}
+}
+
+// runIsolated runs a's command in the namespace sandbox: the workspace
+// hidden but for the scratch directory, the inputs bind-mounted read-only
+// at the paths a copy would have, the rest of the file system read-only,
+// no network unless the action asks for it.
+func (e *Executor) runIsolated(ctx context.Context, ec *ExecContext, a *Action) error {
+	spec := sandbox.Spec{
+		Argv:    a.Argv,
+		Env:     envList(a.Env),
+		Dir:     ec.Dir,
+		Isolate: true,
+		Hide:    e.WS.Root,
+		Scratch: ec.Dir,
+		Network: a.Network,
+	}
+	for _, in := range inputMounts(a.Inputs) {
+		spec.Inputs = append(spec.Inputs, sandbox.Mount{Src: e.WS.Abs(in.Path), Dst: joinSlash(ec.Dir, in.Path), Dir: in.Dir})
+	}
+	return commandError(ec.sandbox.Run(ctx, spec, ec.Stdout, ec.Stderr))
+}
+
+// inputMounts is inputs in path order without those inside an input
+// directory, which the directory's mount already shows: a mount point
+// made inside a mounted directory would be made in its source.
+func inputMounts(inputs []*File) []*File {
+	sorted := append([]*File(nil), inputs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Path < sorted[j].Path })
+	out := sorted[:0]
+	var dir string
+	for _, in := range sorted {
+		if dir != "" && (in.Path == dir || strings.HasPrefix(in.Path, dir+"/")) {
+			continue
+		}
+		out = append(out, in)
+		if in.Dir {
+			dir = in.Path
+		}
+	}
+	return out
+}
+
+// commandError turns the sandbox's exit error into the engine's.
+func commandError(err error) error {
+	var ee *sandbox.ExitError
+	if errors.As(err, &ee) {
+		return &CommandError{ExitCode: ee.Code, Signal: ee.Signal}
+	}
+	return err
+}
+
+func envList(m map[string]string) []string {
+	env := make([]string, 0, len(m))
+	for k, v := range m {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	return env
 }
 
 // Command is a program an in-process step runs (ExecContext.Run).
@@ -182,6 +288,14 @@ func (ec *ExecContext) Run(ctx context.Context, c Command) error {
 	if c.Stderr == nil {
 		c.Stderr = ec.Stderr
 	}
+	if ec.sandbox != nil {
+		// In a PID namespace of its own the program and everything it
+		// starts die with pipe, and /proc shows nothing of pipe. Its file
+		// system and network stay the host's: the programs steps run
+		// (interpreters, their environments in the shared cache) live
+		// outside the declared inputs.
+		return commandError(ec.sandbox.Run(ctx, sandbox.Spec{Argv: c.Argv, Env: envList(c.Env), Dir: c.Dir}, c.Stdout, c.Stderr))
+	}
 	return runProcess(ctx, c)
 }
 
@@ -193,12 +307,7 @@ func RunCommand(ctx context.Context, c Command) error { return runProcess(ctx, c
 func runProcess(ctx context.Context, c Command) error {
 	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
 	cmd.Dir = c.Dir
-	env := make([]string, 0, len(c.Env))
-	for k, v := range c.Env {
-		env = append(env, k+"="+v)
-	}
-	sort.Strings(env)
-	cmd.Env = env
+	cmd.Env = envList(c.Env)
 	cmd.Stdout = c.Stdout
 	cmd.Stderr = c.Stderr
 	// Pdeathsig kills the command if pipe itself is killed (kill -9), so

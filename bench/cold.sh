@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Cold `pipe build //...` of one workspace with several pipe binaries and
+# flags, interleaved so that load on the machine hits all alike: each run
+# gets a fresh copy of the workspace and an empty cache. Prints, per
+# variant, the median wall time and the median CPU time (user + system of
+# pipe and of every process it started: the sandbox's helper, supervisors
+# and commands), each also per action. A last line times the commands
+# alone: each package's genrule command run by bash, one after another,
+# the way a build with -j 1 would, without pipe.
+#
+#   bash bench/cold.sh WORKSPACE RUNS BIN[:FLAG,FLAG] ...
+#   bash bench/cold.sh /tmp/ws1k 5 /tmp/pipe-main /tmp/pipe:--sandbox=none /tmp/pipe:--sandbox=namespace
+#
+# WORKSPACE comes from `go run ./bench gen -packages N -files 10 DIR`.
+# Wall times on a loaded machine swing; CPU times much less.
+set -euo pipefail
+src=$1 runs=$2
+shift 2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+actions=$(find "$src" -name BUILD.star | wc -l)
+declare -A wall cpu
+one() { # variant index, binary, flags
+  local ws="$work/ws" cache="$work/cache"
+  rm -rf "$ws" "$cache"
+  cp -r "$src" "$ws"
+  rm -rf "$ws/dist" "$ws/.pipe"
+  local flags=() t
+  IFS=, read -r -a flags <<<"$3"
+  t=$( { cd "$ws" && PIPE_CACHE_DIR="$cache" /usr/bin/time -f '%e %U %S' "$2" build "${flags[@]}" //... >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }; tail -1 "$work/err"; } )
+  read -r e u s <<<"$t"
+  wall[$1]+="$e "
+  cpu[$1]+="$(awk "BEGIN {print $u + $s}") "
+}
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+for r in $(seq "$runs"); do
+  i=0
+  for v in "$@"; do
+    one $i "${v%%:*}" "$([[ $v == *:* ]] && echo "${v#*:}" || true)"
+    i=$((i + 1))
+  done
+done
+i=0
+for v in "$@"; do
+  w=$(echo "${wall[$i]}" | median) c=$(echo "${cpu[$i]}" | median)
+  printf '%-45s wall %6.2f s (%5.2f ms/action)  cpu %6.2f s (%5.2f ms/action)  [wall: %s]\n' "$v" "$w" "$(awk "BEGIN {print $w * 1000 / $actions}")" "$c" "$(awk "BEGIN {print $c * 1000 / $actions}")" "${wall[$i]% }"
+  i=$((i + 1))
+done
+# The commands alone, in a copy of the workspace with each package's
+# output where its dependents read it.
+cp -r "$src" "$work/cmds"
+cat >"$work/cmds.sh" <<'SH'
+cd "$1"
+for b in $(find . -name BUILD.star | sort); do
+  d=$(dirname "$b")
+  mkdir -p "dist/$d/gen"
+  printf '%s\n' "$d/files"/*.txt > /dev/null
+  /bin/bash -eo pipefail -c "cat $d/files/*.txt | cksum > dist/$d/gen/out.txt"
+done
+SH
+t=$( { /usr/bin/time -f '%e %U %S' bash "$work/cmds.sh" "$work/cmds" >/dev/null 2>"$work/err"; tail -1 "$work/err"; } )
+read -r e u s <<<"$t"
+printf '%-45s wall %6.2f s (%5.2f ms/action)  cpu %6.2f s (%5.2f ms/action)\n' "commands alone (bash -c per package)" "$e" "$(awk "BEGIN {print $e * 1000 / $actions}")" "$(awk "BEGIN {print $u + $s}")" "$(awk "BEGIN {print ($u + $s) * 1000 / $actions}")"

@@ -1,0 +1,379 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pipebuild/pipe/internal/testenv"
+)
+
+// needNamespaces skips (fails under PIPE_REQUIRE_ALL=1) where the kernel
+// refuses unprivileged namespaces.
+func needNamespaces(t *testing.T) {
+	t.Helper()
+	if err := Probe(context.Background()); err != nil {
+		testenv.Need(t, "Linux user, PID and mount namespaces ("+err.Error()+")", "run on Linux with unprivileged user namespaces enabled (sysctl kernel.unprivileged_userns_clone=1)")
+	}
+}
+
+// layout is a workspace with a source file, an undeclared file and a
+// scratch directory inside it, as the engine lays them out.
+type layout struct {
+	ws, scratch, src, secret, out string
+}
+
+func newLayout(t *testing.T) layout {
+	ws := t.TempDir()
+	l := layout{ws: ws, scratch: filepath.Join(ws, ".pipe", "sandbox", "1-x"),
+		src: filepath.Join(ws, "pkg", "in.txt"), secret: filepath.Join(ws, "pkg", "undeclared.txt")}
+	l.out = filepath.Join(l.scratch, "dist", "pkg", "out.txt")
+	for p, body := range map[string]string{l.src: "input\n", l.secret: "undeclared\n"} {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(filepath.Dir(l.out), 0o755)
+	return l
+}
+
+func (l layout) spec(script string) Spec {
+	return Spec{
+		Argv:    []string{"/bin/bash", "-c", script},
+		Env:     []string{"PATH=/usr/bin:/bin"},
+		Dir:     l.scratch,
+		Isolate: true,
+		Hide:    l.ws,
+		Scratch: l.scratch,
+		Inputs:  []Mount{{Src: l.src, Dst: filepath.Join(l.scratch, "pkg", "in.txt")}},
+	}
+}
+
+func run(t *testing.T, s Spec) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := Run(context.Background(), s, &out, &out)
+	return out.String(), err
+}
+
+func TestIsolatedCommandSeesOnlyItsInputs(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	out, err := run(t, l.spec(`cat pkg/in.txt > dist/pkg/out.txt; pwd`))
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	if got, _ := os.ReadFile(l.out); string(got) != "input\n" {
+		t.Errorf("output = %q, want the input's content", got)
+	}
+	if strings.TrimSpace(out) != l.scratch {
+		t.Errorf("working directory %q, want the scratch directory %s", out, l.scratch)
+	}
+	for name, script := range map[string]string{
+		"undeclared by absolute path": "cat " + l.secret,
+		"undeclared by relative path": "cat ../../../pkg/undeclared.txt",
+		"the workspace listing":       "ls " + l.ws + "/pkg",
+	} {
+		if out, err := run(t, l.spec(script)); err == nil {
+			t.Errorf("%s: readable in the sandbox:\n%s", name, out)
+		}
+	}
+}
+
+func TestIsolatedCommandCannotWriteOutsideScratch(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	home := t.TempDir() // outside the workspace, like $HOME
+	targets := map[string]string{
+		"its own input":                        "pkg/in.txt",
+		"the source":                           l.src,
+		"the workspace root":                   filepath.Join(l.ws, "new.txt"),
+		"a directory of the host (like $HOME)": filepath.Join(home, "new.txt"),
+		"the root file system":                 "/pipe-sandbox-test.txt",
+	}
+	for name, p := range targets {
+		out, err := run(t, l.spec(fmt.Sprintf("echo changed >> %s", p)))
+		if err == nil {
+			t.Errorf("writing %s (%s) succeeded:\n%s", name, p, out)
+		}
+	}
+	if out, err := run(t, l.spec("chmod u+w pkg/in.txt")); err == nil {
+		t.Errorf("chmod of an input succeeded:\n%s", out)
+	}
+	if got, _ := os.ReadFile(l.src); string(got) != "input\n" {
+		t.Errorf("source changed to %q", got)
+	}
+	for _, p := range []string{filepath.Join(l.ws, "new.txt"), filepath.Join(home, "new.txt"), "/pipe-sandbox-test.txt"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s was created", p)
+			os.Remove(p)
+		}
+	}
+	// A private /tmp is writable and left behind nowhere.
+	if out, err := run(t, l.spec("echo x > /tmp/pipe-sandbox-private && cat /tmp/pipe-sandbox-private")); err != nil {
+		t.Errorf("/tmp not writable: %v\n%s", err, out)
+	}
+	if _, err := os.Stat("/tmp/pipe-sandbox-private"); err == nil {
+		t.Errorf("/tmp is the host's")
+	}
+}
+
+func TestProcShowsOnlyTheCommand(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	t.Setenv("PIPE_SANDBOX_TEST_SECRET", "s3cr3t-value")
+	for _, isolate := range []bool{true, false} {
+		s := l.spec(`cat /proc/$PPID/environ /proc/[0-9]*/environ 2>/dev/null | tr '\0' '\n'; echo; ls /proc | grep -c '^[0-9]'`)
+		s.Isolate = isolate
+		out, err := run(t, s)
+		if err != nil {
+			t.Fatalf("isolate=%v: %v\n%s", isolate, err, out)
+		}
+		if strings.Contains(out, "s3cr3t-value") {
+			t.Errorf("isolate=%v: the command read pipe's environment:\n%s", isolate, out)
+		}
+		if !strings.Contains(out, "PATH=/usr/bin:/bin") {
+			t.Errorf("isolate=%v: the command's own environment is not in /proc:\n%s", isolate, out)
+		}
+	}
+}
+
+func TestNoNetworkUnlessAsked(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("hello from the host\n"))
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	script := fmt.Sprintf(`exec 3<>/dev/tcp/127.0.0.1/%d && cat <&3`, port)
+	if out, err := run(t, l.spec(script)); err == nil || strings.Contains(out, "hello") {
+		t.Errorf("reached the host's loopback without requires-network: %v\n%s", err, out)
+	}
+	// Loopback inside works: a server the command starts is reachable.
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		inner := `python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); c=socket.create_connection(s.getsockname()); print("loopback ok")'`
+		if out, err := run(t, l.spec(inner)); err != nil || !strings.Contains(out, "loopback ok") {
+			t.Errorf("loopback inside the sandbox: %v\n%s", err, out)
+		}
+	}
+	s := l.spec(script)
+	s.Network = true
+	if out, err := run(t, s); err != nil || !strings.Contains(out, "hello from the host") {
+		t.Errorf("with Network the host's server is unreachable: %v\n%s", err, out)
+	}
+}
+
+func TestExitStatusAndSignal(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	_, err := run(t, l.spec("exit 7"))
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 7 {
+		t.Errorf("exit 7: got %v", err)
+	}
+	_, err = run(t, l.spec("kill -TERM $$"))
+	if !errors.As(err, &ee) || ee.Code != -1 || ee.Signal.String() != "terminated" {
+		t.Errorf("killed by SIGTERM: got %v", err)
+	}
+	s := l.spec("")
+	s.Argv = []string{"no-such-program-xyz"}
+	if _, err := run(t, s); err == nil || !strings.Contains(err.Error(), "no-such-program-xyz") {
+		t.Errorf("missing program: got %v", err)
+	}
+}
+
+func TestCommandCannotRegainPrivileges(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	out, err := run(t, l.spec(`grep -E '^Cap(Eff|Prm|Bnd|Amb):' /proc/self/status; umount `+l.scratch+`/pkg/in.txt`))
+	if err == nil {
+		t.Errorf("the command could unmount its read-only input:\n%s", out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "Cap") && !strings.HasSuffix(line, "0000000000000000") {
+			t.Errorf("the command holds capabilities: %s", line)
+		}
+	}
+}
+
+func TestResolve(t *testing.T) {
+	var warnings []string
+	warn := func(s string) { warnings = append(warnings, s) }
+	t.Setenv("PIPE_SANDBOX_UNAVAILABLE", "1")
+	m, err := Resolve(context.Background(), Auto, warn)
+	if err != nil || m != None || len(warnings) != 1 || !strings.Contains(warnings[0], "--sandbox=none") {
+		t.Errorf("auto without namespaces: mode %q, err %v, warnings %q; want none with one warning", m, err, warnings)
+	}
+	if _, err := Resolve(context.Background(), Namespace, warn); err == nil {
+		t.Errorf("namespace without namespaces: no error")
+	}
+	warnings = nil
+	if m, err := Resolve(context.Background(), None, warn); m != None || err != nil || len(warnings) != 0 {
+		t.Errorf("none: %q %v %q", m, err, warnings)
+	}
+	if _, err := ParseMode("sometimes"); err == nil {
+		t.Errorf("ParseMode accepted a bad mode")
+	}
+}
+
+func TestResolveUsesNamespacesWhereTheyWork(t *testing.T) {
+	needNamespaces(t)
+	var warnings []string
+	m, err := Resolve(context.Background(), Auto, func(s string) { warnings = append(warnings, s) })
+	if err != nil || m != Namespace || len(warnings) != 0 {
+		t.Errorf("auto: %q %v %q; want namespace, no warning", m, err, warnings)
+	}
+}
+
+// BenchmarkRun is the cost of one command (/bin/true) in the sandbox, by
+// kind of isolation; BenchmarkRun/plain is the same command without one.
+func BenchmarkRun(b *testing.B) {
+	if err := Probe(context.Background()); err != nil {
+		b.Skip(err)
+	}
+	ws := b.TempDir()
+	scratch := filepath.Join(ws, ".pipe", "sandbox", "1")
+	src := filepath.Join(ws, "pkg", "a.txt")
+	os.MkdirAll(scratch, 0o755)
+	os.MkdirAll(filepath.Dir(src), 0o755)
+	os.WriteFile(src, []byte("a"), 0o644)
+	base := Spec{Argv: []string{"/bin/true"}, Dir: scratch, Hide: ws, Scratch: scratch}
+	for _, c := range []struct {
+		name string
+		spec func() Spec
+	}{
+		{"pid", func() Spec { return base }},
+		{"isolated-network", func() Spec { s := base; s.Isolate, s.Network = true, true; return s }},
+		{"isolated", func() Spec { s := base; s.Isolate = true; return s }},
+		{"isolated-10-inputs", func() Spec {
+			s := base
+			s.Isolate = true
+			for i := range 10 {
+				s.Inputs = append(s.Inputs, Mount{Src: src, Dst: filepath.Join(scratch, "pkg", fmt.Sprintf("%d.txt", i))})
+			}
+			return s
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if err := Run(context.Background(), c.spec(), io.Discard, io.Discard); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("runner-isolated", func(b *testing.B) {
+		r := &Runner{}
+		defer r.Close()
+		s := base
+		s.Isolate = true
+		for b.Loop() {
+			if err := r.Run(context.Background(), s, io.Discard, io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("plain", func(b *testing.B) {
+		for b.Loop() {
+			if err := exec.Command("/bin/true").Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestRunner runs commands through the helper, as a build does: outputs,
+// exit statuses and cancellation come through it.
+func TestRunner(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	r := &Runner{}
+	defer r.Close()
+	addr, err := r.start()
+	if err != nil {
+		t.Fatalf("start the helper: %v", err)
+	}
+	// Requests must reach the helper, not fall back to pipe's own fork.
+	c, err := net.DialUnix("unix", nil, addr)
+	if err != nil {
+		t.Fatalf("the helper does not listen: %v", err)
+	}
+	c.Close()
+	var out syncBuffer
+	if err := r.Run(context.Background(), l.spec("cat pkg/in.txt; echo to-stderr >&2; cat pkg/in.txt > dist/pkg/out.txt"), &out, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if got := out.String(); !strings.Contains(got, "input\n") || !strings.Contains(got, "to-stderr\n") || len(got) != len("input\nto-stderr\n") {
+		t.Errorf("output %q", out.String())
+	}
+	if got, _ := os.ReadFile(l.out); string(got) != "input\n" {
+		t.Errorf("output file %q", got)
+	}
+	// One writer for both streams keeps their order (a step's log).
+	var log bytes.Buffer
+	if err := r.Run(context.Background(), l.spec("echo 1; echo 2 >&2; echo 3; echo 4 >&2"), &log, &log); err != nil || log.String() != "1\n2\n3\n4\n" {
+		t.Errorf("one writer for stdout and stderr: %v, %q", err, log.String())
+	}
+	var ee *ExitError
+	if err := r.Run(context.Background(), l.spec("exit 3"), &out, &out); !errors.As(err, &ee) || ee.Code != 3 {
+		t.Errorf("exit 3: %v", err)
+	}
+	if err := r.Run(context.Background(), l.spec("cat "+l.secret), &out, &out); err == nil {
+		t.Errorf("an undeclared file was readable through the helper")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- r.Run(ctx, l.spec("touch dist/pkg/started; sleep 60"), io.Discard, io.Discard) }()
+	for i := 0; i < 500; i++ {
+		if _, err := os.Stat(filepath.Join(l.scratch, "dist", "pkg", "started")); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled run: %v", err)
+	}
+}
+
+// syncBuffer is a buffer two copying goroutines (stdout, stderr) can
+// write at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package sandbox
+
+import "syscall"
+
+const supported = false
+
+func sysProcAttr(Spec) *syscall.SysProcAttr { return nil }
