@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -213,12 +215,7 @@ func runTerraformDeploy(ctx context.Context, roots []*tfdeploy.Root, f *deployFl
 		} else {
 			skipped++
 		}
-		keys := make([]string, 0, len(res.Outputs))
-		for k := range res.Outputs {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(res.Outputs)) {
 			lines = append(lines, fmt.Sprintf("%s.%s = %s", p.Root.Name, k, res.Outputs[k]))
 		}
 		if len(res.Outputs) > 0 {

@@ -306,7 +306,12 @@ func (w *watcher) deploy(ctx context.Context, s *session, plan *engine.Plan, d *
 	if err != nil {
 		return "", fmt.Errorf("--stacks %w", err)
 	}
-	in := &deployInput{stacks: stacks, zips: d.Zips, records: hotswapRecords(s.ws.Root), quick: quick}
+	return w.deployStacks(ctx, &deployInput{stacks: stacks, zips: d.Zips, records: hotswapRecords(s.ws.Root), quick: quick})
+}
+
+// deployStacks plans and applies in's stacks quietly (one line per stack
+// that changed) and returns the cycle's summary of how they ended.
+func (w *watcher) deployStacks(ctx context.Context, in *deployInput) (string, error) {
 	rep := newDeployUI(w.stderr, nil, time.Now())
 	rep.quiet, rep.driftSaid = true, &w.driftSaid
 	po := deploy.PlanOptions{Approval: w.approval, Hotswap: w.hotswap, Records: in.records}

@@ -137,14 +137,7 @@ func (w *watcher) deployApps(ctx context.Context) (string, error) {
 	if w.root != "" {
 		in.records = hotswapRecords(w.root)
 	}
-	rep := newDeployUI(w.stderr, nil, time.Now())
-	rep.quiet, rep.driftSaid = true, &w.driftSaid
-	po := deploy.PlanOptions{Approval: w.approval, Hotswap: w.hotswap, Records: in.records}
-	results, planned, err := planAndApply(ctx, w.cfg, in, &w.f.deployFlags, po, rep, w.stderr)
-	if !planned {
-		return "", err
-	}
-	return countResults(results), err
+	return w.deployStacks(ctx, in)
 }
 
 // runApps is pipe watch --app: deploy, then again after each change.
