@@ -167,6 +167,16 @@ func Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) error {
 	specW.Close()
 	var res result
 	decErr := json.NewDecoder(resR).Decode(&res)
+	if decErr == nil && isFile(stdout) && isFile(stderr) {
+		// The supervisor reports once the command and everything it
+		// started are gone and the output is closed; its own exit (the
+		// namespaces' teardown) need not be waited for.
+		go cmd.Wait()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return res.err(spec)
+	}
 	waitErr := cmd.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -257,3 +267,8 @@ func (l *limited) Write(p []byte) (int, error) {
 }
 func (l *limited) Len() int       { return len(l.b) }
 func (l *limited) String() string { return string(l.b) }
+
+func isFile(w io.Writer) bool {
+	_, ok := w.(*os.File)
+	return ok
+}

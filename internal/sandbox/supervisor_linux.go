@@ -155,10 +155,28 @@ func supervise() int {
 		if pid != p.Pid {
 			continue
 		}
+		res := result{Code: ws.ExitStatus()}
 		if ws.Signaled() {
-			return report(result{Code: -1, Signal: int(ws.Signal())})
+			res = result{Code: -1, Signal: int(ws.Signal())}
 		}
-		return report(result{Code: ws.ExitStatus()})
+		// Kill and reap whatever the command left running, and let go of
+		// its output, before reporting: the result then means that nothing
+		// of the command runs any more, and pipe need not wait for the
+		// supervisor's own exit, whose teardown of the namespaces waits
+		// for the kernel (an RCU grace period, milliseconds).
+		syscall.Kill(-1, syscall.SIGKILL)
+		for {
+			_, err := unix.Wait4(-1, nil, unix.WALL, nil)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				break // ECHILD: none left
+			}
+		}
+		os.Stdout.Close()
+		os.Stderr.Close()
+		return report(res)
 	}
 }
 
