@@ -337,7 +337,7 @@ func TestRunner(t *testing.T) {
 		t.Fatalf("start the helper: %v", err)
 	}
 	// Requests must reach the helper, not fall back to pipe's own fork.
-	c, err := net.DialUnix("unix", nil, addr)
+	c, err := net.Dial("unix", addr)
 	if err != nil {
 		t.Fatalf("the helper does not listen: %v", err)
 	}
