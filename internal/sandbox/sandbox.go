@@ -1,16 +1,19 @@
 // Package sandbox runs a command in Linux namespaces, the way Bazel's
-// linux-sandbox does: a new user, PID and mount namespace (and a network
-// namespace with only loopback), where the command sees the root file
-// system read-only, the workspace hidden except its declared inputs
-// (bind-mounted read-only), its scratch directory writable, a private /tmp
-// and a /proc that shows only its own processes.
+// linux-sandbox does: a user namespace, new PID and mount namespaces (and
+// a network namespace with only loopback), where the command sees the
+// root file system read-only, the workspace hidden except its declared
+// inputs (bind-mounted read-only), its scratch directory writable, a
+// private /tmp and a /proc that shows only its own processes.
 //
 // pipe runs itself again as the namespaces' first process (the
-// supervisor, see supervisor.go); the init function of this package
+// supervisor, see supervisor_linux.go); the init function of this package
 // recognises that run, so every binary that imports the package (pipe,
 // and the test binaries of the packages that use it) can be the
 // supervisor. When pipe dies, the kernel kills the supervisor
-// (Pdeathsig) and with it every process in its PID namespace.
+// (Pdeathsig) and with it every process in its PID namespace. In a build
+// the supervisors are started by helpers (Runner) that hold the user and
+// network namespaces for the whole build; Run alone makes all four
+// namespaces per command.
 package sandbox
 
 import (
