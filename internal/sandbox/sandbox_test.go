@@ -304,6 +304,14 @@ func BenchmarkRun(b *testing.B) {
 		{"runner-pid", func() Spec { return base }},
 		{"runner-isolated-network", func() Spec { s := base; s.Isolate, s.Network = true, true; return s }},
 		{"runner-isolated", func() Spec { s := base; s.Isolate = true; return s }},
+		{"runner-isolated-10-inputs", func() Spec {
+			s := base
+			s.Isolate = true
+			for i := range 10 {
+				s.Inputs = append(s.Inputs, Mount{Src: src, Dst: filepath.Join(scratch, "pkg", fmt.Sprintf("%d.txt", i))})
+			}
+			return s
+		}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			r := &Runner{}
