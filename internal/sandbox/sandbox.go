@@ -1,16 +1,19 @@
 // Package sandbox runs a command in Linux namespaces, the way Bazel's
-// linux-sandbox does: a new user, PID and mount namespace (and a network
-// namespace with only loopback), where the command sees the root file
-// system read-only, the workspace hidden except its declared inputs
-// (bind-mounted read-only), its scratch directory writable, a private /tmp
-// and a /proc that shows only its own processes.
+// linux-sandbox does: a user namespace, new PID and mount namespaces (and
+// a network namespace with only loopback), where the command sees the
+// root file system read-only, the workspace hidden except its declared
+// inputs (bind-mounted read-only), its scratch directory writable, a
+// private /tmp and a /proc that shows only its own processes.
 //
 // pipe runs itself again as the namespaces' first process (the
-// supervisor, see supervisor.go); the init function of this package
+// supervisor, see supervisor_linux.go); the init function of this package
 // recognises that run, so every binary that imports the package (pipe,
 // and the test binaries of the packages that use it) can be the
 // supervisor. When pipe dies, the kernel kills the supervisor
-// (Pdeathsig) and with it every process in its PID namespace.
+// (Pdeathsig) and with it every process in its PID namespace. In a build
+// the supervisors are started by helpers (Runner) that hold the user and
+// network namespaces for the whole build; Run alone makes all four
+// namespaces per command.
 package sandbox
 
 import (
@@ -167,6 +170,16 @@ func Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) error {
 	specW.Close()
 	var res result
 	decErr := json.NewDecoder(resR).Decode(&res)
+	if decErr == nil && isFile(stdout) && isFile(stderr) {
+		// The supervisor reports once the command and everything it
+		// started are gone and the output is closed; its own exit (the
+		// namespaces' teardown) need not be waited for.
+		go cmd.Wait()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return res.err(spec)
+	}
 	waitErr := cmd.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -257,3 +270,8 @@ func (l *limited) Write(p []byte) (int, error) {
 }
 func (l *limited) Len() int       { return len(l.b) }
 func (l *limited) String() string { return string(l.b) }
+
+func isFile(w io.Writer) bool {
+	_, ok := w.(*os.File)
+	return ok
+}

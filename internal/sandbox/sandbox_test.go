@@ -60,11 +60,23 @@ func (l layout) spec(script string) Spec {
 	}
 }
 
+// run runs s both ways a command can run, started from pipe (Run) and
+// through a build's helpers (Runner), and fails the test when the two
+// disagree on success; it returns what the Runner gave.
 func run(t *testing.T, s Spec) (string, error) {
 	t.Helper()
-	var out bytes.Buffer
-	err := Run(context.Background(), s, &out, &out)
-	return out.String(), err
+	var direct, via bytes.Buffer
+	derr := Run(context.Background(), s, &direct, &direct)
+	r := &Runner{}
+	defer r.Close()
+	if _, err := r.start(helperIndex(s)); err != nil {
+		t.Fatalf("start the helper: %v", err)
+	}
+	verr := r.Run(context.Background(), s, &via, &via)
+	if (derr == nil) != (verr == nil) {
+		t.Errorf("%q: started from pipe: %v\n%s\nthrough the helper: %v\n%s", s.Argv, derr, direct.String(), verr, via.String())
+	}
+	return via.String(), verr
 }
 
 func TestIsolatedCommandSeesOnlyItsInputs(t *testing.T) {
@@ -285,17 +297,33 @@ func BenchmarkRun(b *testing.B) {
 			}
 		})
 	}
-	b.Run("runner-isolated", func(b *testing.B) {
-		r := &Runner{}
-		defer r.Close()
-		s := base
-		s.Isolate = true
-		for b.Loop() {
-			if err := r.Run(context.Background(), s, io.Discard, io.Discard); err != nil {
-				b.Fatal(err)
+	for _, c := range []struct {
+		name string
+		spec func() Spec
+	}{
+		{"runner-pid", func() Spec { return base }},
+		{"runner-isolated-network", func() Spec { s := base; s.Isolate, s.Network = true, true; return s }},
+		{"runner-isolated", func() Spec { s := base; s.Isolate = true; return s }},
+		{"runner-isolated-10-inputs", func() Spec {
+			s := base
+			s.Isolate = true
+			for i := range 10 {
+				s.Inputs = append(s.Inputs, Mount{Src: src, Dst: filepath.Join(scratch, "pkg", fmt.Sprintf("%d.txt", i))})
 			}
-		}
-	})
+			return s
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			r := &Runner{}
+			defer r.Close()
+			s := c.spec()
+			for b.Loop() {
+				if err := r.Run(context.Background(), s, io.Discard, io.Discard); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 	b.Run("plain", func(b *testing.B) {
 		for b.Loop() {
 			if err := exec.Command("/bin/true").Run(); err != nil {
@@ -312,12 +340,12 @@ func TestRunner(t *testing.T) {
 	l := newLayout(t)
 	r := &Runner{}
 	defer r.Close()
-	addr, err := r.start()
+	addr, err := r.start(1)
 	if err != nil {
 		t.Fatalf("start the helper: %v", err)
 	}
 	// Requests must reach the helper, not fall back to pipe's own fork.
-	c, err := net.DialUnix("unix", nil, addr)
+	c, err := net.Dial("unix", addr)
 	if err != nil {
 		t.Fatalf("the helper does not listen: %v", err)
 	}

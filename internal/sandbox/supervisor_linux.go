@@ -38,6 +38,15 @@ func init() {
 const supported = true
 
 func sysProcAttr(spec Spec) *syscall.SysProcAttr {
+	if inHelper {
+		// The helper's user namespace (with its capabilities, inherited
+		// as ambient ones) and network namespace serve every command:
+		// without CLONE_NEWUSER the fork is a vfork.
+		return &syscall.SysProcAttr{
+			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
+			Pdeathsig:  syscall.SIGKILL,
+		}
+	}
 	flags := uintptr(syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID | syscall.CLONE_NEWNS)
 	if spec.Isolate && !spec.Network {
 		flags |= syscall.CLONE_NEWNET
@@ -57,6 +66,28 @@ func sysProcAttr(spec Spec) *syscall.SysProcAttr {
 		// If pipe dies, so does the supervisor, and with it (the PID
 		// namespace's init) every process of the command.
 		Pdeathsig: syscall.SIGKILL,
+	}
+}
+
+// helperProcAttr starts a helper (see Runner) in a user namespace of its
+// own, and with loopback a network namespace with only loopback.
+func helperProcAttr(loopback bool) *syscall.SysProcAttr {
+	flags := uintptr(syscall.CLONE_NEWUSER)
+	if loopback {
+		flags |= syscall.CLONE_NEWNET
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	return &syscall.SysProcAttr{
+		Cloneflags:                 flags,
+		UidMappings:                []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}},
+		GidMappings:                []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}},
+		GidMappingsEnableSetgroups: false,
+		// Inherited by the supervisors the helper starts (ambient
+		// capabilities survive execve), which drop them all before they
+		// start the command.
+		AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_SETPCAP},
+		Pdeathsig:   syscall.SIGKILL,
+		Setpgid:     true,
 	}
 }
 
@@ -124,10 +155,28 @@ func supervise() int {
 		if pid != p.Pid {
 			continue
 		}
+		res := result{Code: ws.ExitStatus()}
 		if ws.Signaled() {
-			return report(result{Code: -1, Signal: int(ws.Signal())})
+			res = result{Code: -1, Signal: int(ws.Signal())}
 		}
-		return report(result{Code: ws.ExitStatus()})
+		// Kill and reap whatever the command left running, and let go of
+		// its output, before reporting: the result then means that nothing
+		// of the command runs any more, and pipe need not wait for the
+		// supervisor's own exit, whose teardown of the namespaces waits
+		// for the kernel (an RCU grace period, milliseconds).
+		syscall.Kill(-1, syscall.SIGKILL)
+		for {
+			_, err := unix.Wait4(-1, nil, unix.WALL, nil)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				break // ECHILD: none left
+			}
+		}
+		os.Stdout.Close()
+		os.Stderr.Close()
+		return report(res)
 	}
 }
 
@@ -246,6 +295,9 @@ func loopbackUp() error {
 	}
 	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
 		return err
+	}
+	if ifr.Uint16()&unix.IFF_UP != 0 {
+		return nil // the helper's network namespace: up already
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
