@@ -159,9 +159,7 @@ func (fd *FileDigests) Save() error {
 func StatOf(fi os.FileInfo) FileStat {
 	st := FileStat{Size: fi.Size(), Mtime: fi.ModTime().UnixNano(), Mode: uint32(fi.Mode())}
 	if s, ok := fi.Sys().(*syscall.Stat_t); ok {
-		st.Ctime = s.Ctim.Sec*1e9 + s.Ctim.Nsec
-		st.Ino = s.Ino
-		st.Dev = s.Dev
+		st.Ctime, st.Ino, st.Dev = sysIdentity(s)
 	}
 	return st
 }

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pipebuild/pipe/internal/process"
+
 	"github.com/pipebuild/pipe/internal/cache"
 	"github.com/pipebuild/pipe/internal/sandbox"
 )
@@ -312,7 +314,7 @@ func runProcess(ctx context.Context, c Command) error {
 	cmd.Stderr = c.Stderr
 	// Pdeathsig kills the command if pipe itself is killed (kill -9), so
 	// no orphan keeps writing into a scratch directory.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = process.GroupAttr()
 	cmd.Cancel = func() error {
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}

@@ -549,12 +549,11 @@ func (p *SnapshotPath) unchanged(dirfd int) bool {
 	if p.Lstat {
 		flags = unix.AT_SYMLINK_NOFOLLOW
 	}
-	var st syscall.Stat_t
 	for {
-		_, _, errno := syscall.Syscall6(unix.SYS_NEWFSTATAT, uintptr(fd), uintptr(unsafe.Pointer(&p.cpath[0])), uintptr(unsafe.Pointer(&st)), uintptr(flags), 0, 0)
+		st, errno := statAt(fd, p.Path, p.cpath, flags)
 		switch errno {
 		case 0:
-			return !p.Missing && statOfSys(&st) == p.Stat
+			return !p.Missing && st == p.Stat
 		case syscall.EINTR:
 			continue
 		case syscall.ENOENT, syscall.ENOTDIR:
@@ -565,11 +564,10 @@ func (p *SnapshotPath) unchanged(dirfd int) bool {
 	}
 }
 
-// statOfSys is StatOf for a raw stat: the mode is os.FileMode's, as
-// os.Stat reports it.
-func statOfSys(st *syscall.Stat_t) FileStat {
-	mode := fs.FileMode(st.Mode & 0o777)
-	switch st.Mode & syscall.S_IFMT {
+// modeOf is os.FileMode of a raw stat's mode, as os.Stat reports it.
+func modeOf(m uint32) uint32 {
+	mode := fs.FileMode(m & 0o777)
+	switch m & syscall.S_IFMT {
 	case syscall.S_IFBLK:
 		mode |= fs.ModeDevice
 	case syscall.S_IFCHR:
@@ -583,23 +581,16 @@ func statOfSys(st *syscall.Stat_t) FileStat {
 	case syscall.S_IFSOCK:
 		mode |= fs.ModeSocket
 	}
-	if st.Mode&syscall.S_ISGID != 0 {
+	if m&syscall.S_ISGID != 0 {
 		mode |= fs.ModeSetgid
 	}
-	if st.Mode&syscall.S_ISUID != 0 {
+	if m&syscall.S_ISUID != 0 {
 		mode |= fs.ModeSetuid
 	}
-	if st.Mode&syscall.S_ISVTX != 0 {
+	if m&syscall.S_ISVTX != 0 {
 		mode |= fs.ModeSticky
 	}
-	return FileStat{
-		Size:  st.Size,
-		Mtime: st.Mtim.Sec*1e9 + st.Mtim.Nsec,
-		Ctime: st.Ctim.Sec*1e9 + st.Ctim.Nsec,
-		Ino:   st.Ino,
-		Dev:   st.Dev,
-		Mode:  uint32(mode),
-	}
+	return uint32(mode)
 }
 
 const snapshotMagic = "pipe-snapshot-2\n"

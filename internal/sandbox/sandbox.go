@@ -193,6 +193,21 @@ func Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) error {
 	return res.err(spec)
 }
 
+// err is the error a result stands for: nil for a successful exit.
+func (res result) err(spec Spec) error {
+	switch {
+	case res.Setup != "":
+		return &SetupError{Msg: res.Setup}
+	case res.Start != "":
+		return fmt.Errorf("run %s: %s", spec.Argv[0], res.Start)
+	case res.Signal != 0:
+		return &ExitError{Code: -1, Signal: syscall.Signal(res.Signal)}
+	case res.Code != 0:
+		return &ExitError{Code: res.Code}
+	}
+	return nil
+}
+
 // SupervisorName is the program pipe starts as the supervisor when it lies
 // next to pipe's executable (cmd/pipe-sandbox). It holds nothing but this
 // package, and starts in about a third of the time pipe's own binary

@@ -10,9 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
-	"golang.org/x/term"
 )
 
 // Pty is a pseudo-terminal for tests of what a program shows on a
@@ -31,32 +28,9 @@ type Pty struct {
 // test ends.
 func OpenPty(t testing.TB, cols, rows int) *Pty {
 	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	m, s, err := openPty(cols, rows)
 	if err != nil {
-		Need(t, "a pseudo-terminal (/dev/ptmx)", fmt.Sprint(err))
-	}
-	fail := func(err error) {
-		m.Close()
-		t.Fatalf("pseudo-terminal: %v", err)
-	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		fail(err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		fail(err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		fail(err)
-	}
-	if err := unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(rows), Col: uint16(cols)}); err != nil {
-		s.Close()
-		fail(err)
-	}
-	if _, err := term.MakeRaw(int(s.Fd())); err != nil {
-		s.Close()
-		fail(err)
+		Need(t, "a pseudo-terminal", fmt.Sprint(err))
 	}
 	p := &Pty{master: m, slave: s, done: make(chan struct{})}
 	go func() {

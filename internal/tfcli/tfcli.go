@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pipebuild/pipe/internal/process"
+
 	tfjson "github.com/hashicorp/terraform-json"
 )
 
@@ -160,7 +162,7 @@ func (c *CLI) Run(ctx context.Context, dir string, stdout io.Writer, args ...str
 	cmd.Stderr = &errb
 	// Its own process group, killed on cancel: terraform starts provider
 	// processes that must not outlive an interrupted pipe.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = process.GroupAttr()
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
 	cmd.WaitDelay = 30 * time.Second
 	err := cmd.Run()

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pipebuild/pipe/internal/process"
+
 	"github.com/pipebuild/pipe/internal/engine"
 	"github.com/pipebuild/pipe/internal/files"
 )
@@ -315,7 +317,7 @@ func runNode(ctx context.Context, node, dir string, env map[string]string, args 
 	sort.Strings(cmd.Env)
 	var stdout, stderr capped
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = process.GroupAttr()
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()

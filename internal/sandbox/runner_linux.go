@@ -253,20 +253,6 @@ func closeAll(fs []*os.File) {
 	}
 }
 
-func (res result) err(spec Spec) error {
-	switch {
-	case res.Setup != "":
-		return &SetupError{Msg: res.Setup}
-	case res.Start != "":
-		return fmt.Errorf("run %s: %s", spec.Argv[0], res.Start)
-	case res.Signal != 0:
-		return &ExitError{Code: -1, Signal: syscall.Signal(res.Signal)}
-	case res.Code != 0:
-		return &ExitError{Code: res.Code}
-	}
-	return nil
-}
-
 // toResult is the inverse of result.err.
 func toResult(err error) result {
 	var ee *ExitError
