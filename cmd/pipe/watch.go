@@ -223,22 +223,35 @@ func (w *watcher) cycle(ctx context.Context, changed []string) (interrupted bool
 	if w.f.deploy {
 		t0 := time.Now()
 		summary, err := w.deploy(ctx, s, plan, dep, quick)
-		d := formatDuration(time.Since(t0))
-		if err != nil {
-			if ctx.Err() != nil {
-				line(fmt.Sprintf("deploy interrupted (%s)", d))
-				return true, nil
-			}
-			if summary == "" {
-				fmt.Fprintf(w.stderr, "pipe: %v\n", err)
-			}
-			line(fmt.Sprintf("deploy failed (%s%s) · waiting for a change", d, prefixed(", ", summary)))
-			return false, nil
+		if ended, interrupted := w.deployed(ctx, &b, line, time.Since(t0), summary, err); ended {
+			return interrupted, nil
 		}
-		fmt.Fprintf(&b, " · deploy %s (%s)", d, summary)
 	}
 	lock.Release()
+	return w.finish(ctx, &b, line), nil
+}
 
+// deployed adds a cycle's deploy to its line b; when the deploy failed or
+// was interrupted the cycle ends there (ended), its line printed.
+func (w *watcher) deployed(ctx context.Context, b *strings.Builder, line func(string), took time.Duration, summary string, err error) (ended, interrupted bool) {
+	d := formatDuration(took)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		line(fmt.Sprintf("deploy interrupted (%s)", d))
+		return true, true
+	case err != nil:
+		if summary == "" {
+			fmt.Fprintf(w.stderr, "pipe: %v\n", err)
+		}
+		line(fmt.Sprintf("deploy failed (%s%s) · waiting for a change", d, prefixed(", ", summary)))
+		return true, false
+	}
+	fmt.Fprintf(b, " · deploy %s (%s)", d, summary)
+	return false, false
+}
+
+// finish runs the command after --, if any, and prints the cycle's line.
+func (w *watcher) finish(ctx context.Context, b *strings.Builder, line func(string)) (interrupted bool) {
 	if len(w.command) > 0 {
 		t0 := time.Now()
 		err := w.run(ctx)
@@ -246,15 +259,15 @@ func (w *watcher) cycle(ctx context.Context, changed []string) (interrupted bool
 		switch {
 		case ctx.Err() != nil:
 			line(fmt.Sprintf("%s interrupted (%s)", w.command[0], d))
-			return true, nil
+			return true
 		case err != nil:
 			line(fmt.Sprintf("%s failed (%s): %v", w.command[0], d, err))
-			return false, nil
+			return false
 		}
-		fmt.Fprintf(&b, " · %s %s", w.command[0], d)
+		fmt.Fprintf(b, " · %s %s", w.command[0], d)
 	}
 	line("ok")
-	return false, nil
+	return false
 }
 
 func prefixed(sep, s string) string {

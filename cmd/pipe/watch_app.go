@@ -89,39 +89,15 @@ func (w *watcher) appEvent(ev fsnotify.Event) (string, bool) {
 // appCycle deploys the assemblies once and prints the cycle's line.
 func (w *watcher) appCycle(ctx context.Context, changed []string) (interrupted bool) {
 	start := time.Now()
-	head := fmt.Sprintf("[%s] %s", start.Format("15:04:05"), describeChanges(changed))
-	line := func(status string) { fmt.Fprintf(w.stderr, "%s · %s\n", head, status) }
+	var b strings.Builder
+	fmt.Fprintf(&b, "[%s] %s", start.Format("15:04:05"), describeChanges(changed))
+	line := func(status string) { fmt.Fprintf(w.stderr, "%s · %s\n", b.String(), status) }
 	summary, err := w.deployApps(ctx)
-	d := formatDuration(time.Since(start))
-	switch {
-	case err != nil && ctx.Err() != nil:
-		line(fmt.Sprintf("deploy interrupted (%s)", d))
-		return true
-	case err != nil:
-		if summary == "" {
-			fmt.Fprintf(w.stderr, "pipe: %v\n", err)
-		}
-		line(fmt.Sprintf("deploy failed (%s%s) · waiting for a change", d, prefixed(", ", summary)))
-		return false
+	if ended, interrupted := w.deployed(ctx, &b, line, time.Since(start), summary, err); ended {
+		return interrupted
 	}
 	w.watchApps() // nested assemblies the app has now
-	status := fmt.Sprintf("deploy %s (%s)", d, summary)
-	if len(w.command) > 0 {
-		t0 := time.Now()
-		err := w.run(ctx)
-		d := formatDuration(time.Since(t0))
-		switch {
-		case ctx.Err() != nil:
-			line(fmt.Sprintf("%s · %s interrupted (%s)", status, w.command[0], d))
-			return true
-		case err != nil:
-			line(fmt.Sprintf("%s · %s failed (%s): %v", status, w.command[0], d, err))
-			return false
-		}
-		status += fmt.Sprintf(" · %s %s", w.command[0], d)
-	}
-	line(status + " · ok")
-	return false
+	return w.finish(ctx, &b, line)
 }
 
 // deployApps reads the assemblies and deploys their stacks.
