@@ -51,21 +51,27 @@ func sysProcAttr(spec Spec) *syscall.SysProcAttr {
 	if spec.Isolate && !spec.Network {
 		flags |= syscall.CLONE_NEWNET
 	}
+	// If pipe dies, so does the supervisor, and with it (the PID
+	// namespace's init) every process of the command.
+	return userNamespaceAttr(flags)
+}
+
+// userNamespaceAttr starts a process in a new user namespace (and the
+// other namespaces flags names) as the user who runs pipe, so files it
+// writes are the user's, holding the capabilities a supervisor needs to
+// build the mounts and bring up loopback when the user is not root inside
+// the namespace. Ambient capabilities survive execve, so a helper's
+// supervisors inherit them; a supervisor drops every capability before it
+// starts the command. The process dies with its parent.
+func userNamespaceAttr(flags uintptr) *syscall.SysProcAttr {
 	uid, gid := os.Getuid(), os.Getgid()
 	return &syscall.SysProcAttr{
-		Cloneflags: flags,
-		// The command runs as the user who runs pipe: files it writes
-		// are the user's.
+		Cloneflags:                 flags,
 		UidMappings:                []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}},
 		GidMappings:                []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}},
 		GidMappingsEnableSetgroups: false,
-		// The supervisor needs these to build the mounts and bring up
-		// loopback when the user is not root inside the namespace; it
-		// drops every capability before it starts the command.
-		AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_SETPCAP},
-		// If pipe dies, so does the supervisor, and with it (the PID
-		// namespace's init) every process of the command.
-		Pdeathsig: syscall.SIGKILL,
+		AmbientCaps:                []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_SETPCAP},
+		Pdeathsig:                  syscall.SIGKILL,
 	}
 }
 
@@ -76,19 +82,9 @@ func helperProcAttr(loopback bool) *syscall.SysProcAttr {
 	if loopback {
 		flags |= syscall.CLONE_NEWNET
 	}
-	uid, gid := os.Getuid(), os.Getgid()
-	return &syscall.SysProcAttr{
-		Cloneflags:                 flags,
-		UidMappings:                []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}},
-		GidMappings:                []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}},
-		GidMappingsEnableSetgroups: false,
-		// Inherited by the supervisors the helper starts (ambient
-		// capabilities survive execve), which drop them all before they
-		// start the command.
-		AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_SETPCAP},
-		Pdeathsig:   syscall.SIGKILL,
-		Setpgid:     true,
-	}
+	attr := userNamespaceAttr(flags)
+	attr.Setpgid = true
+	return attr
 }
 
 // supervise is the supervisor's whole life: read the spec, build the
