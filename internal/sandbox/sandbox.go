@@ -81,6 +81,16 @@ type Spec struct {
 	// Network keeps the host's network; otherwise an isolated command
 	// gets a network namespace with only loopback.
 	Network bool
+	// Reads are files and directories outside Scratch that an isolated
+	// command reads (its interpreter, its environment in the shared
+	// cache, node_modules): where they lie under Hide or /tmp, which the
+	// sandbox replaces, they are bound read-only at their own paths;
+	// elsewhere the read-only root shows them already.
+	Reads []string
+	// Writes are directories outside Scratch that an isolated command
+	// may write (a plugin cache shared between builds), bound writable at
+	// their own paths.
+	Writes []string
 }
 
 // ExitError is a command that ran in the sandbox and did not succeed.
@@ -120,7 +130,7 @@ const envMarker = "PIPE_SANDBOX_SUPERVISOR"
 // protocol must change whenever Spec, result or the descriptors they
 // travel on do: a pipe-sandbox of another build then ignores the marker
 // and fails plainly instead of misreading the spec.
-const protocol = "1"
+const protocol = "2"
 
 // Run runs spec's command in the namespace sandbox, with its output going
 // to stdout and stderr. An unsuccessful exit is an *ExitError, a sandbox

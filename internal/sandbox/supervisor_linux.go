@@ -221,6 +221,12 @@ func isolate(spec Spec) error {
 		return fmt.Errorf("open the scratch directory: %w", err)
 	}
 	defer unix.Close(scratch)
+	// Reads and Writes (confine_linux.go), opened while visible.
+	extra, err := openExtra(spec)
+	if err != nil {
+		return err
+	}
+	defer closeExtra(extra)
 	// The whole file system read-only, inputs included.
 	if err := unix.MountSetattr(-1, "/", unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
 		return fmt.Errorf("make the file system read-only: %w", err)
@@ -253,6 +259,9 @@ func isolate(spec Spec) error {
 	// still read-only; the rest of the hidden workspace read-only.
 	if err := unix.MountSetattr(-1, spec.Scratch, 0, &unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY}); err != nil {
 		return fmt.Errorf("make the scratch directory writable: %w", err)
+	}
+	if err := mountExtra(extra); err != nil {
+		return err
 	}
 	if spec.Hide != spec.Scratch {
 		if err := unix.MountSetattr(-1, spec.Hide, 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {

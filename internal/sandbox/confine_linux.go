@@ -1,0 +1,124 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// An extraMount is one of Spec.Reads or Spec.Writes, opened while the
+// host's file system is still visible, to be bound at its own path once
+// the workspace and /tmp are replaced.
+type extraMount struct {
+	path  string
+	fd    int
+	dir   bool
+	write bool
+}
+
+// hiddenBy reports whether isolate replaces the place of p: it lies in
+// the hidden workspace (outside the scratch directory) or in /tmp or
+// /dev/shm, which become private.
+func hiddenBy(spec Spec, p string) bool {
+	if within(p, spec.Scratch) {
+		return false
+	}
+	return within(p, spec.Hide) || within(p, "/tmp") || within(p, "/dev/shm")
+}
+
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// openExtra opens the paths of spec.Reads that the sandbox would hide and
+// every path of spec.Writes. A read elsewhere needs nothing: the
+// read-only root shows it.
+func openExtra(spec Spec) ([]extraMount, error) {
+	var ms []extraMount
+	add := func(p string, write bool) error {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("%q is not an absolute path", p)
+		}
+		p = filepath.Clean(p)
+		if within(spec.Scratch, p) {
+			return fmt.Errorf("%s holds the scratch directory: show the files the command needs, not their parent", p)
+		}
+		fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		ms = append(ms, extraMount{path: p, fd: fd, dir: st.Mode&unix.S_IFMT == unix.S_IFDIR, write: write})
+		return nil
+	}
+	for _, p := range spec.Reads {
+		if !hiddenBy(spec, filepath.Clean(p)) {
+			continue
+		}
+		if err := add(p, false); err != nil {
+			closeExtra(ms)
+			return nil, fmt.Errorf("show %s read-only: %w", p, err)
+		}
+	}
+	for _, p := range spec.Writes {
+		if err := add(p, true); err != nil {
+			closeExtra(ms)
+			return nil, fmt.Errorf("show %s writable: %w", p, err)
+		}
+	}
+	return ms, nil
+}
+
+func closeExtra(ms []extraMount) {
+	for _, m := range ms {
+		unix.Close(m.fd)
+	}
+}
+
+// mountExtra binds the opened paths at their own places: reads first
+// (read-only, as the root they come from), then writes, so a writable
+// directory inside a read-only one is writable. It runs while the
+// replacements of the workspace and /tmp are still writable tmpfs, where
+// the mount points are made.
+func mountExtra(ms []extraMount) error {
+	for _, write := range []bool{false, true} {
+		for _, m := range ms {
+			if m.write != write {
+				continue
+			}
+			if err := extraPoint(m); err != nil {
+				return fmt.Errorf("make the place of %s: %w", m.path, err)
+			}
+			if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", m.fd), m.path, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+				return fmt.Errorf("bind %s: %w", m.path, err)
+			}
+			attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+			flags := uint(unix.AT_RECURSIVE)
+			if m.write {
+				// Only the directory itself: mounts inside it keep
+				// their own state.
+				attr, flags = &unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY}, 0
+			}
+			if err := unix.MountSetattr(-1, m.path, flags, attr); err != nil {
+				return fmt.Errorf("set the access of %s: %w", m.path, err)
+			}
+		}
+	}
+	return nil
+}
+
+// extraPoint makes the mount point of m unless it exists (a path on the
+// read-only root, shown again to make it writable).
+func extraPoint(m extraMount) error {
+	if _, err := os.Lstat(m.path); err == nil {
+		return nil
+	}
+	return mountPoint(m.path, m.dir)
+}

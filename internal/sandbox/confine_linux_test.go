@@ -1,0 +1,79 @@
+package sandbox
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestReadsAndWritesOutsideScratch: a path of Reads in the hidden
+// workspace and one under /tmp stay visible and read-only at their own
+// paths, a path of Writes is writable and what the command writes there
+// stays, and the rest of the workspace is still hidden.
+func TestReadsAndWritesOutsideScratch(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	// The workspace's .venv (under the hidden workspace) and an
+	// environment in a cache under /tmp (t.TempDir).
+	venv := filepath.Join(l.ws, ".venv")
+	cache := t.TempDir()
+	env := filepath.Join(cache, "trees", "env")
+	plugins := filepath.Join(cache, "plugins")
+	for _, d := range []string{venv, env, plugins} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(venv, "pyvenv.cfg"), []byte("venv\n"), 0o644)
+	os.WriteFile(filepath.Join(env, "site.txt"), []byte("site\n"), 0o644)
+	s := l.spec(strings.Join([]string{
+		"cat " + venv + "/pyvenv.cfg " + env + "/site.txt",
+		"{ echo x > " + venv + "/new 2>/dev/null && echo wrote-venv; } || echo refused-venv",
+		"{ echo x > " + env + "/new 2>/dev/null && echo wrote-env; } || echo refused-env",
+		"{ cat " + l.secret + " 2>/dev/null && echo read-secret; } || echo hidden-secret",
+		"echo plugin > " + plugins + "/p.txt && echo wrote-plugins",
+	}, "; "))
+	s.Reads = []string{venv, env, "/usr/bin"}
+	s.Writes = []string{plugins}
+	out, err := run(t, s)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"venv\nsite\n", "refused-venv", "refused-env", "hidden-secret", "wrote-plugins"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(plugins, "p.txt")); err != nil || string(b) != "plugin\n" {
+		t.Errorf("the write to the writable directory did not reach it: %q, %v", b, err)
+	}
+	for _, p := range []string{filepath.Join(venv, "new"), filepath.Join(env, "new")} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s was written", p)
+		}
+	}
+}
+
+// TestReadOfScratchParentRefused: a read that would show the scratch
+// directory's parent (the whole workspace) is a setup error, not a
+// silent hole in the sandbox.
+func TestReadOfScratchParentRefused(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	s := l.spec("cat " + l.secret)
+	s.Reads = []string{l.ws}
+	_, err := run(t, s)
+	var se *SetupError
+	if err == nil || !asSetup(err, &se) || !strings.Contains(se.Msg, "holds the scratch directory") {
+		t.Errorf("got %v, want a setup error naming the scratch directory", err)
+	}
+}
+
+func asSetup(err error, se **SetupError) bool {
+	e, ok := err.(*SetupError)
+	if ok {
+		*se = e
+	}
+	return ok
+}
