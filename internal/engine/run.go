@@ -261,6 +261,8 @@ type Command struct {
 	Dir string
 	// Stdout and Stderr default to the action's output.
 	Stdout, Stderr io.Writer
+	// Confinement in the namespace sandbox (confine.go).
+	Confinement
 }
 
 // CommandError is a program that ran and did not succeed.
@@ -291,12 +293,8 @@ func (ec *ExecContext) Run(ctx context.Context, c Command) error {
 		c.Stderr = ec.Stderr
 	}
 	if ec.sandbox != nil {
-		// In a PID namespace of its own the program and everything it
-		// starts die with pipe, and /proc shows nothing of pipe. Its file
-		// system and network stay the host's: the programs steps run
-		// (interpreters, their environments in the shared cache) live
-		// outside the declared inputs.
-		return commandError(ec.sandbox.Run(ctx, sandbox.Spec{Argv: c.Argv, Env: envList(c.Env), Dir: c.Dir}, c.Stdout, c.Stderr))
+		// The namespace sandbox, as a command action's (confine.go).
+		return commandError(ec.sandbox.Run(ctx, ec.confine(c), c.Stdout, c.Stderr))
 	}
 	return runProcess(ctx, c)
 }

@@ -49,6 +49,12 @@ type CLI struct {
 	// ShowDir is how messages name the configuration directory (relative
 	// to the workspace); "" names it by the directory Run was given.
 	ShowDir string
+	// Exec, when set, runs the binary instead of a child process of
+	// pipe's (a build's steps run it in the build's sandbox): argv, the
+	// whole environment, the directory. It returns the exit status of a
+	// command that ran (-1 when a signal ended it), or an error when it
+	// could not run it.
+	Exec func(ctx context.Context, argv, env []string, dir string, stdout, stderr io.Writer) (int, error)
 }
 
 // Error is a failed terraform command, with the diagnostics it printed.
@@ -150,37 +156,26 @@ func (c *CLI) Run(ctx context.Context, dir string, stdout io.Writer, args ...str
 	if err := os.MkdirAll(filepath.Join(c.CacheDir, "terraform", "plugins"), 0o755); err != nil {
 		return fmt.Errorf("terraform plugin cache: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, c.Path, args...)
-	cmd.Dir = dir
-	cmd.Env = c.environ()
 	var out, errb bytes.Buffer
+	var w io.Writer = &out
 	if stdout != nil {
-		cmd.Stdout = io.MultiWriter(&out, stdout)
-	} else {
-		cmd.Stdout = &out
+		w = io.MultiWriter(&out, stdout)
 	}
-	cmd.Stderr = &errb
-	// Its own process group, killed on cancel: terraform starts provider
-	// processes that must not outlive an interrupted pipe.
-	cmd.SysProcAttr = process.GroupAttr()
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
-	cmd.WaitDelay = 30 * time.Second
-	err := cmd.Run()
-	if err == nil {
+	code, err := c.exec(ctx, args, dir, w, &errb)
+	if err == nil && code == 0 {
 		return nil
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
+	if err != nil {
 		return fmt.Errorf("run %s: %w (set workspace(terraform = ...) in WORKSPACE.star to a terraform or tofu binary)", c.Path, err)
 	}
 	show := dir
 	if c.ShowDir != "" {
 		show = c.ShowDir
 	}
-	te := &Error{Args: args, Dir: show, ExitCode: ee.ExitCode()}
+	te := &Error{Args: args, Dir: show, ExitCode: code}
 	te.Diagnostics = Diagnostics(out.Bytes(), show)
 	if len(te.Diagnostics) == 0 {
 		te.Diagnostics = Diagnostics(errb.Bytes(), show)
@@ -189,6 +184,32 @@ func (c *CLI) Run(ctx context.Context, dir string, stdout io.Writer, args ...str
 		te.Output = tail(errb.String()+out.String(), 40)
 	}
 	return te
+}
+
+// exec runs the binary, through Exec when set, and returns its exit
+// status, or an error when it did not run.
+func (c *CLI) exec(ctx context.Context, args []string, dir string, stdout, stderr io.Writer) (int, error) {
+	if c.Exec != nil {
+		return c.Exec(ctx, append([]string{c.Path}, args...), c.environ(), dir, stdout, stderr)
+	}
+	cmd := exec.CommandContext(ctx, c.Path, args...)
+	cmd.Dir = dir
+	cmd.Env = c.environ()
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	// Its own process group, killed on cancel: terraform starts provider
+	// processes that must not outlive an interrupted pipe.
+	cmd.SysProcAttr = process.GroupAttr()
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
+	cmd.WaitDelay = 30 * time.Second
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return 0, nil
 }
 
 // Output runs the command and returns its standard output.

@@ -9,17 +9,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
-	"time"
-
-	"github.com/pipebuild/pipe/internal/process"
 
 	"github.com/pipebuild/pipe/internal/engine"
 	"github.com/pipebuild/pipe/internal/files"
@@ -122,9 +117,19 @@ func (s *synthSpec) run(ctx context.Context, ec *engine.ExecContext) error {
 	if err := s.tools.checkCDK(); err != nil {
 		return err
 	}
-	for _, f := range s.inputs {
-		if err := mirror(ec.Input(f), filepath.Join(ec.Dir, filepath.FromSlash(f.Path)), f.Dir); err != nil {
-			return fmt.Errorf("stage input %s: %w", f.Path, err)
+	var conf engine.Confinement
+	if ec.Confined() {
+		// Bound read-only by the sandbox: a link would let the app
+		// write through to the workspace's file.
+		conf.Inputs = s.inputs
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(ec.Dir, filepath.FromSlash(s.appJS.Path))), 0o755); err != nil {
+			return err
+		}
+	} else {
+		for _, f := range s.inputs {
+			if err := mirror(ec.Input(f), filepath.Join(ec.Dir, filepath.FromSlash(f.Path)), f.Dir); err != nil {
+				return fmt.Errorf("stage input %s: %w", f.Path, err)
+			}
 		}
 	}
 	read := func(f *engine.File) ([]byte, error) {
@@ -200,7 +205,7 @@ func (s *synthSpec) run(ctx context.Context, ec *engine.ExecContext) error {
 	if err := writeModuleType(filepath.Dir(appAbs), s.format); err != nil {
 		return err
 	}
-	bundle, err := os.ReadFile(appAbs)
+	bundle, err := os.ReadFile(ec.Input(s.appJS))
 	if err != nil {
 		return err
 	}
@@ -226,7 +231,7 @@ func (s *synthSpec) run(ctx context.Context, ec *engine.ExecContext) error {
 		}
 		return text
 	}
-	stdout, stderr, runErr := runNode(ctx, s.tools.Node, ec.Dir, env, appAbs)
+	stdout, stderr, runErr := runNode(ctx, ec, s.tools, ec.Dir, env, conf, appAbs)
 	if out := clean(stdout); strings.TrimSpace(out) != "" {
 		ec.Stdout.Write([]byte(out))
 	}
@@ -306,27 +311,22 @@ func relocate(outDir, appRel string, scratches []string, clean func(string) stri
 	})
 }
 
-// runNode runs the app in its own process group, so cancelling kills
-// anything it started too.
-func runNode(ctx context.Context, node, dir string, env map[string]string, args ...string) (string, string, error) {
-	cmd := exec.CommandContext(ctx, node, args...)
-	cmd.Dir = dir
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	sort.Strings(cmd.Env)
+// runNode runs node with args in dir through the build's sandbox
+// (ExecContext.Run, see confine.go): a process group of its own, killed
+// with everything it started on cancel or when pipe dies.
+func runNode(ctx context.Context, ec *engine.ExecContext, tools *toolchain, dir string, env map[string]string, conf engine.Confinement, args ...string) (string, string, error) {
 	var stdout, stderr capped
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.SysProcAttr = process.GroupAttr()
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		if st, ok := exit.Sys().(syscall.WaitStatus); ok && st.Signaled() {
-			err = fmt.Errorf("node killed by signal %s", st.Signal())
+	conf.Reads = append(conf.Reads, tools.reads()...)
+	err := ec.Run(ctx, engine.Command{
+		Argv: append([]string{tools.Node}, args...), Env: env, Dir: dir,
+		Stdout: &stdout, Stderr: &stderr, Confinement: conf,
+	})
+	var ce *engine.CommandError
+	if errors.As(err, &ce) {
+		if ce.ExitCode < 0 {
+			err = fmt.Errorf("node killed by signal %s", ce.Signal)
 		} else {
-			err = fmt.Errorf("node exited with status %d", exit.ExitCode())
+			err = fmt.Errorf("node exited with status %d", ce.ExitCode)
 		}
 	}
 	return stdout.String(), stderr.String(), err

@@ -47,7 +47,7 @@ func (s *typecheckSpec) run(ctx context.Context, ec *engine.ExecContext) error {
 	}
 	env := map[string]string{"PATH": ec.Workspace().Settings.Path, "HOME": tmp, "TMPDIR": tmp}
 	dir := filepath.Join(ec.Dir, filepath.FromSlash(s.pkg))
-	stdout, stderr, err := runNode(ctx, s.tools.Node, dir, env, tsc, "--noEmit", "-p", ".", "--pretty", "false")
+	stdout, stderr, err := runNode(ctx, ec, s.tools, dir, env, engine.Confinement{}, tsc, "--noEmit", "-p", ".", "--pretty", "false")
 	// tsc names files relative to the project directory; the user wants
 	// workspace paths.
 	out := tscPosRE().ReplaceAllStringFunc(stdout+stderr, func(m string) string {

@@ -118,7 +118,7 @@ func analyzePyLint(ctx *engine.AnalysisContext) error {
 			}
 			for _, argv := range steps {
 				fmt.Fprintf(&log, "$ ruff %s\n", strings.Join(argv[1:3], " "))
-				err := ec.Run(c, engine.Command{Argv: argv, Env: env, Dir: ec.Dir, Stdout: &log, Stderr: &log})
+				err := ec.Run(c, engine.Command{Argv: argv, Env: env, Dir: ec.Dir, Stdout: &log, Stderr: &log, Confinement: confinement(python, envDir)})
 				var ce *engine.CommandError
 				switch {
 				case err == nil:

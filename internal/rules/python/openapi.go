@@ -65,7 +65,7 @@ func analyzeOpenAPI(ctx *engine.AnalysisContext) error {
 			}
 			abs := under(ec.Dir, roots)
 			argv := pythonArgv(python, envDir, abs, pyProgram{Script: openapiScript, Args: []string{app, ec.Output(out)}})
-			err = ec.Run(c, engine.Command{Argv: argv, Env: pythonEnv(ws, envDir, abs)})
+			err = ec.Run(c, engine.Command{Argv: argv, Env: pythonEnv(ws, envDir, abs), Confinement: confinement(python, envDir)})
 			var ce *engine.CommandError
 			if errors.As(err, &ce) {
 				return fmt.Errorf("importing %s failed (%v) on %s", app, ce, pt.runsOn(python, ec.Cache()))

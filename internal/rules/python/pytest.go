@@ -167,6 +167,7 @@ func analyzePyTest(ctx *engine.AnalysisContext) error {
 			return runTest(c, ec, timeout, engine.Command{
 				Argv: pythonArgv(python, envDir, abs, pyProgram{Module: "pytest", Args: pargs}),
 				Env:  env, Dir: cwd,
+				Confinement: confinement(python, envDir),
 			}, ec.Output(logOut), ec.Output(xmlOut), label.String(), func(code int) string {
 				switch code {
 				case 5:

@@ -399,7 +399,9 @@ func (b binary) cli(ec *engine.ExecContext, dataDir, showDir string) (*tfcli.CLI
 	if b.path == "" {
 		return nil, fmt.Errorf("%s", b.err)
 	}
-	return &tfcli.CLI{Path: b.path, CacheDir: ec.Cache().Dir(), DataDir: dataDir, PathEnv: ec.Workspace().Settings.Path, ShowDir: showDir}, nil
+	c := &tfcli.CLI{Path: b.path, CacheDir: ec.Cache().Dir(), DataDir: dataDir, PathEnv: ec.Workspace().Settings.Path, ShowDir: showDir}
+	confine(ec, c)
+	return c, nil
 }
 
 // runFmt runs terraform fmt -check over the staged files.
