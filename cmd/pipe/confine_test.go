@@ -407,3 +407,14 @@ py_test(
 		t.Errorf("%d warnings, want 1:\n%s", n, r.stderr)
 	}
 }
+
+// executedAs lists the labels of the executed actions of a mnemonic.
+func (b build) executedAs(mnemonic string) []string {
+	var out []string
+	for _, ev := range b.events {
+		if ev.Mnemonic == mnemonic && ev.Status == "executed" {
+			out = append(out, ev.Label)
+		}
+	}
+	return out
+}

@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,4 +78,46 @@ func asSetup(err error, se **SetupError) bool {
 		*se = e
 	}
 	return ok
+}
+
+// BenchmarkConfine is the cost of a program of an in-process step
+// (pytest, node) through a build's helper: as it ran before, in a PID
+// namespace with the host's file system and network (runner-pid), and
+// confined (isolated, no network, its interpreter and environment shown
+// from a cache under /tmp and a .venv in the workspace, a plugin cache
+// writable).
+func BenchmarkConfine(b *testing.B) {
+	if err := Probe(context.Background()); err != nil {
+		b.Skip(err)
+	}
+	ws := b.TempDir()
+	cache := b.TempDir()
+	scratch := filepath.Join(ws, ".pipe", "sandbox", "1")
+	reads := []string{filepath.Join(ws, ".venv"), filepath.Join(cache, "interp"), filepath.Join(cache, "trees", "env")}
+	writes := []string{filepath.Join(cache, "plugins")}
+	for _, d := range append(append([]string{scratch}, reads...), writes...) {
+		os.MkdirAll(d, 0o755)
+	}
+	base := Spec{Argv: []string{"/bin/true"}, Dir: scratch, Hide: ws, Scratch: scratch}
+	for _, c := range []struct {
+		name string
+		spec Spec
+	}{
+		{"runner-pid", base},
+		{"runner-confined", func() Spec {
+			s := base
+			s.Isolate, s.Reads, s.Writes = true, reads, writes
+			return s
+		}()},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			r := &Runner{}
+			defer r.Close()
+			for b.Loop() {
+				if err := r.Run(context.Background(), c.spec, io.Discard, io.Discard); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
