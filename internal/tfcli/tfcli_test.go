@@ -3,8 +3,10 @@ package tfcli
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -71,4 +73,33 @@ func FuzzDiagnostics(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		Diagnostics(b, "d")
 	})
+}
+
+// TestRunThroughExec: with Exec set, the command runs through it with the
+// same argv, environment and directory, and its exit status and output
+// become the same *Error as a child process's.
+func TestRunThroughExec(t *testing.T) {
+	dir := t.TempDir()
+	var gotArgv, gotEnv []string
+	var gotDir string
+	c := &CLI{Path: "/opt/tofu", CacheDir: dir, PathEnv: "/usr/bin:/bin", ShowDir: "infra",
+		Exec: func(ctx context.Context, argv, env []string, d string, stdout, stderr io.Writer) (int, error) {
+			gotArgv, gotEnv, gotDir = argv, env, d
+			io.WriteString(stdout, `{"format_version":"1.0","valid":false,"diagnostics":[{"severity":"error","summary":"Bad","range":{"filename":"a.tf","start":{"line":2,"column":3}}}]}`)
+			return 1, nil
+		}}
+	err := c.Run(context.Background(), dir, nil, "validate", "-json")
+	var te *Error
+	if !errors.As(err, &te) || te.ExitCode != 1 || len(te.Diagnostics) != 1 || te.Diagnostics[0] != "infra/a.tf:2:3: Bad" {
+		t.Fatalf("validate: %#v", err)
+	}
+	if strings.Join(gotArgv, " ") != "/opt/tofu validate -json" || gotDir != dir || !slices.Contains(gotEnv, "TF_PLUGIN_CACHE_DIR="+filepath.Join(dir, "terraform", "plugins")) {
+		t.Errorf("Exec got argv %q, dir %q, env %q", gotArgv, gotDir, gotEnv)
+	}
+	c.Exec = func(context.Context, []string, []string, string, io.Writer, io.Writer) (int, error) {
+		return 0, errors.New("no sandbox")
+	}
+	if err := c.Run(context.Background(), dir, nil, "init"); err == nil || !strings.Contains(err.Error(), "run /opt/tofu: no sandbox") {
+		t.Errorf("Exec that could not run: %v", err)
+	}
 }
