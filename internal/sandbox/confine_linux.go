@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,6 +63,9 @@ func openExtra(spec Spec) ([]extraMount, error) {
 	for _, p := range spec.Reads {
 		if !hiddenBy(spec, filepath.Clean(p)) {
 			continue
+		}
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			continue // nothing to show; the program finds it missing as it would outside
 		}
 		if err := add(p, false); err != nil {
 			closeExtra(ms)

@@ -36,7 +36,8 @@ func TestReadsAndWritesOutsideScratch(t *testing.T) {
 		"{ cat " + l.secret + " 2>/dev/null && echo read-secret; } || echo hidden-secret",
 		"echo plugin > " + plugins + "/p.txt && echo wrote-plugins",
 	}, "; "))
-	s.Reads = []string{venv, env, "/usr/bin"}
+	// A missing read is left out, not a failure.
+	s.Reads = []string{venv, env, "/usr/bin", filepath.Join(l.ws, "missing")}
 	s.Writes = []string{plugins}
 	out, err := run(t, s)
 	if err != nil {
