@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -417,4 +418,27 @@ func (b build) executedAs(mnemonic string) []string {
 		}
 	}
 	return out
+}
+
+// TestCdkSynthSandboxDebugKeepsInputs: a failed synth's kept scratch
+// directory holds copies of the inputs node saw bound there, not the
+// empty files they were bound onto.
+func TestCdkSynthSandboxDebugKeepsInputs(t *testing.T) {
+	needNamespaces(t)
+	t.Parallel()
+	nm := testenv.CDKNodeModules(t)
+	ws := newWorkspace(t, nil)
+	ws.write(t, "WORKSPACE.star", fmt.Sprintf("workspace(name = \"t\", node_modules = %q)\n", nm))
+	const cdkJSON = "{\"context\": {\"stage\": \"dev\"}}\n"
+	ws.write(t, "infra/cdk.json", cdkJSON)
+	ws.write(t, "infra/src/main.ts", "throw new Error('broken app');\n")
+	ws.write(t, "infra/BUILD.star", `cdk_stack(name = "infra", app = "src/main.ts", srcs = ["src/main.ts"])`+"\n")
+	b := ws.build(t, "--sandbox-debug", "//infra")
+	m := regexp.MustCompile(`(?m)^  scratch directory kept: (\S+) \(the next build removes it\)`).FindStringSubmatch(b.stderr)
+	if b.code != 1 || !strings.Contains(b.stderr, "broken app") || m == nil {
+		t.Fatalf("exit %d, want 1, the app's error and the kept directory:\n%s", b.code, b.stderr)
+	}
+	if got, err := os.ReadFile(filepath.Join(m[1], "infra", "cdk.json")); err != nil || string(got) != cdkJSON {
+		t.Errorf("the kept directory's infra/cdk.json: %q, %v; want the input", got, err)
+	}
 }

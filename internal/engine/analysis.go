@@ -41,9 +41,12 @@ type ExecContext struct {
 	// Stdout and Stderr collect the action's output for the user.
 	Stdout, Stderr *limitedBuffer
 	progress       func(msg string)
-	// sandbox, when set, runs the programs an in-process step starts in a
-	// PID namespace of their own (see run.go).
+	// sandbox, when set, runs the programs an in-process step starts in
+	// the namespace sandbox (see confine.go).
 	sandbox *sandbox.Runner
+	// mounted are the inputs its programs saw bound into Dir, whose
+	// mount points a kept scratch directory holds (confine.go).
+	mounted []*File
 }
 
 // Progress reports how far a long step is ("12/43 wheels"); the live

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/pipebuild/pipe/internal/sandbox"
@@ -54,6 +56,7 @@ func (ec *ExecContext) confine(c Command) sandbox.Spec {
 		Reads:   cleanPaths(c.Reads),
 		Writes:  cleanPaths(c.Writes),
 	}
+	ec.mounted = append(ec.mounted, c.Inputs...)
 	for _, in := range inputMounts(c.Inputs) {
 		spec.Inputs = append(spec.Inputs, sandbox.Mount{Src: ec.ws.Abs(in.Path), Dst: joinSlash(ec.Dir, in.Path), Dir: in.Dir})
 	}
@@ -75,4 +78,18 @@ func cleanPaths(ps []string) []string {
 		}
 	}
 	return out
+}
+
+// stageMounted puts copies of the inputs the step's programs saw bound in
+// place of their empty mount points, in a scratch directory kept for the
+// user (--sandbox-debug), so what the program read is there to look at.
+func (ec *ExecContext) stageMounted() error {
+	for _, in := range inputMounts(ec.mounted) {
+		dst := joinSlash(ec.Dir, in.Path)
+		os.RemoveAll(dst)
+		if err := stage(ec.ws.Abs(in.Path), dst, in.Dir); err != nil {
+			return fmt.Errorf("stage input %s: %w", in.Path, err)
+		}
+	}
+	return nil
 }

@@ -93,6 +93,11 @@ func (e *Executor) execute(ctx context.Context, a *Action, place bool) (_ *cache
 	} else {
 		err = fmt.Errorf("action has neither a command nor a step")
 	}
+	if err != nil && e.KeepFailedScratch && ctx.Err() == nil && len(ec.mounted) > 0 {
+		if serr := ec.stageMounted(); serr != nil {
+			ec.Logf("pipe: copying the inputs into the kept scratch directory: %v", serr)
+		}
+	}
 	// A test that ran and failed still leaves its logs and reports: they
 	// are put in place like any output (never cached; see runOne), so CI
 	// and the user can read why.
