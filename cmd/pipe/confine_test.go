@@ -442,3 +442,39 @@ func TestCdkSynthSandboxDebugKeepsInputs(t *testing.T) {
 		t.Errorf("the kept directory's infra/cdk.json: %q, %v; want the input", got, err)
 	}
 }
+
+// TestTerraformInitNetwork: terraform init reaches the host's network to
+// fetch providers, unless a provider mirror is configured in the cache;
+// fmt never does. The terraform here is a script that says whether a
+// server on the host's loopback answers, and fails init so the build
+// shows what it said.
+func TestTerraformInitNetwork(t *testing.T) {
+	needNamespaces(t)
+	t.Parallel()
+	tofu := testenv.Tofu(t)
+	h := newHostListener(t)
+	ws := newWorkspace(t, nil)
+	ws.write(t, "WORKSPACE.star", "workspace(name = \"tf\", terraform = \"tools/tf.sh\")\n")
+	ws.write(t, "tools/tf.sh", fmt.Sprintf(`#!/bin/bash
+if (exec 3<>/dev/tcp/127.0.0.1/%d) 2>/dev/null; then net=reached; else net=refused; fi
+case "$1" in
+fmt) [ $net = refused ] || { echo "fmt: network $net" >&2; exit 1; } ;;
+init) echo "init: network $net" >&2; exit 1 ;;
+esac
+exec %q "$@"
+`, h.port, tofu))
+	ws.write(t, "modules/m/BUILD.star", `terraform_module(name = "m", srcs = glob(["*.tf"]))`+"\n")
+	ws.write(t, "modules/m/main.tf", "output \"x\" {\n  value = 1\n}\n")
+	b := ws.build(t, "//modules/m")
+	if b.code != 1 || !strings.Contains(b.stderr, "init: network reached") || strings.Contains(b.stderr, "fmt: network") {
+		t.Errorf("without a mirror: exit %d, want init to reach the network and fmt not\n%s", b.code, b.stderr)
+	}
+	if err := os.MkdirAll(filepath.Join(ws.Cache, "terraform", "mirror"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ws.write(t, "modules/m/main.tf", "output \"x\" {\n  value = 2\n}\n")
+	b = ws.build(t, "//modules/m")
+	if b.code != 1 || !strings.Contains(b.stderr, "init: network refused") {
+		t.Errorf("with a mirror: exit %d, want init without the network\n%s", b.code, b.stderr)
+	}
+}
