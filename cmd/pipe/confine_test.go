@@ -478,3 +478,54 @@ exec %q "$@"
 		t.Errorf("with a mirror: exit %d, want init without the network\n%s", b.code, b.stderr)
 	}
 }
+
+// TestCdkSynthDiesWithPipe: kill -9 of pipe during a synth kills what
+// the app started too, so nothing of it writes afterwards.
+func TestCdkSynthDiesWithPipe(t *testing.T) {
+	needNamespaces(t)
+	t.Parallel()
+	nm := testenv.CDKNodeModules(t)
+	nap := fmt.Sprintf("%d.%03d", 3, time.Now().UnixNano()%1000)
+	ws := newWorkspace(t, nil)
+	ws.write(t, "WORKSPACE.star", fmt.Sprintf("workspace(name = \"t\", node_modules = %q)\n", nm))
+	ws.write(t, "infra/src/main.ts", fmt.Sprintf(`import * as child_process from 'child_process';
+import * as fs from 'fs';
+
+child_process.spawn('sh', ['-c', 'sleep %s; echo late > late.txt'], { detached: true, stdio: 'ignore' }).unref();
+fs.writeFileSync('started.txt', 'started\n');
+child_process.execSync('sleep 60');
+`, nap))
+	ws.write(t, "infra/BUILD.star", `cdk_stack(name = "infra", app = "src/main.ts", srcs = ["src/main.ts"])`+"\n")
+	cmd := pipeCmd(ws, "build", "//infra")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var scratch string
+	for deadline := time.Now().Add(60 * time.Second); scratch == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if m, _ := filepath.Glob(ws.path(".pipe/sandbox/*/started.txt")); len(m) > 0 {
+			scratch = filepath.Dir(m[0])
+		}
+	}
+	if scratch == "" {
+		t.Fatalf("the synth never started:\n%s", stderr.String())
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	var left []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if left = processesWith("sleep", nap); len(left) == 0 {
+			break
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("the app's background process outlived pipe: pids %v", left)
+		killAll(left)
+	}
+	time.Sleep(4 * time.Second)
+	if _, err := os.Stat(filepath.Join(scratch, "late.txt")); err == nil {
+		t.Errorf("a process of the app wrote late.txt after pipe was killed")
+	}
+}
