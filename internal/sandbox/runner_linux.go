@@ -286,6 +286,7 @@ func serveHelper() int {
 	}
 	ready.Write([]byte("+"))
 	ready.Close()
+	var supervisors pool
 	for {
 		// Blocking, on a thread of its own; the connection is pollable.
 		fd, _, err := syscall.Accept4(3, syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK)
@@ -296,11 +297,11 @@ func serveHelper() int {
 			fmt.Fprintf(os.Stderr, "pipe sandbox helper: accept: %v\n", err)
 			return 1
 		}
-		go serveOne(os.NewFile(uintptr(fd), "conn"))
+		go serveOne(os.NewFile(uintptr(fd), "conn"), &supervisors)
 	}
 }
 
-func serveOne(conn *os.File) {
+func serveOne(conn *os.File, supervisors *pool) {
 	defer conn.Close()
 	var hdr [8]byte
 	oob := make([]byte, syscall.CmsgSpace(2*4))
@@ -336,7 +337,7 @@ func serveOne(conn *os.File) {
 		conn.Read(b[:])
 		cancel()
 	}()
-	res := toResult(Run(ctx, spec, files[0], files[1]))
+	res := toResult(supervisors.run(ctx, spec, files[0], files[1]))
 	closeAll(files)
 	files = nil
 	if ctx.Err() == nil {

@@ -120,7 +120,7 @@ const envMarker = "PIPE_SANDBOX_SUPERVISOR"
 // protocol must change whenever Spec, result or the descriptors they
 // travel on do: a pipe-sandbox of another build then ignores the marker
 // and fails plainly instead of misreading the spec.
-const protocol = "1"
+const protocol = "2"
 
 // Run runs spec's command in the namespace sandbox, with its output going
 // to stdout and stderr. An unsuccessful exit is an *ExitError, a sandbox

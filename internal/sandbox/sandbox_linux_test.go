@@ -72,6 +72,14 @@ func run(t *testing.T, s Spec) (string, error) {
 	if _, err := r.start(helperIndex(s)); err != nil {
 		t.Fatalf("start the helper: %v", err)
 	}
+	// A command first, so that s runs in a supervisor that has run one
+	// before, as most commands of a build do.
+	warm := s
+	warm.Argv = []string{"/bin/sh", "-c", "echo warm > /tmp/warm; sleep 60 &"}
+	warm.Inputs = nil
+	if err := r.Run(context.Background(), warm, io.Discard, io.Discard); err != nil {
+		t.Fatalf("the first command through the helper: %v", err)
+	}
 	verr := r.Run(context.Background(), s, &via, &via)
 	if (derr == nil) != (verr == nil) {
 		t.Errorf("%q: started from pipe: %v\n%s\nthrough the helper: %v\n%s", s.Argv, derr, direct.String(), verr, via.String())
@@ -220,7 +228,7 @@ func TestExitStatusAndSignal(t *testing.T) {
 func TestCommandCannotRegainPrivileges(t *testing.T) {
 	needNamespaces(t)
 	l := newLayout(t)
-	out, err := run(t, l.spec(`grep -E '^Cap(Eff|Prm|Bnd|Amb):' /proc/self/status; umount `+l.scratch+`/pkg/in.txt`))
+	out, err := run(t, l.spec(`grep -E '^Cap(Inh|Eff|Prm|Bnd|Amb):' /proc/self/status; umount `+l.scratch+`/pkg/in.txt`))
 	if err == nil {
 		t.Errorf("the command could unmount its read-only input:\n%s", out)
 	}
@@ -384,6 +392,52 @@ func TestRunner(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled run: %v", err)
+	}
+}
+
+// TestSupervisorReusedClean runs commands one after another through one
+// Runner: they share a supervisor (each later command's PID is higher in
+// the PID namespace), and none sees what an earlier one left: files in
+// /tmp and /dev/shm, processes still running, another command's scratch
+// directory or inputs.
+func TestSupervisorReusedClean(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	other := filepath.Join(l.ws, "pkg", "other.txt")
+	if err := os.WriteFile(other, []byte("other\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{}
+	defer r.Close()
+	first := l.spec(`echo $$ > dist/pkg/pid; echo x > /tmp/left; echo y > /dev/shm/left; (sleep 60 >/dev/null 2>&1 &) ; cat pkg/in.txt`)
+	var out syncBuffer
+	if err := r.Run(context.Background(), first, &out, &out); err != nil {
+		t.Fatalf("first command: %v\n%s", err, out.String())
+	}
+	pid1, _ := os.ReadFile(filepath.Join(l.scratch, "dist", "pkg", "pid"))
+	scratch2 := filepath.Join(l.ws, ".pipe", "sandbox", "2-y")
+	os.MkdirAll(scratch2, 0o755)
+	second := l.spec(`echo $$; ls /tmp /dev/shm; cat /proc/[0-9]*/comm; cat pkg/in.txt; cat pkg/other.txt; ls ` + l.scratch + ` || echo no-first-scratch`)
+	second.Dir, second.Scratch = scratch2, scratch2
+	second.Inputs = []Mount{{Src: other, Dst: filepath.Join(scratch2, "pkg", "other.txt")}}
+	out = syncBuffer{}
+	if err := r.Run(context.Background(), second, &out, &out); err != nil {
+		t.Fatalf("second command: %v\n%s", err, out.String())
+	}
+	got := out.String()
+	var p1, p2 int
+	fmt.Sscan(string(pid1), &p1)
+	fmt.Sscan(got, &p2)
+	if p1 == 0 || p2 <= p1 {
+		t.Errorf("PIDs %d then %d: the second command did not run in the first one's supervisor", p1, p2)
+	}
+	for _, left := range []string{"left", "warm", "sleep", "input\n"} {
+		if strings.Contains(got, left) {
+			t.Errorf("the second command sees %q, left by or given to the first:\n%s", left, got)
+		}
+	}
+	if !strings.Contains(got, "other\n") || !strings.Contains(got, "no-first-scratch") {
+		t.Errorf("the second command should see its own input and not the first's scratch directory:\n%s", got)
 	}
 }
 

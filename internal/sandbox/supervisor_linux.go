@@ -32,6 +32,9 @@ func init() {
 	// privileges dropped below belong to this thread, and the command is
 	// started from it, so it stays locked.
 	runtime.LockOSThread()
+	if len(os.Args) > 1 && os.Args[1] == serveArg {
+		os.Exit(servePooled(len(os.Args) > 2 && os.Args[2] == "isolate"))
+	}
 	os.Exit(supervise())
 }
 
@@ -299,11 +302,11 @@ func loopbackUp() error {
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
-// dropPrivileges leaves this thread, and so the command started from it,
-// without capabilities and unable to gain any: a command with
-// CAP_SYS_ADMIN in the namespace could unmount the read-only inputs or
-// the hidden workspace.
-func dropPrivileges() error {
+// limitExec makes every program this thread starts get no capabilities
+// from its execve (root or not, file capabilities or not) while the
+// thread keeps those it holds: no_new_privs, SECBIT_NOROOT (locked), no
+// ambient capabilities and an empty bounding set.
+func limitExec() error {
 	const (
 		secbitNoroot                = 1 << 0
 		secbitNorootLocked          = 1 << 1
@@ -325,6 +328,28 @@ func dropPrivileges() error {
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
 			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
 		}
+	}
+	// The inheritable set too: a program with inheritable file
+	// capabilities would otherwise get those of them this thread holds.
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	data[0].Inheritable, data[1].Inheritable = 0, 0
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("clear the inheritable capabilities: %w", err)
+	}
+	return nil
+}
+
+// dropPrivileges leaves this thread, and so the command started from it,
+// without capabilities and unable to gain any: a command with
+// CAP_SYS_ADMIN in the namespace could unmount the read-only inputs or
+// the hidden workspace.
+func dropPrivileges() error {
+	if err := limitExec(); err != nil {
+		return err
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData

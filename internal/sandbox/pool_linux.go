@@ -1,0 +1,480 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// A helper keeps the supervisors it started once their command is done,
+// and gives each the next command of the same kind (isolated or not):
+// a supervisor's start (a Go program's start-up, the fork and exec, new
+// PID and mount namespaces, the read-only remount of every mount and a
+// new /proc) then happens once per build and job slot instead of once per
+// command. What belongs to one command is made before it and undone
+// after it, all inside the supervisor's namespaces: the private /tmp and
+// /dev/shm are new tmpfs mounts each time, the hidden workspace (with the
+// scratch directory and the inputs under it) is a tmpfs mounted for the
+// command and detached after it, and every process the command left is
+// killed and reaped before the result is sent. A supervisor that fails
+// to make or undo any of this, or whose command is cancelled, is not
+// used again.
+//
+// The supervisor keeps its capabilities for the mounts, but the command
+// gets none: before the first command the supervisor's thread clears its
+// ambient and bounding sets and sets no_new_privs and SECBIT_NOROOT
+// (locked), so the command's execve yields empty capability sets, root
+// or not, file capabilities or not. Holding more capabilities than the
+// command, the supervisor cannot be traced or read through /proc by it.
+
+// serveArg, as the supervisor's first argument, starts it as a pooled
+// supervisor reading commands from descriptor 3; "isolate" after it
+// makes it serve isolated commands.
+const serveArg = "serve"
+
+// pool is a helper's idle supervisors, by Spec.Isolate.
+type pool struct {
+	mu   sync.Mutex
+	idle [2][]*pooled
+}
+
+// pooled is a supervisor started by a helper, and the helper's end of
+// its connection.
+type pooled struct {
+	cmd  *exec.Cmd
+	conn *os.File
+}
+
+func isolateIndex(isolate bool) int {
+	if isolate {
+		return 1
+	}
+	return 0
+}
+
+// reply is a pooled supervisor's answer to one command.
+type reply struct {
+	result
+	// Retire says the supervisor exits after this reply: its namespaces
+	// could not be made or restored.
+	Retire bool `json:"retire,omitempty"`
+}
+
+// run runs spec in an idle supervisor of the right kind, or a new one.
+func (p *pool) run(ctx context.Context, spec Spec, stdout, stderr *os.File) error {
+	s, err := p.get(spec.Isolate)
+	if err != nil {
+		return &SetupError{Msg: fmt.Sprintf("start the supervisor in new namespaces: %v", err)}
+	}
+	body, err := json.Marshal(spec)
+	if err != nil {
+		s.stop()
+		return err
+	}
+	var hdr [8]byte
+	binary.LittleEndian.PutUint64(hdr[:], uint64(len(body)))
+	if err := sendWithFiles(s.conn, hdr[:], stdout, stderr); err != nil {
+		s.stop()
+		return &SetupError{Msg: fmt.Sprintf("send the command to the supervisor: %v", err)}
+	}
+	if _, err := s.conn.Write(body); err != nil {
+		s.stop()
+		return &SetupError{Msg: fmt.Sprintf("send the command to the supervisor: %v", err)}
+	}
+	// Cancelling kills the supervisor, the PID namespace's init, and so
+	// every process of the command; it is not used again.
+	stop := context.AfterFunc(ctx, func() { s.cmd.Process.Kill() })
+	var rep reply
+	rerr := readMessage(s.conn, &rep)
+	cancelled := !stop()
+	if cancelled || rerr != nil || rep.Retire {
+		s.stop()
+	} else {
+		p.put(spec.Isolate, s)
+	}
+	if cancelled {
+		return ctx.Err()
+	}
+	if rerr != nil {
+		return &SetupError{Msg: fmt.Sprintf("the supervisor ended without a result (%v)", rerr)}
+	}
+	return rep.result.err(spec)
+}
+
+func (p *pool) get(isolate bool) (*pooled, error) {
+	i := isolateIndex(isolate)
+	p.mu.Lock()
+	if n := len(p.idle[i]); n > 0 {
+		s := p.idle[i][n-1]
+		p.idle[i] = p.idle[i][:n-1]
+		p.mu.Unlock()
+		return s, nil
+	}
+	p.mu.Unlock()
+	return startPooled(isolate)
+}
+
+func (p *pool) put(isolate bool, s *pooled) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := isolateIndex(isolate)
+	p.idle[i] = append(p.idle[i], s)
+}
+
+// stop kills the supervisor (and with it whatever runs in its
+// namespaces) and reaps it in the background.
+func (s *pooled) stop() {
+	s.cmd.Process.Kill()
+	s.conn.Close()
+	go s.cmd.Wait()
+}
+
+func startPooled(isolate bool) (*pooled, error) {
+	self, err := supervisorPath()
+	if err != nil {
+		return nil, err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	theirs := os.NewFile(uintptr(fds[1]), "supervisor")
+	defer theirs.Close()
+	// Non-blocking, so the Go runtime polls it and a kill of the
+	// supervisor ends a read in progress.
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		return nil, err
+	}
+	conn := os.NewFile(uintptr(fds[0]), "supervisor")
+	cmd := exec.Command(self, serveArg)
+	if isolate {
+		cmd.Args = append(cmd.Args, "isolate")
+	}
+	// The command can see this environment as PID 1's: the marker alone.
+	cmd.Env = []string{envMarker + "=" + protocol, "GOMAXPROCS=1"}
+	cmd.ExtraFiles = []*os.File{theirs}
+	cmd.SysProcAttr = sysProcAttr(Spec{Isolate: isolate})
+	if err := cmd.Start(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &pooled{cmd: cmd, conn: conn}, nil
+}
+
+// readMessage reads a length-prefixed JSON message.
+func readMessage(r io.Reader, v any) error {
+	var hdr [8]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return err
+	}
+	n := binary.LittleEndian.Uint64(hdr[:])
+	if n > 64<<20 {
+		return fmt.Errorf("message of %d bytes", n)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return err
+	}
+	return json.Unmarshal(body, v)
+}
+
+// writeMessage writes v as a length-prefixed JSON message.
+func writeMessage(w io.Writer, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 8, 8+len(body))
+	binary.LittleEndian.PutUint64(buf, uint64(len(body)))
+	_, err = w.Write(append(buf, body...))
+	return err
+}
+
+// servePooled is a pooled supervisor's whole life: make the namespaces
+// once, then run the commands the helper sends until it goes away.
+func servePooled(isolate bool) int {
+	// Long-lived: collect garbage (the one-shot supervisor does not).
+	debug.SetGCPercent(100)
+	syscall.CloseOnExec(specFD)
+	conn := os.NewFile(specFD, "helper")
+	baseErr := poolBase(isolate)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
+	go func() {
+		// pid -1 from the namespace's init: every other process in it.
+		for s := range sigs {
+			syscall.Kill(-1, s.(syscall.Signal))
+		}
+	}()
+	for {
+		spec, files, err := readRequest(conn)
+		if err != nil {
+			return 0 // the helper is gone
+		}
+		var rep reply
+		switch {
+		case baseErr != nil:
+			rep = reply{result: result{Setup: baseErr.Error()}, Retire: true}
+		case len(files) != 2:
+			rep = reply{result: result{Setup: "the supervisor got no output descriptors"}, Retire: true}
+		case spec.Isolate != isolate:
+			rep = reply{result: result{Setup: "a command of the wrong kind for this supervisor"}, Retire: true}
+		default:
+			rep = runPooled(spec, files[0], files[1])
+		}
+		closeAll(files)
+		if err := writeMessage(conn, rep); err != nil || rep.Retire {
+			return 0
+		}
+	}
+}
+
+// poolBase makes what every command of a pooled supervisor shares: the
+// mounts private, everything read-only (isolated), a /proc of the PID
+// namespace, and the limits on what the commands' execve may gain.
+func poolBase(isolate bool) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make the mounts private: %w", err)
+	}
+	if isolate {
+		if err := unix.MountSetattr(-1, "/", unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+			return fmt.Errorf("make the file system read-only: %w", err)
+		}
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+	if err := loopbackUp(); err != nil && isolate {
+		return fmt.Errorf("bring up loopback: %w", err)
+	}
+	return limitExec()
+}
+
+// readRequest reads one command: the header with the output descriptors
+// attached, then the spec.
+func readRequest(conn *os.File) (Spec, []*os.File, error) {
+	fd := int(conn.Fd())
+	var spec Spec
+	var hdr [8]byte
+	oob := make([]byte, syscall.CmsgSpace(2*4))
+	var n, oobn int
+	var err error
+	for {
+		n, oobn, _, _, err = syscall.Recvmsg(fd, hdr[:], oob, syscall.MSG_CMSG_CLOEXEC)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err == nil && n == 0 {
+		err = io.EOF
+	}
+	if err != nil {
+		return spec, nil, err
+	}
+	files, err := receivedFiles(oob[:oobn])
+	if err != nil {
+		closeAll(files)
+		return spec, nil, err
+	}
+	if _, err := io.ReadFull(conn, hdr[n:]); err != nil {
+		closeAll(files)
+		return spec, nil, err
+	}
+	body := make([]byte, binary.LittleEndian.Uint64(hdr[:]))
+	if _, err := io.ReadFull(conn, body); err != nil {
+		closeAll(files)
+		return spec, nil, err
+	}
+	if err := json.Unmarshal(body, &spec); err != nil {
+		closeAll(files)
+		return spec, nil, err
+	}
+	return spec, files, nil
+}
+
+// runPooled runs one command in the pooled supervisor's namespaces and
+// leaves them as they were before it.
+func runPooled(spec Spec, stdout, stderr *os.File) reply {
+	undo := func() error { return nil }
+	if spec.Isolate {
+		var err error
+		undo, err = mountCommand(spec)
+		if err != nil {
+			undo()
+			return reply{result: result{Setup: err.Error()}, Retire: true}
+		}
+	}
+	res := runCommand(spec, stdout, stderr)
+	if err := undo(); err != nil {
+		return reply{result: res, Retire: true}
+	}
+	return reply{result: res}
+}
+
+// runCommand starts the command, waits for it, then kills and reaps
+// whatever it left running.
+func runCommand(spec Spec, stdout, stderr *os.File) result {
+	if len(spec.Argv) == 0 {
+		return result{} // a probe
+	}
+	prog, err := lookPath(spec.Argv[0], spec.Env, spec.Dir)
+	if err != nil {
+		return result{Start: err.Error()}
+	}
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return result{Start: err.Error()}
+	}
+	// syscall.ForkExec rather than os.StartProcess: the latter checks
+	// once per process, with a fork of its own, that pidfds work.
+	pid, err := syscall.ForkExec(prog, spec.Argv, &syscall.ProcAttr{
+		Dir:   spec.Dir,
+		Env:   spec.Env,
+		Files: []uintptr{devNull.Fd(), stdout.Fd(), stderr.Fd()},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	})
+	devNull.Close()
+	if err != nil {
+		return result{Start: err.Error()}
+	}
+	var res result
+	for {
+		var ws unix.WaitStatus
+		wpid, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			res = result{Start: fmt.Sprintf("wait: %v", err)}
+			break
+		}
+		if wpid != pid {
+			continue
+		}
+		res = result{Code: ws.ExitStatus()}
+		if ws.Signaled() {
+			res = result{Code: -1, Signal: int(ws.Signal())}
+		}
+		break
+	}
+	killAll()
+	return res
+}
+
+// killAll kills and reaps every process in the PID namespace but the
+// supervisor.
+func killAll() {
+	syscall.Kill(-1, syscall.SIGKILL)
+	for {
+		_, err := unix.Wait4(-1, nil, unix.WALL, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return // ECHILD: none left
+		}
+	}
+}
+
+// mountCommand makes the mounts of one isolated command on top of
+// poolBase's read-only file system, and returns how to undo them: a
+// private /tmp and /dev/shm, the workspace hidden by a read-only tmpfs
+// holding only the scratch directory (writable) and the inputs
+// (read-only) at their places in it.
+func mountCommand(spec Spec) (undo func() error, err error) {
+	var mounted []string
+	undo = func() error {
+		var first error
+		for i := len(mounted) - 1; i >= 0; i-- {
+			if err := unix.Unmount(mounted[i], unix.MNT_DETACH); err != nil && first == nil {
+				first = fmt.Errorf("unmount %s: %w", mounted[i], err)
+			}
+		}
+		mounted = nil
+		return first
+	}
+	if spec.Scratch == "" || spec.Hide == "" {
+		return undo, errors.New("an isolated command needs a scratch directory and a directory to hide")
+	}
+	// Detached copies of the scratch directory and the inputs, taken
+	// while they are visible: the tmpfs mounts below hide them.
+	scratch, err := unix.OpenTree(unix.AT_FDCWD, spec.Scratch, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return undo, fmt.Errorf("open the scratch directory: %w", err)
+	}
+	defer unix.Close(scratch)
+	if err := unix.MountSetattr(scratch, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY}); err != nil {
+		return undo, fmt.Errorf("make the scratch directory writable: %w", err)
+	}
+	inputs := make([]int, 0, len(spec.Inputs))
+	defer func() {
+		for _, fd := range inputs {
+			unix.Close(fd)
+		}
+	}()
+	for _, m := range spec.Inputs {
+		fd, err := unix.OpenTree(unix.AT_FDCWD, m.Src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+		if err != nil {
+			return undo, fmt.Errorf("bind input %s: %w", m.Src, err)
+		}
+		inputs = append(inputs, fd)
+		// Read-only already (poolBase), and said again for each input:
+		// it is the guarantee that matters most.
+		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+			return undo, fmt.Errorf("make input %s read-only: %w", m.Src, err)
+		}
+	}
+	for _, d := range []string{"/tmp", "/dev/shm"} {
+		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+			continue
+		}
+		if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+			return undo, fmt.Errorf("mount a private %s: %w", d, err)
+		}
+		mounted = append(mounted, d)
+	}
+	// (When the workspace lies under /tmp it is already gone, and made
+	// again in the private /tmp.)
+	if err := os.MkdirAll(spec.Hide, 0o755); err != nil {
+		return undo, fmt.Errorf("hide %s: %w", spec.Hide, err)
+	}
+	if err := unix.Mount("tmpfs", spec.Hide, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755"); err != nil {
+		return undo, fmt.Errorf("hide %s: %w", spec.Hide, err)
+	}
+	mounted = append(mounted, spec.Hide)
+	if err := os.MkdirAll(spec.Scratch, 0o755); err != nil {
+		return undo, fmt.Errorf("make the scratch directory's place: %w", err)
+	}
+	if err := unix.MoveMount(scratch, "", unix.AT_FDCWD, spec.Scratch, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return undo, fmt.Errorf("bind the scratch directory: %w", err)
+	}
+	// The inputs' mount points are made through the writable scratch
+	// directory, in the directory pipe made for the command.
+	for i, m := range spec.Inputs {
+		if err := mountPoint(m.Dst, m.Dir); err != nil {
+			return undo, fmt.Errorf("input %s: %w", m.Src, err)
+		}
+		if err := unix.MoveMount(inputs[i], "", unix.AT_FDCWD, m.Dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			return undo, fmt.Errorf("bind input %s: %w", m.Src, err)
+		}
+	}
+	if filepath.Clean(spec.Hide) != filepath.Clean(spec.Scratch) {
+		if err := unix.MountSetattr(-1, spec.Hide, 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+			return undo, fmt.Errorf("make %s read-only: %w", spec.Hide, err)
+		}
+	}
+	return undo, nil
+}
