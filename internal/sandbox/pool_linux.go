@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"sync"
@@ -39,10 +38,12 @@ import (
 // or not, file capabilities or not. Holding more capabilities than the
 // command, the supervisor cannot be traced or read through /proc by it.
 
-// serveArg, as the supervisor's first argument, starts it as a pooled
-// supervisor reading commands from descriptor 3; "isolate" after it
-// makes it serve isolated commands.
-const serveArg = "serve"
+// serveMarker, in the supervisor's environment, starts it as a pooled
+// supervisor reading commands from descriptor 3; its value, "isolate" or
+// "pid", is the kind of command it serves. (The environment, not the
+// arguments: /proc/1/cmdline, which the command can read, stays the
+// supervisor's path alone.)
+const serveMarker = "PIPE_SANDBOX_SERVE"
 
 // pool is a helper's idle supervisors, by Spec.Isolate.
 type pool struct {
@@ -159,12 +160,14 @@ func startPooled(isolate bool) (*pooled, error) {
 		return nil, err
 	}
 	conn := os.NewFile(uintptr(fds[0]), "supervisor")
-	cmd := exec.Command(self, serveArg)
+	cmd := exec.Command(self)
+	cmd.Args = []string{self}
+	kind := "pid"
 	if isolate {
-		cmd.Args = append(cmd.Args, "isolate")
+		kind = "isolate"
 	}
-	// The command can see this environment as PID 1's: the marker alone.
-	cmd.Env = []string{envMarker + "=" + protocol, "GOMAXPROCS=1"}
+	// Nothing of pipe's environment: only the markers.
+	cmd.Env = []string{envMarker + "=" + protocol, serveMarker + "=" + kind, "GOMAXPROCS=1"}
 	cmd.ExtraFiles = []*os.File{theirs}
 	cmd.SysProcAttr = sysProcAttr(Spec{Isolate: isolate})
 	if err := cmd.Start(); err != nil {
@@ -211,14 +214,7 @@ func servePooled(isolate bool) int {
 	syscall.CloseOnExec(specFD)
 	conn := os.NewFile(specFD, "helper")
 	baseErr := poolBase(isolate)
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
-	go func() {
-		// pid -1 from the namespace's init: every other process in it.
-		for s := range sigs {
-			syscall.Kill(-1, s.(syscall.Signal))
-		}
-	}()
+	forwardSignals()
 	for {
 		spec, files, err := readRequest(conn)
 		if err != nil {
