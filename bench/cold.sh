@@ -12,7 +12,13 @@
 #   bash bench/cold.sh /tmp/ws1k 5 /tmp/pipe-main /tmp/pipe:--sandbox=none /tmp/pipe:--sandbox=namespace
 #
 # WORKSPACE comes from `go run ./bench gen -packages N -files 10 DIR`.
-# Wall times on a loaded machine swing; CPU times much less.
+# Wall times on a loaded machine swing; CPU times much less. The copies
+# and caches go to $TMPDIR (default /tmp): TMPDIR=/dev/shm/x measures on
+# a tmpfs, without the churn of a disk file system's recently deleted
+# inodes. With perf installed the CPU time is `perf stat`'s task-clock of
+# pipe and all its descendants, which also counts processes nobody reaps
+# (a sandbox helper's supervisors when pipe kills the helper at exit);
+# otherwise it is /usr/bin/time's user + system.
 set -euo pipefail
 src=$1 runs=$2
 shift 2
@@ -27,10 +33,16 @@ one() { # variant index, binary, flags
   rm -rf "$ws/dist" "$ws/.pipe"
   local flags=() t
   IFS=, read -r -a flags <<<"$3"
-  t=$( { cd "$ws" && PIPE_CACHE_DIR="$cache" /usr/bin/time -f '%e %U %S' "$2" build "${flags[@]}" //... >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }; tail -1 "$work/err"; } )
+  local perf=()
+  if command -v perf >/dev/null; then perf=(perf stat -x, -e task-clock -o "$work/perf"); fi
+  t=$( { cd "$ws" && PIPE_CACHE_DIR="$cache" /usr/bin/time -f '%e %U %S' "${perf[@]}" "$2" build "${flags[@]}" //... >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }; tail -1 "$work/err"; } )
   read -r e u s <<<"$t"
   wall[$1]+="$e "
-  cpu[$1]+="$(awk "BEGIN {print $u + $s}") "
+  if [ ${#perf[@]} -gt 0 ]; then
+    cpu[$1]+="$(awk -F, '/task-clock/ {print $1 / 1000}' "$work/perf") "
+  else
+    cpu[$1]+="$(awk "BEGIN {print $u + $s}") "
+  fi
 }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for r in $(seq "$runs"); do
