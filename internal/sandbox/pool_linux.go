@@ -183,15 +183,31 @@ func readMessage(r io.Reader, v any) error {
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return err
 	}
-	n := binary.LittleEndian.Uint64(hdr[:])
-	if n > 64<<20 {
-		return fmt.Errorf("message of %d bytes", n)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
+	body, err := readBody(r, binary.LittleEndian.Uint64(hdr[:]))
+	if err != nil {
 		return err
 	}
 	return json.Unmarshal(body, v)
+}
+
+// maxMessage bounds a request or reply: a spec of tens of thousands of
+// inputs is a few megabytes.
+const maxMessage = 64 << 20
+
+// readBody reads the n bytes of a message, growing its buffer as the
+// bytes arrive rather than trusting n for an allocation.
+func readBody(r io.Reader, n uint64) ([]byte, error) {
+	if n > maxMessage {
+		return nil, fmt.Errorf("a message of %d bytes, more than %d", n, maxMessage)
+	}
+	body, err := io.ReadAll(io.LimitReader(r, int64(n)))
+	if err != nil {
+		return nil, err
+	}
+	if uint64(len(body)) != n {
+		return nil, io.ErrUnexpectedEOF
+	}
+	return body, nil
 }
 
 // writeMessage writes v as a length-prefixed JSON message.
@@ -289,8 +305,8 @@ func readRequest(conn *os.File) (Spec, []*os.File, error) {
 		closeAll(files)
 		return spec, nil, err
 	}
-	body := make([]byte, binary.LittleEndian.Uint64(hdr[:]))
-	if _, err := io.ReadFull(conn, body); err != nil {
+	body, err := readBody(conn, binary.LittleEndian.Uint64(hdr[:]))
+	if err != nil {
 		closeAll(files)
 		return spec, nil, err
 	}
