@@ -27,7 +27,9 @@ import (
 // /dev/shm are new tmpfs mounts each time, the hidden workspace (with the
 // scratch directory and the inputs under it) is a tmpfs mounted for the
 // command and detached after it, and every process the command left is
-// killed and reaped before the result is sent. A supervisor that fails
+// killed and reaped before the result is sent; the mounts are undone
+// right after it, before the supervisor is given another command. A
+// supervisor that fails
 // to make or undo any of this, or whose command is cancelled, is not
 // used again.
 //
@@ -45,10 +47,14 @@ import (
 // supervisor's path alone.)
 const serveMarker = "PIPE_SANDBOX_SERVE"
 
-// pool is a helper's idle supervisors, by Spec.Isolate.
+// pool is a helper's idle supervisors, by Spec.Isolate, and how many are
+// undoing a command's mounts (pending): a command waits for one of those
+// rather than start another supervisor.
 type pool struct {
-	mu   sync.Mutex
-	idle [2][]*pooled
+	mu      sync.Mutex
+	changed *sync.Cond
+	idle    [2][]*pooled
+	pending [2]int
 }
 
 // pooled is a supervisor started by a helper, and the helper's end of
@@ -103,7 +109,10 @@ func (p *pool) run(ctx context.Context, spec Spec, stdout, stderr *os.File) erro
 	if cancelled || rerr != nil || rep.Retire {
 		s.stop()
 	} else {
-		p.put(spec.Isolate, s)
+		p.mu.Lock()
+		p.pending[isolateIndex(spec.Isolate)]++
+		p.mu.Unlock()
+		go p.whenReady(spec.Isolate, s)
 	}
 	if cancelled {
 		return ctx.Err()
@@ -117,6 +126,9 @@ func (p *pool) run(ctx context.Context, spec Spec, stdout, stderr *os.File) erro
 func (p *pool) get(isolate bool) (*pooled, error) {
 	i := isolateIndex(isolate)
 	p.mu.Lock()
+	for len(p.idle[i]) == 0 && p.pending[i] > 0 {
+		p.cond().Wait()
+	}
 	if n := len(p.idle[i]); n > 0 {
 		s := p.idle[i][n-1]
 		p.idle[i] = p.idle[i][:n-1]
@@ -127,11 +139,31 @@ func (p *pool) get(isolate bool) (*pooled, error) {
 	return startPooled(isolate)
 }
 
-func (p *pool) put(isolate bool, s *pooled) {
+// whenReady waits for the supervisor to have undone its last command's
+// mounts, which it does after reporting the result (the unmounts wait for
+// an RCU grace period: a command's result need not), and keeps it for the
+// next command.
+func (p *pool) whenReady(isolate bool, s *pooled) {
+	var ready reply
+	err := readMessage(s.conn, &ready)
+	i := isolateIndex(isolate)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	i := isolateIndex(isolate)
-	p.idle[i] = append(p.idle[i], s)
+	p.pending[i]--
+	if err != nil || ready.Retire {
+		s.stop()
+	} else {
+		p.idle[i] = append(p.idle[i], s)
+	}
+	p.cond().Broadcast()
+}
+
+// cond is the condition of changes to idle and pending; p.mu is held.
+func (p *pool) cond() *sync.Cond {
+	if p.changed == nil {
+		p.changed = sync.NewCond(&p.mu)
+	}
+	return p.changed
 }
 
 // stop kills the supervisor (and with it whatever runs in its
@@ -237,6 +269,7 @@ func servePooled(isolate bool) int {
 			return 0 // the helper is gone
 		}
 		var rep reply
+		undo := func() error { return nil }
 		switch {
 		case baseErr != nil:
 			rep = reply{result: result{Setup: baseErr.Error()}, Retire: true}
@@ -245,10 +278,15 @@ func servePooled(isolate bool) int {
 		case spec.Isolate != isolate:
 			rep = reply{result: result{Setup: "a command of the wrong kind for this supervisor"}, Retire: true}
 		default:
-			rep = runPooled(spec, files[0], files[1])
+			rep, undo = runPooled(spec, files[0], files[1])
 		}
 		closeAll(files)
 		if err := writeMessage(conn, rep); err != nil || rep.Retire {
+			return 0
+		}
+		// Ready for the next command once the namespaces are as they were.
+		uerr := undo()
+		if err := writeMessage(conn, reply{Retire: uerr != nil}); err != nil || uerr != nil {
 			return 0
 		}
 	}
@@ -317,23 +355,19 @@ func readRequest(conn *os.File) (Spec, []*os.File, error) {
 	return spec, files, nil
 }
 
-// runPooled runs one command in the pooled supervisor's namespaces and
-// leaves them as they were before it.
-func runPooled(spec Spec, stdout, stderr *os.File) reply {
-	undo := func() error { return nil }
+// runPooled runs one command in the pooled supervisor's namespaces;
+// undo leaves them as they were before it.
+func runPooled(spec Spec, stdout, stderr *os.File) (_ reply, undo func() error) {
+	undo = func() error { return nil }
 	if spec.Isolate {
 		var err error
 		undo, err = mountCommand(spec)
 		if err != nil {
 			undo()
-			return reply{result: result{Setup: err.Error()}, Retire: true}
+			return reply{result: result{Setup: err.Error()}, Retire: true}, undo
 		}
 	}
-	res := runCommand(spec, stdout, stderr)
-	if err := undo(); err != nil {
-		return reply{result: res, Retire: true}
-	}
-	return reply{result: res}
+	return reply{result: runCommand(spec, stdout, stderr)}, undo
 }
 
 // runCommand starts the command, waits for it, then kills and reaps
