@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -508,12 +509,20 @@ func mountCommand(spec Spec) (undo func() error, err error) {
 		return undo, fmt.Errorf("bind the scratch directory: %w", err)
 	}
 	// The inputs' mount points are made through the writable scratch
-	// directory, in the directory pipe made for the command.
+	// directory, in the directory pipe made for the command, by paths
+	// relative to it: most inputs share a few directories, which are
+	// then made (or found) once, and no path is walked from the root.
+	points, err := newMountPoints(spec.Scratch)
+	if err != nil {
+		return undo, err
+	}
+	defer points.close()
 	for i, m := range spec.Inputs {
-		if err := mountPoint(m.Dst, m.Dir); err != nil {
+		dir, rel, err := points.make(m.Dst, m.Dir)
+		if err != nil {
 			return undo, fmt.Errorf("input %s: %w", m.Src, err)
 		}
-		if err := unix.MoveMount(inputs[i], "", unix.AT_FDCWD, m.Dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		if err := unix.MoveMount(inputs[i], "", dir, rel, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 			return undo, fmt.Errorf("bind input %s: %w", m.Src, err)
 		}
 	}
@@ -523,4 +532,60 @@ func mountCommand(spec Spec) (undo func() error, err error) {
 		}
 	}
 	return undo, nil
+}
+
+// mountPoints makes the empty files and directories inputs are mounted
+// on, inside the scratch directory.
+type mountPoints struct {
+	scratch string
+	fd      int
+	made    map[string]bool // directories known to exist, relative
+}
+
+func newMountPoints(scratch string) (*mountPoints, error) {
+	fd, err := unix.Open(scratch, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open the scratch directory: %w", err)
+	}
+	return &mountPoints{scratch: scratch, fd: fd, made: map[string]bool{".": true}}, nil
+}
+
+func (mp *mountPoints) close() { unix.Close(mp.fd) }
+
+// make makes the mount point dst and returns it as a directory
+// descriptor and a path relative to it. A dst outside the scratch
+// directory is made by its absolute path.
+func (mp *mountPoints) make(dst string, dir bool) (int, string, error) {
+	rel, err := filepath.Rel(mp.scratch, dst)
+	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+		return unix.AT_FDCWD, dst, mountPoint(dst, dir)
+	}
+	if dir {
+		return mp.fd, rel, mp.mkdirAll(rel)
+	}
+	if err := mp.mkdirAll(filepath.Dir(rel)); err != nil {
+		return 0, "", err
+	}
+	fd, err := unix.Openat(mp.fd, rel, unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return 0, "", err
+	}
+	return mp.fd, rel, unix.Close(fd)
+}
+
+func (mp *mountPoints) mkdirAll(rel string) error {
+	if mp.made[rel] {
+		return nil
+	}
+	err := unix.Mkdirat(mp.fd, rel, 0o755)
+	if errors.Is(err, unix.ENOENT) {
+		if err = mp.mkdirAll(filepath.Dir(rel)); err == nil {
+			err = unix.Mkdirat(mp.fd, rel, 0o755)
+		}
+	}
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	mp.made[rel] = true
+	return nil
 }
