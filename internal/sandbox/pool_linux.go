@@ -58,11 +58,26 @@ type pool struct {
 	pending [2]int
 }
 
-// pooled is a supervisor started by a helper, and the helper's end of
-// its connection.
+// pooled is a supervisor a helper started for pipe: pipe's end of its
+// connection, and a pidfd to kill it by (it is the helper's child).
 type pooled struct {
-	cmd  *exec.Cmd
-	conn *os.File
+	conn  *os.File
+	pidfd *os.File
+	once  sync.Once
+}
+
+// kill kills the supervisor and with it whatever runs in its namespaces.
+func (s *pooled) kill() {
+	unix.PidfdSendSignal(int(s.pidfd.Fd()), unix.SIGKILL, nil, 0)
+}
+
+// stop kills the supervisor and lets go of it.
+func (s *pooled) stop() {
+	s.once.Do(func() {
+		s.kill()
+		s.pidfd.Close()
+		s.conn.Close()
+	})
 }
 
 func isolateIndex(isolate bool) int {
@@ -80,9 +95,10 @@ type reply struct {
 	Retire bool `json:"retire,omitempty"`
 }
 
-// run runs spec in an idle supervisor of the right kind, or a new one.
-func (p *pool) run(ctx context.Context, spec Spec, stdout, stderr *os.File) error {
-	s, err := p.get(spec.Isolate)
+// run runs spec in an idle supervisor of the right kind, or one start
+// gives; sent is called once the supervisor holds stdout and stderr.
+func (p *pool) run(ctx context.Context, spec Spec, stdout, stderr *os.File, sent func(), start func(isolate bool) (*pooled, error)) error {
+	s, err := p.get(spec.Isolate, start)
 	if err != nil {
 		return &SetupError{Msg: fmt.Sprintf("start the supervisor in new namespaces: %v", err)}
 	}
@@ -97,13 +113,14 @@ func (p *pool) run(ctx context.Context, spec Spec, stdout, stderr *os.File) erro
 		s.stop()
 		return &SetupError{Msg: fmt.Sprintf("send the command to the supervisor: %v", err)}
 	}
+	sent()
 	if _, err := s.conn.Write(body); err != nil {
 		s.stop()
 		return &SetupError{Msg: fmt.Sprintf("send the command to the supervisor: %v", err)}
 	}
 	// Cancelling kills the supervisor, the PID namespace's init, and so
 	// every process of the command; it is not used again.
-	stop := context.AfterFunc(ctx, func() { s.cmd.Process.Kill() })
+	stop := context.AfterFunc(ctx, s.kill)
 	var rep reply
 	rerr := readMessage(s.conn, &rep)
 	cancelled := !stop()
@@ -124,7 +141,7 @@ func (p *pool) run(ctx context.Context, spec Spec, stdout, stderr *os.File) erro
 	return rep.result.err(spec)
 }
 
-func (p *pool) get(isolate bool) (*pooled, error) {
+func (p *pool) get(isolate bool, start func(isolate bool) (*pooled, error)) (*pooled, error) {
 	i := isolateIndex(isolate)
 	p.mu.Lock()
 	for len(p.idle[i]) == 0 && p.pending[i] > 0 {
@@ -137,7 +154,19 @@ func (p *pool) get(isolate bool) (*pooled, error) {
 		return s, nil
 	}
 	p.mu.Unlock()
-	return startPooled(isolate)
+	return start(isolate)
+}
+
+// close stops the idle supervisors.
+func (p *pool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.idle {
+		for _, s := range p.idle[i] {
+			s.stop()
+		}
+		p.idle[i] = nil
+	}
 }
 
 // whenReady waits for the supervisor to have undone its last command's
@@ -167,30 +196,24 @@ func (p *pool) cond() *sync.Cond {
 	return p.changed
 }
 
-// stop kills the supervisor (and with it whatever runs in its
-// namespaces) and reaps it in the background.
-func (s *pooled) stop() {
-	s.cmd.Process.Kill()
-	s.conn.Close()
-	go s.cmd.Wait()
-}
-
-func startPooled(isolate bool) (*pooled, error) {
+// startPooled starts a supervisor (in a helper) and returns its process
+// and the other end of its connection.
+func startPooled(isolate bool) (*exec.Cmd, *os.File, error) {
 	self, err := supervisorPath()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	theirs := os.NewFile(uintptr(fds[1]), "supervisor")
 	defer theirs.Close()
-	// Non-blocking, so the Go runtime polls it and a kill of the
-	// supervisor ends a read in progress.
+	// Non-blocking (pipe gets the same open file), so the Go runtime
+	// polls it and a kill of the supervisor ends a read in progress.
 	if err := unix.SetNonblock(fds[0], true); err != nil {
 		unix.Close(fds[0])
-		return nil, err
+		return nil, nil, err
 	}
 	conn := os.NewFile(uintptr(fds[0]), "supervisor")
 	cmd := exec.Command(self)
@@ -205,9 +228,9 @@ func startPooled(isolate bool) (*pooled, error) {
 	cmd.SysProcAttr = sysProcAttr(Spec{Isolate: isolate})
 	if err := cmd.Start(); err != nil {
 		conn.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return &pooled{cmd: cmd, conn: conn}, nil
+	return cmd, conn, nil
 }
 
 // readMessage reads a length-prefixed JSON message.
