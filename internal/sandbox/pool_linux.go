@@ -18,28 +18,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A helper keeps the supervisors it started once their command is done,
-// and gives each the next command of the same kind (isolated or not):
-// a supervisor's start (a Go program's start-up, the fork and exec, new
-// PID and mount namespaces, the read-only remount of every mount and a
-// new /proc) then happens once per build and job slot instead of once per
-// command. What belongs to one command is made before it and undone
+// A Runner keeps the supervisors its helpers started once their command
+// is done, and gives each the next command of the same kind (isolated or
+// not): a supervisor's start (a Go program's start-up, the fork and exec,
+// new PID and mount namespaces, the read-only remount of every mount and
+// a new /proc) then happens once per build and job slot instead of once
+// per command. What belongs to one command is made before it and undone
 // after it, all inside the supervisor's namespaces: the private /tmp and
-// /dev/shm are new tmpfs mounts each time, the hidden workspace (with the
-// scratch directory and the inputs under it) is a tmpfs mounted for the
-// command and detached after it, and every process the command left is
-// killed and reaped before the result is sent; the mounts are undone
-// right after it, before the supervisor is given another command. A
-// supervisor that fails
-// to make or undo any of this, or whose command is cancelled, is not
-// used again.
+// /dev/shm are new tmpfs mounts each time, and the hidden workspace (with
+// the scratch directory and the inputs under it) is a tmpfs mounted for
+// the command; every process the command left is killed and reaped
+// before the result is sent, and the mounts are detached right after it,
+// before the supervisor is given another command. A supervisor that fails
+// to make or undo any of this, or whose command is cancelled, is not used
+// again.
 //
 // The supervisor keeps its capabilities for the mounts, but the command
 // gets none: before the first command the supervisor's thread clears its
-// ambient and bounding sets and sets no_new_privs and SECBIT_NOROOT
-// (locked), so the command's execve yields empty capability sets, root
-// or not, file capabilities or not. Holding more capabilities than the
-// command, the supervisor cannot be traced or read through /proc by it.
+// ambient, bounding and inheritable sets and sets no_new_privs and
+// SECBIT_NOROOT (locked), so the command's execve yields empty capability
+// sets, root or not, file capabilities or not. Holding more capabilities
+// than the command, the supervisor cannot be traced or read through /proc
+// by it.
 
 // serveMarker, in the supervisor's environment, starts it as a pooled
 // supervisor reading commands from descriptor 3; its value, "isolate" or
@@ -48,8 +48,8 @@ import (
 // supervisor's path alone.)
 const serveMarker = "PIPE_SANDBOX_SERVE"
 
-// pool is a helper's idle supervisors, by Spec.Isolate, and how many are
-// undoing a command's mounts (pending): a command waits for one of those
+// pool is the idle supervisors of a helper, by Spec.Isolate, and how
+// many are undoing a command's mounts (pending): a command waits for one of those
 // rather than start another supervisor.
 type pool struct {
 	mu      sync.Mutex
@@ -279,18 +279,18 @@ func writeMessage(w io.Writer, v any) error {
 }
 
 // servePooled is a pooled supervisor's whole life: make the namespaces
-// once, then run the commands the helper sends until it goes away.
+// once, then run the commands pipe sends until it goes away.
 func servePooled(isolate bool) int {
 	// Long-lived: collect garbage (the one-shot supervisor does not).
 	debug.SetGCPercent(100)
 	syscall.CloseOnExec(specFD)
-	conn := os.NewFile(specFD, "helper")
+	conn := os.NewFile(specFD, "pipe")
 	baseErr := poolBase(isolate)
 	forwardSignals()
 	for {
 		spec, files, err := readRequest(conn)
 		if err != nil {
-			return 0 // the helper is gone
+			return 0 // pipe is gone, or let go of this supervisor
 		}
 		var rep reply
 		undo := func() error { return nil }
