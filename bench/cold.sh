@@ -5,8 +5,8 @@
 # variant, the median wall time and the median CPU time (user + system of
 # pipe and of every process it started: the sandbox's helper, supervisors
 # and commands), each also per action. A last line times the commands
-# alone: each package's genrule command run by bash, one after another,
-# the way a build with -j 1 would, without pipe.
+# alone: each package's genrule command run by bash,
+# as many at once as pipe's default -j, without pipe.
 #
 #   bash bench/cold.sh WORKSPACE RUNS BIN[:FLAG,FLAG] ...
 #   bash bench/cold.sh /tmp/ws1k 5 /tmp/pipe-main /tmp/pipe:--sandbox=none /tmp/pipe:--sandbox=namespace
@@ -60,30 +60,29 @@ for v in "$@"; do
 done
 # The commands alone, in a copy of the workspace with each package's
 # output where its dependents read it: the output directories made first
-# in one go, then each package's command started by bash, one after
-# another, as pipe starts it. What a variant costs beyond this is pipe's
-# own per action.
+# in one go, then each package's command started by bash as pipe starts
+# it, as many at once as pipe's default -j (the number of CPUs), so that
+# load on the machine slows both alike. What a variant costs beyond this
+# is pipe's own per action.
+jobs=$(nproc)
 cp -r "$src" "$work/cmds"
 (cd "$work/cmds" && find . -name BUILD.star | sort | xargs -n1 dirname >"$work/dirs" && sed 's#^#dist/#; s#$#/gen#' "$work/dirs" | xargs mkdir -p)
 cat >"$work/cmds.sh" <<'SH'
 cd "$1"
-while read -r d; do
-  /bin/bash -eo pipefail -c "cat $d/files/*.txt | cksum > dist/$d/gen/out.txt"
-done <"$2"
+xargs -P "$3" -I{} /bin/bash -eo pipefail -c 'cat {}/files/*.txt | cksum > dist/{}/gen/out.txt' <"$2"
 SH
 perf=()
 if command -v perf >/dev/null; then perf=(perf stat -x, -e task-clock -o "$work/perf"); fi
-t=$( { /usr/bin/time -f '%e %U %S' "${perf[@]}" bash "$work/cmds.sh" "$work/cmds" "$work/dirs" >/dev/null 2>"$work/err"; tail -1 "$work/err"; } )
+t=$( { /usr/bin/time -f '%e %U %S' "${perf[@]}" bash "$work/cmds.sh" "$work/cmds" "$work/dirs" "$jobs" >/dev/null 2>"$work/err"; tail -1 "$work/err"; } )
 read -r e u s <<<"$t"
 c=$(awk "BEGIN {print $u + $s}")
 if [ ${#perf[@]} -gt 0 ]; then c=$(awk -F, '/task-clock/ {print $1 / 1000}' "$work/perf"); fi
-printf '%-45s wall %6.2f s (%5.2f ms/action)  cpu %6.2f s (%5.2f ms/action)\n' "commands alone (bash -c per package)" "$e" "$(awk "BEGIN {print $e * 1000 / $actions}")" "$c" "$(awk "BEGIN {print $c * 1000 / $actions}")"
-# Per action beyond the command: CPU, and job-slot time (wall time times
-# the jobs, pipe's default -j being the number of CPUs).
-jobs=$(nproc)
+printf '%-45s wall %6.2f s (%5.2f ms/action)  cpu %6.2f s (%5.2f ms/action)\n' "commands alone (bash -c per package, -P $jobs)" "$e" "$(awk "BEGIN {print $e * 1000 / $actions}")" "$c" "$(awk "BEGIN {print $c * 1000 / $actions}")"
+# Per action beyond the command: CPU, and job-slot time (the difference
+# in wall time times the jobs).
 i=0
 for v in "$@"; do
   w=$(echo "${wall[$i]}" | median) cv=$(echo "${cpu[$i]}" | median)
-  printf '%-45s beyond the command: cpu %5.2f ms/action, job-slot time (wall x %d jobs) %5.2f ms/action\n' "$v" "$(awk "BEGIN {print ($cv - $c) * 1000 / $actions}")" "$jobs" "$(awk "BEGIN {print ($w * $jobs - $e) * 1000 / $actions}")"
+  printf '%-45s beyond the command: cpu %5.2f ms/action, job-slot time ((wall - the commands wall) x %d jobs) %5.2f ms/action\n' "$v" "$(awk "BEGIN {print ($cv - $c) * 1000 / $actions}")" "$jobs" "$(awk "BEGIN {print ($w - $e) * $jobs * 1000 / $actions}")"
   i=$((i + 1))
 done
