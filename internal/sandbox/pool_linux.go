@@ -98,26 +98,28 @@ type reply struct {
 // run runs spec in an idle supervisor of the right kind, or one start
 // gives; sent is called once the supervisor holds stdout and stderr.
 func (p *pool) run(ctx context.Context, spec Spec, stdout, stderr *os.File, sent func(), start func(isolate bool) (*pooled, error)) error {
-	s, err := p.get(spec.Isolate, start)
-	if err != nil {
-		return &SetupError{Msg: fmt.Sprintf("start the supervisor in new namespaces: %v", err)}
-	}
 	body, err := json.Marshal(spec)
 	if err != nil {
-		s.stop()
 		return err
 	}
 	var hdr [8]byte
 	binary.LittleEndian.PutUint64(hdr[:], uint64(len(body)))
-	if err := sendWithFiles(s.conn, hdr[:], stdout, stderr); err != nil {
+	var s *pooled
+	for {
+		if s, err = p.get(spec.Isolate, start); err != nil {
+			return &noSupervisorError{err}
+		}
+		// An idle supervisor that cannot take the command is gone (its
+		// helper died): the command never started, try another.
+		if err = sendWithFiles(s.conn, hdr[:], stdout, stderr); err == nil {
+			_, err = s.conn.Write(body)
+		}
+		if err == nil {
+			break
+		}
 		s.stop()
-		return &SetupError{Msg: fmt.Sprintf("send the command to the supervisor: %v", err)}
 	}
 	sent()
-	if _, err := s.conn.Write(body); err != nil {
-		s.stop()
-		return &SetupError{Msg: fmt.Sprintf("send the command to the supervisor: %v", err)}
-	}
 	// Cancelling kills the supervisor, the PID namespace's init, and so
 	// every process of the command; it is not used again.
 	stop := context.AfterFunc(ctx, s.kill)
@@ -167,6 +169,14 @@ func (p *pool) close() {
 		}
 		p.idle[i] = nil
 	}
+}
+
+// noSupervisorError is a command that never reached a supervisor: none
+// could be had from the helper.
+type noSupervisorError struct{ err error }
+
+func (e *noSupervisorError) Error() string {
+	return fmt.Sprintf("sandbox: start the supervisor in new namespaces: %v", e.err)
 }
 
 // whenReady waits for the supervisor to have undone its last command's

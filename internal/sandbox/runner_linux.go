@@ -76,6 +76,12 @@ func (r *Runner) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) e
 	// The supervisor holds its own copies of the outputs (or never will).
 	closeW()
 	wait()
+	var none *noSupervisorError
+	if errors.As(err, &none) {
+		// The helper could not give a supervisor (it died?): pipe starts
+		// one itself, as without a helper.
+		return Run(ctx, spec, stdout, stderr)
+	}
 	return err
 }
 

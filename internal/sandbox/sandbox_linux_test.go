@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pipebuild/pipe/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // needNamespaces skips (fails under PIPE_REQUIRE_ALL=1) where the kernel
@@ -438,6 +439,47 @@ func TestSupervisorReusedClean(t *testing.T) {
 	}
 	if !strings.Contains(got, "other\n") || !strings.Contains(got, "no-first-scratch") {
 		t.Errorf("the second command should see its own input and not the first's scratch directory:\n%s", got)
+	}
+}
+
+// TestRunnerOutlivesItsHelper: when a helper dies (and with it the
+// supervisors it started), the Runner's next command still runs, in a
+// supervisor pipe starts itself.
+func TestRunnerOutlivesItsHelper(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	r := &Runner{}
+	defer r.Close()
+	if err := r.Run(context.Background(), l.spec("cat pkg/in.txt"), io.Discard, io.Discard); err != nil {
+		t.Fatalf("first command: %v", err)
+	}
+	// The supervisor is idle once it has undone the command's mounts.
+	p := &r.pools[helperIndex(l.spec(""))]
+	p.mu.Lock()
+	for p.pending[1] > 0 {
+		p.cond().Wait()
+	}
+	idle := append([]*pooled(nil), p.idle[1]...)
+	p.mu.Unlock()
+	if len(idle) == 0 {
+		t.Fatal("no idle supervisor after the first command")
+	}
+	h := r.helpers[helperIndex(l.spec(""))]
+	if h.cmd == nil {
+		t.Fatal("the command did not go through a helper")
+	}
+	h.cmd.Process.Kill()
+	h.cmd.Wait()
+	// Its supervisors die with it (Pdeathsig): wait until they have.
+	for _, s := range idle {
+		fds := []unix.PollFd{{Fd: int32(s.pidfd.Fd()), Events: unix.POLLIN}}
+		if n, err := unix.Poll(fds, 10_000); n != 1 || err != nil {
+			t.Fatalf("the supervisor outlived its helper: %d %v", n, err)
+		}
+	}
+	var out syncBuffer
+	if err := r.Run(context.Background(), l.spec("cat pkg/in.txt"), &out, &out); err != nil || out.String() != "input\n" {
+		t.Errorf("after the helper died: %v, %q", err, out.String())
 	}
 }
 
