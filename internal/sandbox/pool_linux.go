@@ -61,23 +61,32 @@ type pool struct {
 // pooled is a supervisor a helper started for pipe: pipe's end of its
 // connection, and a pidfd to kill it by (it is the helper's child).
 type pooled struct {
-	conn  *os.File
-	pidfd *os.File
-	once  sync.Once
+	conn *os.File
+	mu   sync.Mutex // guards pidfd, which a cancellation may use while stop closes it
+	// pidfd is -1 once stopped.
+	pidfd int
 }
 
 // kill kills the supervisor and with it whatever runs in its namespaces.
 func (s *pooled) kill() {
-	unix.PidfdSendSignal(int(s.pidfd.Fd()), unix.SIGKILL, nil, 0)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pidfd >= 0 {
+		unix.PidfdSendSignal(s.pidfd, unix.SIGKILL, nil, 0)
+	}
 }
 
 // stop kills the supervisor and lets go of it.
 func (s *pooled) stop() {
-	s.once.Do(func() {
-		s.kill()
-		s.pidfd.Close()
-		s.conn.Close()
-	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pidfd < 0 {
+		return
+	}
+	unix.PidfdSendSignal(s.pidfd, unix.SIGKILL, nil, 0)
+	unix.Close(s.pidfd)
+	s.pidfd = -1
+	s.conn.Close()
 }
 
 func isolateIndex(isolate bool) int {

@@ -212,7 +212,15 @@ func requestSupervisor(addr string, isolate bool) (*pooled, error) {
 		m, _ := io.ReadFull(conn, msg[n:])
 		return nil, fmt.Errorf("sandbox helper: %s", msg[1:n+m])
 	}
-	return &pooled{conn: files[0], pidfd: files[1]}, nil
+	// The pidfd as a plain descriptor: an *os.File would close it when
+	// collected.
+	pidfd, err := unix.FcntlInt(files[1].Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	files[1].Close()
+	if err != nil {
+		files[0].Close()
+		return nil, fmt.Errorf("keep the supervisor's pidfd: %w", err)
+	}
+	return &pooled{conn: files[0], pidfd: pidfd}, nil
 }
 
 // outputFiles gives descriptors for stdout and stderr: the files

@@ -472,7 +472,7 @@ func TestRunnerOutlivesItsHelper(t *testing.T) {
 	h.cmd.Wait()
 	// Its supervisors die with it (Pdeathsig): wait until they have.
 	for _, s := range idle {
-		fds := []unix.PollFd{{Fd: int32(s.pidfd.Fd()), Events: unix.POLLIN}}
+		fds := []unix.PollFd{{Fd: int32(s.pidfd), Events: unix.POLLIN}}
 		if n, err := unix.Poll(fds, 10_000); n != 1 || err != nil {
 			t.Fatalf("the supervisor outlived its helper: %d %v", n, err)
 		}
