@@ -48,14 +48,20 @@ import (
 // supervisor's path alone.)
 const serveMarker = "PIPE_SANDBOX_SERVE"
 
-// pool is the idle supervisors of a helper, by Spec.Isolate, and how
-// many are undoing a command's mounts (pending): a command waits for one of those
-// rather than start another supervisor.
+// pool is the supervisors of a helper, by Spec.Isolate: idle ones, and
+// how many are running a command (busy), undoing one's mounts (pending)
+// and alive in all. A command without an idle supervisor starts another
+// one while there are fewer than two per busy one, and otherwise waits
+// for a pending one: so that undoing mounts, which waits for the kernel
+// (an RCU grace period, long on a loaded machine), is not on the way of
+// the next command, while the supervisors stay few.
 type pool struct {
 	mu      sync.Mutex
 	changed *sync.Cond
 	idle    [2][]*pooled
+	busy    [2]int
 	pending [2]int
+	live    [2]int
 }
 
 // pooled is a supervisor a helper started for pipe: pipe's end of its
@@ -113,6 +119,7 @@ func (p *pool) run(ctx context.Context, spec Spec, stdout, stderr *os.File, sent
 	}
 	var hdr [8]byte
 	binary.LittleEndian.PutUint64(hdr[:], uint64(len(body)))
+	i := isolateIndex(spec.Isolate)
 	var s *pooled
 	for {
 		if s, err = p.get(spec.Isolate, start); err != nil {
@@ -126,7 +133,12 @@ func (p *pool) run(ctx context.Context, spec Spec, stdout, stderr *os.File, sent
 		if err == nil {
 			break
 		}
+		p.mu.Lock()
+		p.busy[i]--
+		p.live[i]--
 		s.stop()
+		p.cond().Broadcast()
+		p.mu.Unlock()
 	}
 	sent()
 	// Cancelling kills the supervisor, the PID namespace's init, and so
@@ -135,14 +147,17 @@ func (p *pool) run(ctx context.Context, spec Spec, stdout, stderr *os.File, sent
 	var rep reply
 	rerr := readMessage(s.conn, &rep)
 	cancelled := !stop()
+	p.mu.Lock()
+	p.busy[i]--
 	if cancelled || rerr != nil || rep.Retire {
+		p.live[i]--
 		s.stop()
 	} else {
-		p.mu.Lock()
-		p.pending[isolateIndex(spec.Isolate)]++
-		p.mu.Unlock()
+		p.pending[i]++
 		go p.whenReady(spec.Isolate, s)
 	}
+	p.cond().Broadcast()
+	p.mu.Unlock()
 	if cancelled {
 		return ctx.Err()
 	}
@@ -155,7 +170,8 @@ func (p *pool) run(ctx context.Context, spec Spec, stdout, stderr *os.File, sent
 func (p *pool) get(isolate bool, start func(isolate bool) (*pooled, error)) (*pooled, error) {
 	i := isolateIndex(isolate)
 	p.mu.Lock()
-	for len(p.idle[i]) == 0 && p.pending[i] > 0 {
+	p.busy[i]++
+	for len(p.idle[i]) == 0 && p.pending[i] > 0 && p.live[i] >= 2*p.busy[i] {
 		p.cond().Wait()
 	}
 	if n := len(p.idle[i]); n > 0 {
@@ -164,8 +180,17 @@ func (p *pool) get(isolate bool, start func(isolate bool) (*pooled, error)) (*po
 		p.mu.Unlock()
 		return s, nil
 	}
+	p.live[i]++
 	p.mu.Unlock()
-	return start(isolate)
+	s, err := start(isolate)
+	if err != nil {
+		p.mu.Lock()
+		p.busy[i]--
+		p.live[i]--
+		p.cond().Broadcast()
+		p.mu.Unlock()
+	}
+	return s, err
 }
 
 // close stops the idle supervisors.
@@ -176,6 +201,7 @@ func (p *pool) close() {
 		for _, s := range p.idle[i] {
 			s.stop()
 		}
+		p.live[i] -= len(p.idle[i])
 		p.idle[i] = nil
 	}
 }
@@ -200,6 +226,7 @@ func (p *pool) whenReady(isolate bool, s *pooled) {
 	defer p.mu.Unlock()
 	p.pending[i]--
 	if err != nil || ready.Retire {
+		p.live[i]--
 		s.stop()
 	} else {
 		p.idle[i] = append(p.idle[i], s)

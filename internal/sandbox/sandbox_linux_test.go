@@ -81,6 +81,7 @@ func run(t *testing.T, s Spec) (string, error) {
 	if err := r.Run(context.Background(), warm, io.Discard, io.Discard); err != nil {
 		t.Fatalf("the first command through the helper: %v", err)
 	}
+	idleSupervisors(r, warm)
 	verr := r.Run(context.Background(), s, &via, &via)
 	if (derr == nil) != (verr == nil) {
 		t.Errorf("%q: started from pipe: %v\n%s\nthrough the helper: %v\n%s", s.Argv, derr, direct.String(), verr, via.String())
@@ -416,6 +417,9 @@ func TestSupervisorReusedClean(t *testing.T) {
 		t.Fatalf("first command: %v\n%s", err, out.String())
 	}
 	pid1, _ := os.ReadFile(filepath.Join(l.scratch, "dist", "pkg", "pid"))
+	// Once the supervisor has undone the command's mounts, the next
+	// command goes to it rather than to a new one.
+	idleSupervisors(r, first)
 	scratch2 := filepath.Join(l.ws, ".pipe", "sandbox", "2-y")
 	os.MkdirAll(scratch2, 0o755)
 	second := l.spec(`echo $$; ls /tmp /dev/shm; cat /proc/[0-9]*/comm; cat pkg/in.txt; cat pkg/other.txt; ls ` + l.scratch + ` || echo no-first-scratch`)
@@ -453,14 +457,7 @@ func TestRunnerOutlivesItsHelper(t *testing.T) {
 	if err := r.Run(context.Background(), l.spec("cat pkg/in.txt"), io.Discard, io.Discard); err != nil {
 		t.Fatalf("first command: %v", err)
 	}
-	// The supervisor is idle once it has undone the command's mounts.
-	p := &r.pools[helperIndex(l.spec(""))]
-	p.mu.Lock()
-	for p.pending[1] > 0 {
-		p.cond().Wait()
-	}
-	idle := append([]*pooled(nil), p.idle[1]...)
-	p.mu.Unlock()
+	idle := idleSupervisors(r, l.spec(""))
 	if len(idle) == 0 {
 		t.Fatal("no idle supervisor after the first command")
 	}
@@ -481,6 +478,40 @@ func TestRunnerOutlivesItsHelper(t *testing.T) {
 	if err := r.Run(context.Background(), l.spec("cat pkg/in.txt"), &out, &out); err != nil || out.String() != "input\n" {
 		t.Errorf("after the helper died: %v, %q", err, out.String())
 	}
+}
+
+// TestSupervisorsStayFew: commands one after another through one Runner
+// use at most two supervisors (one may still be undoing the last
+// command's mounts when the next comes).
+func TestSupervisorsStayFew(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	r := &Runner{}
+	defer r.Close()
+	for i := range 20 {
+		if err := r.Run(context.Background(), l.spec("cat pkg/in.txt"), io.Discard, io.Discard); err != nil {
+			t.Fatalf("command %d: %v", i, err)
+		}
+	}
+	p := &r.pools[helperIndex(l.spec(""))]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := p.live[1]; n < 1 || n > 2 {
+		t.Errorf("%d supervisors for 20 commands one after another, want 1 or 2", n)
+	}
+}
+
+// idleSupervisors waits until no supervisor of spec's kind is undoing a
+// command, and returns the idle ones.
+func idleSupervisors(r *Runner, spec Spec) []*pooled {
+	p := &r.pools[helperIndex(spec)]
+	i := isolateIndex(spec.Isolate)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.pending[i] > 0 {
+		p.cond().Wait()
+	}
+	return append([]*pooled(nil), p.idle[i]...)
 }
 
 // syncBuffer is a buffer two copying goroutines (stdout, stderr) can
