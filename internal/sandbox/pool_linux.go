@@ -22,8 +22,8 @@ import (
 // is done, and gives each the next command of the same kind (isolated or
 // not): a supervisor's start (a Go program's start-up, the fork and exec,
 // new PID and mount namespaces, the read-only remount of every mount and
-// a new /proc) then happens once per build and job slot instead of once
-// per command. What belongs to one command is made before it and undone
+// a new /proc) then happens a few times per build and job slot instead
+// of once per command. What belongs to one command is made before it and undone
 // after it, all inside the supervisor's namespaces: the private /tmp and
 // /dev/shm are new tmpfs mounts each time, and the hidden workspace (with
 // the scratch directory and the inputs under it) is a tmpfs mounted for
