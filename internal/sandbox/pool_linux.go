@@ -577,6 +577,11 @@ func mountCommand(spec Spec) (undo func() error, err error) {
 	if err := unix.MoveMount(scratch, "", unix.AT_FDCWD, spec.Scratch, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return undo, fmt.Errorf("bind the scratch directory: %w", err)
 	}
+	if filepath.Clean(spec.Hide) == filepath.Clean(spec.Scratch) {
+		// Mounted on top of the tmpfs, not inside it: a detach of the
+		// path takes only the top one.
+		mounted = append(mounted, spec.Scratch)
+	}
 	// The inputs' mount points are made through the writable scratch
 	// directory, in the directory pipe made for the command, by paths
 	// relative to it: most inputs share a few directories, which are

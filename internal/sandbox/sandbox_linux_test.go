@@ -480,6 +480,35 @@ func TestRunnerOutlivesItsHelper(t *testing.T) {
 	}
 }
 
+// TestSupervisorReusedWhenScratchIsHidden: a command whose scratch
+// directory is the hidden directory itself (as the probe's) leaves no
+// mount behind in a reused supervisor.
+func TestSupervisorReusedWhenScratchIsHidden(t *testing.T) {
+	needNamespaces(t)
+	// Outside /tmp: the private /tmp's detach would take a mount left
+	// under it along.
+	dir, err := os.MkdirTemp("/var/tmp", "pipe-sandbox-test-")
+	if err != nil {
+		t.Fatalf("a directory outside /tmp: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	s := Spec{Argv: []string{"/bin/sh", "-c", "grep -c ' " + dir + " ' /proc/self/mountinfo"}, Env: []string{"PATH=/usr/bin:/bin"}, Dir: dir, Isolate: true, Hide: dir, Scratch: dir}
+	r := &Runner{}
+	defer r.Close()
+	var counts []string
+	for range 3 {
+		var out syncBuffer
+		if err := r.Run(context.Background(), s, &out, &out); err != nil {
+			t.Fatalf("run: %v\n%s", err, out.String())
+		}
+		counts = append(counts, strings.TrimSpace(out.String()))
+		idleSupervisors(r, s)
+	}
+	if counts[0] != counts[1] || counts[1] != counts[2] {
+		t.Errorf("mounts at %s, command by command: %v; want the same each time", dir, counts)
+	}
+}
+
 // TestSupervisorsStayFew: commands one after another through one Runner
 // use at most two supervisors (one may still be undoing the last
 // command's mounts when the next comes).
