@@ -117,11 +117,10 @@ func (p *pool) run(ctx context.Context, spec Spec, stdout, stderr *os.File, sent
 	i := isolateIndex(spec.Isolate)
 	var s *pooled
 	for {
-		if s, err = p.get(spec.Isolate, start); err != nil {
+		var fresh bool
+		if s, fresh, err = p.get(spec.Isolate, start); err != nil {
 			return &noSupervisorError{err}
 		}
-		// An idle supervisor that cannot take the command is gone (its
-		// helper died): the command never started, try another.
 		if err = sendWithFiles(s.conn, hdr[:], stdout, stderr); err == nil {
 			_, err = s.conn.Write(body)
 		}
@@ -134,6 +133,13 @@ func (p *pool) run(ctx context.Context, spec Spec, stdout, stderr *os.File, sent
 		s.stop()
 		p.cond().Broadcast()
 		p.mu.Unlock()
+		// An idle supervisor that cannot take the command is gone (its
+		// helper died): the command never started, try another. One just
+		// started that cannot is broken (a pipe-sandbox of another
+		// version?): trying again would start the same.
+		if fresh {
+			return &SetupError{Msg: fmt.Sprintf("send the command to a new supervisor: %v (is %s next to pipe of the same version?)", err, SupervisorName)}
+		}
 	}
 	sent()
 	// Cancelling kills the supervisor, the PID namespace's init, and so
@@ -162,7 +168,8 @@ func (p *pool) run(ctx context.Context, spec Spec, stdout, stderr *os.File, sent
 	return rep.result.err(spec)
 }
 
-func (p *pool) get(isolate bool, start func(isolate bool) (*pooled, error)) (*pooled, error) {
+// get gives an idle supervisor, or one start gives (fresh).
+func (p *pool) get(isolate bool, start func(isolate bool) (*pooled, error)) (_ *pooled, fresh bool, _ error) {
 	i := isolateIndex(isolate)
 	p.mu.Lock()
 	p.busy[i]++
@@ -173,7 +180,7 @@ func (p *pool) get(isolate bool, start func(isolate bool) (*pooled, error)) (*po
 		s := p.idle[i][n-1]
 		p.idle[i] = p.idle[i][:n-1]
 		p.mu.Unlock()
-		return s, nil
+		return s, false, nil
 	}
 	p.live[i]++
 	p.mu.Unlock()
@@ -185,7 +192,7 @@ func (p *pool) get(isolate bool, start func(isolate bool) (*pooled, error)) (*po
 		p.cond().Broadcast()
 		p.mu.Unlock()
 	}
-	return s, err
+	return s, true, err
 }
 
 // close stops the idle supervisors.

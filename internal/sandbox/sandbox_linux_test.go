@@ -561,3 +561,42 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestBrokenNewSupervisorIsNotRetried: a supervisor that dies as soon as
+// it starts (a pipe-sandbox of another version next to pipe) fails the
+// command with a message instead of starting one supervisor after
+// another.
+func TestBrokenNewSupervisorIsNotRetried(t *testing.T) {
+	var p pool
+	starts := 0
+	start := func(bool) (*pooled, error) {
+		starts++
+		if starts > 3 {
+			return nil, errors.New("started too often")
+		}
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		unix.Close(fds[1]) // the supervisor is gone
+		unix.SetNonblock(fds[0], true)
+		// A process of our own to stand for it, which stop kills.
+		c := exec.Command("sleep", "60")
+		if err := c.Start(); err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+		pidfd, err := unix.PidfdOpen(c.Process.Pid, unix.PIDFD_NONBLOCK)
+		if err != nil {
+			return nil, err
+		}
+		return &pooled{conn: os.NewFile(uintptr(fds[0]), "supervisor"), pidfd: pidfd}, nil
+	}
+	devNull, _ := os.Open(os.DevNull)
+	defer devNull.Close()
+	err := p.run(context.Background(), Spec{Argv: []string{"true"}, Isolate: true}, devNull, devNull, func() {}, start)
+	var se *SetupError
+	if starts != 1 || !errors.As(err, &se) || !strings.Contains(err.Error(), SupervisorName) {
+		t.Errorf("%d supervisors started, error %v; want 1 and a setup error naming %s", starts, err, SupervisorName)
+	}
+}
