@@ -2,8 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +9,8 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Runner runs commands in the sandbox through helper processes, started
@@ -34,6 +34,7 @@ import (
 type Runner struct {
 	mu      sync.Mutex
 	helpers [2]helper // by helperIndex
+	pools   [2]pool   // the supervisors each helper started, by helperIndex
 	closed  bool
 }
 
@@ -55,12 +56,33 @@ func helperIndex(spec Spec) int {
 
 // Run is Run through a helper; where the helper cannot be started, the
 // supervisor is started from pipe itself.
+//
+// A helper only starts supervisors (pooled, see pool_linux.go) and hands
+// pipe the connection to each: the commands go from pipe to a supervisor
+// directly.
 func (r *Runner) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) error {
-	addr, err := r.start(helperIndex(spec))
+	i := helperIndex(spec)
+	addr, err := r.start(i)
 	if err != nil {
 		return Run(ctx, spec, stdout, stderr)
 	}
-	return runVia(ctx, addr, spec, stdout, stderr)
+	outW, closeW, wait, err := outputFiles(stdout, stderr)
+	if err != nil {
+		return err
+	}
+	err = r.pools[i].run(ctx, spec, outW[0], outW[1], closeW, func(isolate bool) (*pooled, error) {
+		return requestSupervisor(addr, isolate)
+	})
+	// The supervisor holds its own copies of the outputs (or never will).
+	closeW()
+	wait()
+	var none *noSupervisorError
+	if errors.As(err, &none) {
+		// The helper could not give a supervisor (it died?): pipe starts
+		// one itself, as without a helper.
+		return Run(ctx, spec, stdout, stderr)
+	}
+	return err
 }
 
 // Close stops the helpers.
@@ -68,6 +90,9 @@ func (r *Runner) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closed = true
+	for i := range r.pools {
+		r.pools[i].close()
+	}
 	for i := range r.helpers {
 		h := &r.helpers[i]
 		if h.cmd != nil {
@@ -156,50 +181,46 @@ var inHelper bool
 // run the helper instead of the program.
 const helperMarker = "PIPE_SANDBOX_HELPER"
 
-// A request is a header (the spec's length, with the command's stdout and
-// stderr descriptors attached), the spec as JSON, then the result as
-// JSON back. Closing the connection cancels the command.
+// A request to a helper is one byte, the kind of supervisor wanted
+// ('i' isolated, 'p' PID namespace only); the answer is '+' with the
+// connection to a new supervisor and a pidfd of it attached, or '-' and
+// why not.
 
-func runVia(ctx context.Context, addr string, spec Spec, stdout, stderr io.Writer) error {
+// requestSupervisor asks the helper at addr for a new supervisor.
+func requestSupervisor(addr string, isolate bool) (*pooled, error) {
 	conn, err := dialUnix(addr)
 	if err != nil {
-		return Run(ctx, spec, stdout, stderr)
+		return nil, fmt.Errorf("reach the sandbox helper: %w", err)
 	}
 	defer conn.Close()
-	outW, closeW, wait, err := outputFiles(stdout, stderr)
+	kind := []byte{'p'}
+	if isolate {
+		kind[0] = 'i'
+	}
+	if _, err := conn.Write(kind); err != nil {
+		return nil, fmt.Errorf("ask the sandbox helper for a supervisor: %w", err)
+	}
+	var msg [512]byte
+	oob := make([]byte, syscall.CmsgSpace(2*4))
+	n, oobn, err := recvWithFiles(conn, msg[:1], oob)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("the sandbox helper ended without a supervisor: %w", err)
 	}
-	body, err := json.Marshal(spec)
+	files, ferr := receivedFiles(oob[:oobn])
+	if msg[0] != '+' || ferr != nil || len(files) != 2 {
+		closeAll(files)
+		m, _ := io.ReadFull(conn, msg[n:])
+		return nil, fmt.Errorf("sandbox helper: %s", msg[1:n+m])
+	}
+	// The pidfd as a plain descriptor: an *os.File would close it when
+	// collected.
+	pidfd, err := unix.FcntlInt(files[1].Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	files[1].Close()
 	if err != nil {
-		closeW()
-		wait()
-		return err
+		files[0].Close()
+		return nil, fmt.Errorf("keep the supervisor's pidfd: %w", err)
 	}
-	var hdr [8]byte
-	binary.LittleEndian.PutUint64(hdr[:], uint64(len(body)))
-	err = sendWithFiles(conn, hdr[:], outW[0], outW[1])
-	// The helper holds its own copies now (or never will).
-	closeW()
-	if err == nil {
-		_, err = conn.Write(body)
-	}
-	if err != nil {
-		wait()
-		return &SetupError{Msg: fmt.Sprintf("send the command to the sandbox helper: %v", err)}
-	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	var res result
-	decErr := json.NewDecoder(conn).Decode(&res)
-	wait()
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if decErr != nil {
-		return &SetupError{Msg: fmt.Sprintf("the sandbox helper ended without a result: %v", decErr)}
-	}
-	return res.err(spec)
+	return &pooled{conn: files[0], pidfd: pidfd}, nil
 }
 
 // outputFiles gives descriptors for stdout and stderr: the files
@@ -253,21 +274,6 @@ func closeAll(fs []*os.File) {
 	}
 }
 
-// toResult is the inverse of result.err.
-func toResult(err error) result {
-	var ee *ExitError
-	var se *SetupError
-	switch {
-	case err == nil:
-		return result{}
-	case errors.As(err, &ee):
-		return result{Code: ee.Code, Signal: int(ee.Signal)}
-	case errors.As(err, &se):
-		return result{Setup: se.Msg}
-	}
-	return result{Start: err.Error()}
-}
-
 // serveHelper is the helper's whole life: run each request in the
 // sandbox until pipe kills it.
 func serveHelper() int {
@@ -300,47 +306,35 @@ func serveHelper() int {
 	}
 }
 
+// serveOne answers one request for a supervisor.
 func serveOne(conn *os.File) {
 	defer conn.Close()
-	var hdr [8]byte
-	oob := make([]byte, syscall.CmsgSpace(2*4))
-	n, oobn, err := recvWithFiles(conn, hdr[:], oob)
+	var kind [1]byte
+	if _, err := io.ReadFull(conn, kind[:]); err != nil {
+		return
+	}
+	fail := func(err error) {
+		fmt.Fprintf(conn, "-%v", err)
+	}
+	cmd, sup, err := startPooled(kind[0] == 'i')
 	if err != nil {
+		fail(fmt.Errorf("start the supervisor in new namespaces: %w", err))
 		return
 	}
-	files, err := receivedFiles(oob[:oobn])
-	if err != nil || len(files) != 2 {
-		closeAll(files)
-		json.NewEncoder(conn).Encode(result{Setup: fmt.Sprintf("the helper got no output descriptors (%v)", err)})
+	defer sup.Close()
+	// The helper reaps its supervisors; pipe kills them by pidfd (a
+	// supervisor not yet reaped keeps its pid, so this one is right).
+	go cmd.Wait()
+	pidfd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
+	if err != nil {
+		cmd.Process.Kill()
+		fail(fmt.Errorf("pidfd of the supervisor: %w", err))
 		return
 	}
-	defer func() { closeAll(files) }()
-	if _, err := io.ReadFull(conn, hdr[n:]); err != nil {
-		return
-	}
-	body := make([]byte, binary.LittleEndian.Uint64(hdr[:]))
-	if _, err := io.ReadFull(conn, body); err != nil {
-		return
-	}
-	var spec Spec
-	if err := json.Unmarshal(body, &spec); err != nil {
-		json.NewEncoder(conn).Encode(result{Setup: fmt.Sprintf("read the command: %v", err)})
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		// pipe says nothing more: a read that ends means it closed the
-		// connection (cancelled) or died.
-		var b [1]byte
-		conn.Read(b[:])
-		cancel()
-	}()
-	res := toResult(Run(ctx, spec, files[0], files[1]))
-	closeAll(files)
-	files = nil
-	if ctx.Err() == nil {
-		json.NewEncoder(conn).Encode(res)
+	pf := os.NewFile(uintptr(pidfd), "pidfd")
+	defer pf.Close()
+	if err := sendWithFiles(conn, []byte{'+'}, sup, pf); err != nil {
+		cmd.Process.Kill()
 	}
 }
 

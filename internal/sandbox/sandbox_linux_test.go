@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pipebuild/pipe/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // needNamespaces skips (fails under PIPE_REQUIRE_ALL=1) where the kernel
@@ -72,6 +73,15 @@ func run(t *testing.T, s Spec) (string, error) {
 	if _, err := r.start(helperIndex(s)); err != nil {
 		t.Fatalf("start the helper: %v", err)
 	}
+	// A command first, so that s runs in a supervisor that has run one
+	// before, as most commands of a build do.
+	warm := s
+	warm.Argv = []string{"/bin/sh", "-c", "echo warm > /tmp/warm; sleep 60 &"}
+	warm.Inputs = nil
+	if err := r.Run(context.Background(), warm, io.Discard, io.Discard); err != nil {
+		t.Fatalf("the first command through the helper: %v", err)
+	}
+	idleSupervisors(r, warm)
 	verr := r.Run(context.Background(), s, &via, &via)
 	if (derr == nil) != (verr == nil) {
 		t.Errorf("%q: started from pipe: %v\n%s\nthrough the helper: %v\n%s", s.Argv, derr, direct.String(), verr, via.String())
@@ -220,7 +230,7 @@ func TestExitStatusAndSignal(t *testing.T) {
 func TestCommandCannotRegainPrivileges(t *testing.T) {
 	needNamespaces(t)
 	l := newLayout(t)
-	out, err := run(t, l.spec(`grep -E '^Cap(Eff|Prm|Bnd|Amb):' /proc/self/status; umount `+l.scratch+`/pkg/in.txt`))
+	out, err := run(t, l.spec(`grep -E '^Cap(Inh|Eff|Prm|Bnd|Amb):' /proc/self/status; umount `+l.scratch+`/pkg/in.txt`))
 	if err == nil {
 		t.Errorf("the command could unmount its read-only input:\n%s", out)
 	}
@@ -387,6 +397,152 @@ func TestRunner(t *testing.T) {
 	}
 }
 
+// TestSupervisorReusedClean runs commands one after another through one
+// Runner: they share a supervisor (each later command's PID is higher in
+// the PID namespace), and none sees what an earlier one left: files in
+// /tmp and /dev/shm, processes still running, another command's scratch
+// directory or inputs.
+func TestSupervisorReusedClean(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	other := filepath.Join(l.ws, "pkg", "other.txt")
+	if err := os.WriteFile(other, []byte("other\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{}
+	defer r.Close()
+	first := l.spec(`echo $$ > dist/pkg/pid; echo x > /tmp/left; echo y > /dev/shm/left; (sleep 60 >/dev/null 2>&1 &) ; cat pkg/in.txt`)
+	var out syncBuffer
+	if err := r.Run(context.Background(), first, &out, &out); err != nil {
+		t.Fatalf("first command: %v\n%s", err, out.String())
+	}
+	pid1, _ := os.ReadFile(filepath.Join(l.scratch, "dist", "pkg", "pid"))
+	// Once the supervisor has undone the command's mounts, the next
+	// command goes to it rather than to a new one.
+	idleSupervisors(r, first)
+	scratch2 := filepath.Join(l.ws, ".pipe", "sandbox", "2-y")
+	os.MkdirAll(scratch2, 0o755)
+	second := l.spec(`echo $$; ls /tmp /dev/shm; cat /proc/[0-9]*/comm; cat pkg/in.txt; cat pkg/other.txt; ls ` + l.scratch + ` || echo no-first-scratch`)
+	second.Dir, second.Scratch = scratch2, scratch2
+	second.Inputs = []Mount{{Src: other, Dst: filepath.Join(scratch2, "pkg", "other.txt")}}
+	out = syncBuffer{}
+	if err := r.Run(context.Background(), second, &out, &out); err != nil {
+		t.Fatalf("second command: %v\n%s", err, out.String())
+	}
+	got := out.String()
+	var p1, p2 int
+	fmt.Sscan(string(pid1), &p1)
+	fmt.Sscan(got, &p2)
+	if p1 == 0 || p2 <= p1 {
+		t.Errorf("PIDs %d then %d: the second command did not run in the first one's supervisor", p1, p2)
+	}
+	for _, left := range []string{"left", "warm", "sleep", "input\n"} {
+		if strings.Contains(got, left) {
+			t.Errorf("the second command sees %q, left by or given to the first:\n%s", left, got)
+		}
+	}
+	if !strings.Contains(got, "other\n") || !strings.Contains(got, "no-first-scratch") {
+		t.Errorf("the second command should see its own input and not the first's scratch directory:\n%s", got)
+	}
+}
+
+// TestRunnerOutlivesItsHelper: when a helper dies (and with it the
+// supervisors it started), the Runner's next command still runs, in a
+// supervisor pipe starts itself.
+func TestRunnerOutlivesItsHelper(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	r := &Runner{}
+	defer r.Close()
+	if err := r.Run(context.Background(), l.spec("cat pkg/in.txt"), io.Discard, io.Discard); err != nil {
+		t.Fatalf("first command: %v", err)
+	}
+	idle := idleSupervisors(r, l.spec(""))
+	if len(idle) == 0 {
+		t.Fatal("no idle supervisor after the first command")
+	}
+	h := r.helpers[helperIndex(l.spec(""))]
+	if h.cmd == nil {
+		t.Fatal("the command did not go through a helper")
+	}
+	h.cmd.Process.Kill()
+	h.cmd.Wait()
+	// Its supervisors die with it (Pdeathsig): wait until they have.
+	for _, s := range idle {
+		fds := []unix.PollFd{{Fd: int32(s.pidfd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(fds, 10_000); n != 1 || err != nil {
+			t.Fatalf("the supervisor outlived its helper: %d %v", n, err)
+		}
+	}
+	var out syncBuffer
+	if err := r.Run(context.Background(), l.spec("cat pkg/in.txt"), &out, &out); err != nil || out.String() != "input\n" {
+		t.Errorf("after the helper died: %v, %q", err, out.String())
+	}
+}
+
+// TestSupervisorReusedWhenScratchIsHidden: a command whose scratch
+// directory is the hidden directory itself (as the probe's) leaves no
+// mount behind in a reused supervisor.
+func TestSupervisorReusedWhenScratchIsHidden(t *testing.T) {
+	needNamespaces(t)
+	// Outside /tmp: the private /tmp's detach would take a mount left
+	// under it along.
+	dir, err := os.MkdirTemp("/var/tmp", "pipe-sandbox-test-")
+	if err != nil {
+		t.Fatalf("a directory outside /tmp: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	s := Spec{Argv: []string{"/bin/sh", "-c", "grep -c ' " + dir + " ' /proc/self/mountinfo"}, Env: []string{"PATH=/usr/bin:/bin"}, Dir: dir, Isolate: true, Hide: dir, Scratch: dir}
+	r := &Runner{}
+	defer r.Close()
+	var counts []string
+	for range 3 {
+		var out syncBuffer
+		if err := r.Run(context.Background(), s, &out, &out); err != nil {
+			t.Fatalf("run: %v\n%s", err, out.String())
+		}
+		counts = append(counts, strings.TrimSpace(out.String()))
+		idleSupervisors(r, s)
+	}
+	if counts[0] != counts[1] || counts[1] != counts[2] {
+		t.Errorf("mounts at %s, command by command: %v; want the same each time", dir, counts)
+	}
+}
+
+// TestSupervisorsStayFew: commands one after another through one Runner
+// use at most two supervisors (one may still be undoing the last
+// command's mounts when the next comes).
+func TestSupervisorsStayFew(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	r := &Runner{}
+	defer r.Close()
+	for i := range 20 {
+		if err := r.Run(context.Background(), l.spec("cat pkg/in.txt"), io.Discard, io.Discard); err != nil {
+			t.Fatalf("command %d: %v", i, err)
+		}
+	}
+	p := &r.pools[helperIndex(l.spec(""))]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := p.live[1]; n < 1 || n > 2 {
+		t.Errorf("%d supervisors for 20 commands one after another, want 1 or 2", n)
+	}
+}
+
+// idleSupervisors waits until no supervisor of spec's kind is undoing a
+// command, and returns the idle ones.
+func idleSupervisors(r *Runner, spec Spec) []*pooled {
+	p := &r.pools[helperIndex(spec)]
+	i := isolateIndex(spec.Isolate)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.pending[i] > 0 {
+		p.cond().Wait()
+	}
+	return append([]*pooled(nil), p.idle[i]...)
+}
+
 // syncBuffer is a buffer two copying goroutines (stdout, stderr) can
 // write at once.
 type syncBuffer struct {
@@ -404,4 +560,43 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestBrokenNewSupervisorIsNotRetried: a supervisor that dies as soon as
+// it starts (a pipe-sandbox of another version next to pipe) fails the
+// command with a message instead of starting one supervisor after
+// another.
+func TestBrokenNewSupervisorIsNotRetried(t *testing.T) {
+	var p pool
+	starts := 0
+	start := func(bool) (*pooled, error) {
+		starts++
+		if starts > 3 {
+			return nil, errors.New("started too often")
+		}
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		unix.Close(fds[1]) // the supervisor is gone
+		unix.SetNonblock(fds[0], true)
+		// A process of our own to stand for it, which stop kills.
+		c := exec.Command("sleep", "60")
+		if err := c.Start(); err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+		pidfd, err := unix.PidfdOpen(c.Process.Pid, unix.PIDFD_NONBLOCK)
+		if err != nil {
+			return nil, err
+		}
+		return &pooled{conn: os.NewFile(uintptr(fds[0]), "supervisor"), pidfd: pidfd}, nil
+	}
+	devNull, _ := os.Open(os.DevNull)
+	defer devNull.Close()
+	err := p.run(context.Background(), Spec{Argv: []string{"true"}, Isolate: true}, devNull, devNull, func() {}, start)
+	var se *SetupError
+	if starts != 1 || !errors.As(err, &se) || !strings.Contains(err.Error(), SupervisorName) {
+		t.Errorf("%d supervisors started, error %v; want 1 and a setup error naming %s", starts, err, SupervisorName)
+	}
 }

@@ -32,6 +32,9 @@ func init() {
 	// privileges dropped below belong to this thread, and the command is
 	// started from it, so it stays locked.
 	runtime.LockOSThread()
+	if kind := os.Getenv(serveMarker); kind != "" {
+		os.Exit(servePooled(kind == "isolate"))
+	}
 	os.Exit(supervise())
 }
 
@@ -107,73 +110,31 @@ func supervise() int {
 	if err := dropPrivileges(); err != nil {
 		return report(result{Setup: err.Error()})
 	}
-	if len(spec.Argv) == 0 {
-		return report(result{}) // a probe
-	}
-	prog, err := lookPath(spec.Argv[0], spec.Env, spec.Dir)
-	if err != nil {
-		return report(result{Start: err.Error()})
-	}
-	devNull, err := os.Open(os.DevNull)
-	if err != nil {
-		return report(result{Start: err.Error()})
-	}
+	forwardSignals()
+	// As the namespace's init, the supervisor is the parent of every
+	// orphan: runCommand reaps them all, and once the command exits
+	// kills and reaps whatever it left running. Its output is let go of
+	// before reporting: the result then means that nothing of the
+	// command runs any more, and pipe need not wait for the supervisor's
+	// own exit, whose teardown of the namespaces waits for the kernel (an
+	// RCU grace period, milliseconds).
+	res := runCommand(spec, os.Stdout, os.Stderr)
+	os.Stdout.Close()
+	os.Stderr.Close()
+	return report(res)
+}
+
+// forwardSignals passes the signals that stop a program on to every
+// process of the command.
+func forwardSignals() {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
-	p, err := os.StartProcess(prog, spec.Argv, &os.ProcAttr{
-		Dir:   spec.Dir,
-		Env:   spec.Env,
-		Files: []*os.File{devNull, os.Stdout, os.Stderr},
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
-	})
-	devNull.Close()
-	if err != nil {
-		return report(result{Start: err.Error()})
-	}
 	go func() {
 		// pid -1 from the namespace's init: every other process in it.
 		for s := range sigs {
 			syscall.Kill(-1, s.(syscall.Signal))
 		}
 	}()
-	// As the namespace's init, the supervisor is the parent of every
-	// orphan: reap them all, and stop when the command itself exits.
-	// Returning kills whatever it left running.
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, 0, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return report(result{Start: fmt.Sprintf("wait: %v", err)})
-		}
-		if pid != p.Pid {
-			continue
-		}
-		res := result{Code: ws.ExitStatus()}
-		if ws.Signaled() {
-			res = result{Code: -1, Signal: int(ws.Signal())}
-		}
-		// Kill and reap whatever the command left running, and let go of
-		// its output, before reporting: the result then means that nothing
-		// of the command runs any more, and pipe need not wait for the
-		// supervisor's own exit, whose teardown of the namespaces waits
-		// for the kernel (an RCU grace period, milliseconds).
-		syscall.Kill(-1, syscall.SIGKILL)
-		for {
-			_, err := unix.Wait4(-1, nil, unix.WALL, nil)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil {
-				break // ECHILD: none left
-			}
-		}
-		os.Stdout.Close()
-		os.Stderr.Close()
-		return report(res)
-	}
 }
 
 // setup builds the mounts (and network) the command sees.
@@ -308,11 +269,11 @@ func loopbackUp() error {
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
-// dropPrivileges leaves this thread, and so the command started from it,
-// without capabilities and unable to gain any: a command with
-// CAP_SYS_ADMIN in the namespace could unmount the read-only inputs or
-// the hidden workspace.
-func dropPrivileges() error {
+// limitExec makes every program this thread starts get no capabilities
+// from its execve (root or not, file capabilities or not) while the
+// thread keeps those it holds: no_new_privs, SECBIT_NOROOT (locked), no
+// ambient capabilities and an empty bounding set.
+func limitExec() error {
 	const (
 		secbitNoroot                = 1 << 0
 		secbitNorootLocked          = 1 << 1
@@ -334,6 +295,28 @@ func dropPrivileges() error {
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
 			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
 		}
+	}
+	// The inheritable set too: a program with inheritable file
+	// capabilities would otherwise get those of them this thread holds.
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	data[0].Inheritable, data[1].Inheritable = 0, 0
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("clear the inheritable capabilities: %w", err)
+	}
+	return nil
+}
+
+// dropPrivileges leaves this thread, and so the command started from it,
+// without capabilities and unable to gain any: a command with
+// CAP_SYS_ADMIN in the namespace could unmount the read-only inputs or
+// the hidden workspace.
+func dropPrivileges() error {
+	if err := limitExec(); err != nil {
+		return err
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
