@@ -39,6 +39,59 @@ func within(p, dir string) bool {
 // every path of spec.Writes. A read elsewhere needs nothing: the
 // read-only root shows it.
 func openExtra(spec Spec) ([]extraMount, error) {
+	return selectExtra(spec, func(p string) (int, error) {
+		return unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+	})
+}
+
+// cloneExtra is openExtra for a reused supervisor (serve_linux.go): each
+// path is a detached copy of its mount tree (open_tree), already read-only
+// or writable as it will be shown, to be moved into place by moveExtra and
+// detached again after the command.
+func cloneExtra(spec Spec) ([]extraMount, error) {
+	ms, err := selectExtra(spec, func(p string) (int, error) {
+		return unix.OpenTree(unix.AT_FDCWD, p, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range ms {
+		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+		flags := uint(unix.AT_EMPTY_PATH | unix.AT_RECURSIVE)
+		if m.write {
+			attr, flags = &unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY}, unix.AT_EMPTY_PATH
+		}
+		if err := unix.MountSetattr(m.fd, "", flags, attr); err != nil {
+			closeExtra(ms)
+			return nil, fmt.Errorf("set the access of %s: %w", m.path, err)
+		}
+	}
+	return ms, nil
+}
+
+// moveExtra puts cloneExtra's copies at their own places, reads first as
+// mountExtra does, and reports each place mounted, for the undo.
+func moveExtra(ms []extraMount, mounted func(string)) error {
+	for _, write := range []bool{false, true} {
+		for _, m := range ms {
+			if m.write != write {
+				continue
+			}
+			if err := extraPoint(m); err != nil {
+				return fmt.Errorf("make the place of %s: %w", m.path, err)
+			}
+			if err := unix.MoveMount(m.fd, "", unix.AT_FDCWD, m.path, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+				return fmt.Errorf("bind %s: %w", m.path, err)
+			}
+			mounted(m.path)
+		}
+	}
+	return nil
+}
+
+// selectExtra opens, with open, the paths of spec.Reads the sandbox
+// would hide and every path of spec.Writes.
+func selectExtra(spec Spec, open func(string) (int, error)) ([]extraMount, error) {
 	var ms []extraMount
 	add := func(p string, write bool) error {
 		if !filepath.IsAbs(p) {
@@ -48,7 +101,7 @@ func openExtra(spec Spec) ([]extraMount, error) {
 		if within(spec.Scratch, p) {
 			return fmt.Errorf("%s holds the scratch directory: show the files the command needs, not their parent", p)
 		}
-		fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+		fd, err := open(p)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -120,5 +121,62 @@ func BenchmarkConfine(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestReadsAndWritesUndoneForNextCommand: a reused supervisor shows one
+// command's Reads and Writes to that command only; the next one, in the
+// same supervisor, finds the read hidden again and the writable
+// directory read-only.
+func TestReadsAndWritesUndoneForNextCommand(t *testing.T) {
+	needNamespaces(t)
+	l := newLayout(t)
+	shown := filepath.Join(l.ws, "tools", "env")
+	// Outside /tmp, whose private tmpfs would take a mount under it
+	// away with it anyway.
+	base, err := os.MkdirTemp("/var/tmp", "pipe-sandbox-writes-")
+	if err != nil {
+		t.Fatalf("a directory outside /tmp to write to: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	writable := filepath.Join(base, "plugins")
+	for _, d := range []string{shown, writable} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(shown, "site.txt"), []byte("site\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{}
+	defer r.Close()
+	first := l.spec(`echo $$ > dist/pkg/pid; cat ` + shown + `/site.txt && echo first > ` + writable + `/a.txt`)
+	first.Reads, first.Writes = []string{shown}, []string{writable}
+	var out syncBuffer
+	if err := r.Run(context.Background(), first, &out, &out); err != nil {
+		t.Fatalf("first command: %v\n%s", err, out.String())
+	}
+	if b, err := os.ReadFile(filepath.Join(writable, "a.txt")); err != nil || string(b) != "first\n" {
+		t.Fatalf("the first command's write did not arrive: %q, %v\n%s", b, err, out.String())
+	}
+	pid1, _ := os.ReadFile(filepath.Join(l.scratch, "dist", "pkg", "pid"))
+	idleSupervisors(r, first)
+	second := l.spec(`echo $$; cat ` + shown + `/site.txt || echo no-read; echo second > ` + writable + `/b.txt || echo no-write`)
+	out = syncBuffer{}
+	if err := r.Run(context.Background(), second, &out, &out); err != nil {
+		t.Fatalf("second command: %v\n%s", err, out.String())
+	}
+	got := out.String()
+	var p1, p2 int
+	fmt.Sscan(string(pid1), &p1)
+	fmt.Sscan(got, &p2)
+	if p1 == 0 || p2 <= p1 {
+		t.Errorf("PIDs %d then %d: the second command did not run in the first one's supervisor", p1, p2)
+	}
+	if strings.Contains(got, "\nsite\n") || !strings.Contains(got, "no-read") || !strings.Contains(got, "no-write") {
+		t.Errorf("the second command sees what only the first was shown:\n%s", got)
+	}
+	if _, err := os.Stat(filepath.Join(writable, "b.txt")); err == nil {
+		t.Error("the second command wrote to the first one's writable directory")
 	}
 }

@@ -77,7 +77,7 @@ func run(t *testing.T, s Spec) (string, error) {
 	// before, as most commands of a build do.
 	warm := s
 	warm.Argv = []string{"/bin/sh", "-c", "echo warm > /tmp/warm; sleep 60 &"}
-	warm.Inputs = nil
+	warm.Inputs, warm.Reads, warm.Writes = nil, nil, nil
 	if err := r.Run(context.Background(), warm, io.Discard, io.Discard); err != nil {
 		t.Fatalf("the first command through the helper: %v", err)
 	}

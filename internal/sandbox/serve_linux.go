@@ -248,6 +248,12 @@ func mountCommand(spec Spec) (undo func() error, err error) {
 			return undo, fmt.Errorf("make input %s read-only: %w", m.Src, err)
 		}
 	}
+	// Reads and Writes (confine_linux.go), taken while visible.
+	extra, err := cloneExtra(spec)
+	if err != nil {
+		return undo, err
+	}
+	defer closeExtra(extra)
 	for _, d := range []string{"/tmp", "/dev/shm"} {
 		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
 			continue
@@ -294,6 +300,10 @@ func mountCommand(spec Spec) (undo func() error, err error) {
 		if err := unix.MoveMount(inputs[i], "", dir, rel, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 			return undo, fmt.Errorf("bind input %s: %w", m.Src, err)
 		}
+	}
+	// Their mount points are made while the tmpfs mounts are writable.
+	if err := moveExtra(extra, func(p string) { mounted = append(mounted, p) }); err != nil {
+		return undo, err
 	}
 	if filepath.Clean(spec.Hide) != filepath.Clean(spec.Scratch) {
 		if err := unix.MountSetattr(-1, spec.Hide, 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
