@@ -202,6 +202,7 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 		return nil, err
 	}
 	digests := engine.LoadFileDigests(s.digestsPath())
+	defer digests.Close()
 	if err := digests.Confine(s.ws.Root); err != nil {
 		return nil, err
 	}
@@ -305,6 +306,7 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 	if err := digests.Save(); err != nil {
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
 	}
+	s.reportState(digests)
 	if err := ledger.Save(); err != nil {
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
 	}

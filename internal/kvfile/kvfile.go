@@ -348,9 +348,8 @@ func (f *File) Save() error {
 	err = unix.Stat(f.path, &st)
 	switch {
 	case errors.Is(err, unix.ENOENT):
-		if f.data != nil {
-			cur = &File{path: f.path, tag: f.tag, tail: map[string]tailValue{}}
-		}
+		// Removed since f was opened: write what f holds.
+		return f.compact(f)
 	case err != nil:
 		return fmt.Errorf("save %s: %w", f.path, err)
 	case uint64(st.Ino) != f.ino || uint64(st.Dev) != f.dev || st.Size != int64(f.end) || f.data == nil:

@@ -248,7 +248,7 @@ func TestOtherTagIsEmpty(t *testing.T) {
 	mustGet(t, f, "k00001", nil)
 }
 
-func TestRemovedFileIsRecreated(t *testing.T) {
+func TestRemovedFileIsWrittenAgain(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kv")
 	fill(t, path, 3)
 	f := Open(path, "t")
@@ -261,7 +261,7 @@ func TestRemovedFileIsRecreated(t *testing.T) {
 	g := Open(path, "t")
 	defer g.Close()
 	mustGet(t, g, "x", []byte("y"))
-	mustGet(t, g, "k00001", nil)
+	mustGet(t, g, "k00001", val(1))
 }
 
 func FuzzDecode(f *testing.F) {
