@@ -209,7 +209,11 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 	// Outputs of targets that were removed or renamed, and outputs a target
 	// no longer declares, go before anything runs: a build never serves them.
 	ledger := engine.LoadLedger(filepath.Join(s.ws.StateDir(), "outputs"))
-	removed, err := ledger.Reconcile(s.ws, plan.Targets, plan.Actions, digests)
+	reconcile := ledger.Reconcile
+	if opts.base != nil {
+		reconcile = ledger.ReconcilePart
+	}
+	removed, err := reconcile(s.ws, plan.Targets, plan.Actions, digests)
 	if len(removed) > 0 {
 		fmt.Fprintf(stderr, "removed %d output%s no target declares any more: %s\n", len(removed), plural(len(removed)), strings.Join(removed, ", "))
 	}
@@ -306,7 +310,7 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 	if err := digests.Save(); err != nil {
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
 	}
-	s.reportState(digests)
+	s.reportState(digests, ledger)
 	if err := ledger.Save(); err != nil {
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
 	}

@@ -110,7 +110,7 @@ func (s *session) saveState() {
 // reportState says, under -v, how many entries of the file-digest and
 // package caches the build read and wrote: a build after one edit touches
 // the entries of what it loaded and ran, not the whole workspace's.
-func (s *session) reportState(digests *engine.FileDigests) {
+func (s *session) reportState(digests *engine.FileDigests, ledger *engine.Ledger) {
 	if !s.g.verbose {
 		return
 	}
@@ -122,5 +122,5 @@ func (s *session) reportState(digests *engine.FileDigests) {
 		}
 		return fmt.Sprintf("%s %d read, %s", name, st.Lookups, w)
 	}
-	fmt.Fprintf(s.stderr, "state: %s; %s\n", line("file digests", d), line("packages", p))
+	fmt.Fprintf(s.stderr, "state: %s; %s; ledger %d BUILD.star statted\n", line("file digests", d), line("packages", p), ledger.Stats())
 }
