@@ -185,8 +185,8 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 	g, stderr := s.g, s.stderr
 	// A snapshot speaks for the build that wrote it; this one may change
 	// what it recorded.
-	if err := os.Remove(s.snapshotPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remove the build snapshot: %w", err)
+	if err := s.withdrawSnapshot(opts.base); err != nil {
+		return nil, err
 	}
 	plan, err := engine.PlanBuild(ctx, s.ws, s.loader, pats)
 	s.saveState()
