@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -70,4 +71,35 @@ func TestOneEditTouchesOnlyItsEntries(t *testing.T) {
 	if st.digestsWritten == 0 || st.packagesRead == 0 {
 		t.Fatalf("one edit read or wrote nothing (%+v): the test measures nothing\n%s", st, b.stderr)
 	}
+}
+
+// A build of part of the snapshot's graph that fails leaves the snapshot
+// withdrawn: the next build takes the long way, neither answered nor
+// partly built from it.
+func TestSnapshotWithdrawnByFailedPart(t *testing.T) {
+	ws := newWorkspace(t, map[string]string{
+		"WORKSPACE.star": `workspace(name = "w")` + "\n",
+		"a/BUILD.star":   `genrule(name = "a", srcs = ["in.txt"], outs = ["out.txt"], cmd = "! grep -q fail $(SRCS) && cp $(SRCS) $(OUTS)")` + "\n",
+		"a/in.txt":       "ok\n",
+		"b/BUILD.star":   `genrule(name = "b", srcs = ["in.txt"], outs = ["out.txt"], cmd = "cp $(SRCS) $(OUTS)")` + "\n",
+		"b/in.txt":       "b\n",
+		"c/BUILD.star":   `genrule(name = "c", srcs = ["in.txt"], outs = ["out.txt"], cmd = "cp $(SRCS) $(OUTS)")` + "\n",
+		"c/in.txt":       "c\n",
+	})
+	ws.buildOK(t)
+	primeSnapshot(t, ws, nil)
+	ws.write(t, "a/in.txt", "fail\n")
+	settle()
+	b := ws.buildEnv(t, nil, "-v")
+	if b.code != 1 || !strings.Contains(b.stderr, "build snapshot: 1 of 3 actions") {
+		t.Fatalf("build of the failing part: exit %d\n%s", b.code, b.stderr)
+	}
+	again := ws.buildEnv(t, nil, "-v")
+	if again.code != 1 || strings.Contains(again.stderr, "build snapshot") || strings.Contains(again.stderr, snapshotUsed) {
+		t.Fatalf("the build after a failed part used the snapshot: exit %d\n%s", again.code, again.stderr)
+	}
+	ws.write(t, "a/in.txt", "ok again\n")
+	settle()
+	ws.buildOK(t)
+	primeSnapshot(t, ws, nil)
 }
