@@ -41,19 +41,24 @@ type PackageCache struct {
 	got  map[string]*pkgEntry // decoded or evaluated by this process
 }
 
+// The cached types are encoded as CBOR arrays (toarray): field names are
+// not repeated in every entry.
 type pkgEntry struct {
+	_        struct{} `cbor:",toarray"`
 	Pkg      cachedPackage
 	Deps     []pathStat
 	Recorded int64
 }
 
 type pathStat struct {
+	_       struct{} `cbor:",toarray"`
 	Path    string
 	Missing bool
 	Stat    engine.FileStat
 }
 
 type cachedPackage struct {
+	_       struct{} `cbor:",toarray"`
 	Path    string
 	File    string
 	Targets []cachedTarget // declaration order
@@ -62,6 +67,7 @@ type cachedPackage struct {
 }
 
 type cachedTarget struct {
+	_     struct{} `cbor:",toarray"`
 	Name  string
 	Rule  string
 	Attrs []cachedAttr
@@ -72,6 +78,7 @@ type cachedTarget struct {
 // cachedAttr holds one attribute value in the field of its type, because
 // CBOR cannot carry the engine's interface-typed values as they are.
 type cachedAttr struct {
+	_    struct{} `cbor:",toarray"`
 	Name string
 	Kind uint8
 	S    string
