@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -31,7 +30,8 @@ import (
 type FileDigests struct {
 	kv *kvfile.File
 
-	mu sync.Mutex
+	mu   sync.Mutex
+	bufs sync.Pool // *[]byte for hashFile
 	// confine, once set (Confine), is the real path of the workspace: a
 	// file that resolves, through symbolic links, to outside it is refused
 	// when it is hashed. A stat change of the file or its target makes it
@@ -201,7 +201,7 @@ func (fd *FileDigests) digest(rel, abs string, source bool) (cache.Digest, os.Fi
 			return cache.Digest{}, nil, &OutsideError{Path: rel, Real: real}
 		}
 	}
-	d, err := hashFile(abs)
+	d, err := fd.hashFile(abs)
 	if err != nil {
 		return cache.Digest{}, nil, err
 	}
@@ -242,17 +242,33 @@ func (fd *FileDigests) Forget(rel string) {
 	}
 }
 
-func hashFile(path string) (cache.Digest, error) {
+// hashFile hashes the file at path through one of fd's buffers. A build
+// that restores 10,000 actions hashes 100,000 files: a buffer allocated per
+// file (a bufio.Reader, then io.Copy's own) was most of its allocations,
+// and, with the collector's headroom, most of its peak memory.
+func (fd *FileDigests) hashFile(path string) (cache.Digest, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return cache.Digest{}, err
 	}
 	defer f.Close()
+	bp, _ := fd.bufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 64<<10)
+		bp = &b
+	}
+	defer fd.bufs.Put(bp)
 	h := sha256.New()
-	if _, err := io.Copy(h, bufio.NewReaderSize(f, 64<<10)); err != nil {
+	// CopyBuffer with a plain writer and a reader without WriteTo uses buf.
+	if _, err := io.CopyBuffer(writerOnly{h}, readerOnly{f}, *bp); err != nil {
 		return cache.Digest{}, fmt.Errorf("hash %s: %w", path, err)
 	}
 	var d cache.Digest
 	h.Sum(d[:0])
 	return d, nil
 }
+
+// writerOnly and readerOnly hide ReadFrom and WriteTo, which would make
+// io.CopyBuffer allocate a buffer of its own.
+type writerOnly struct{ io.Writer }
+type readerOnly struct{ io.Reader }

@@ -454,7 +454,13 @@ func (f *File) compact(cur *File) error {
 // Encode returns a file holding keys (sorted, distinct) with their values,
 // and an empty tail.
 func Encode(tag string, keys []string, value func(string) []byte) []byte {
-	var buf []byte
+	// Sized up front: the file of a large workspace is tens of MB, and
+	// growing the buffer by appending would allocate it several times.
+	size := len(magic) + 4 + len(tag) + 4 + 8 + 8*len(keys) + 4
+	for _, k := range keys {
+		size += recordHeader + len(k) + len(value(k))
+	}
+	buf := make([]byte, 0, size)
 	buf = append(buf, magic...)
 	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(tag)))
 	buf = append(buf, tag...)
