@@ -382,6 +382,12 @@ func (f *File) appendTo(cur *File) error {
 	if err := fh.Close(); err != nil {
 		return fmt.Errorf("save %s: %w", f.path, err)
 	}
+	if cur == f {
+		// f's file now ends after these records: a later Save (a
+		// long-lived process saves more than once) sees it unchanged by
+		// others and appends again.
+		f.end += len(buf)
+	}
 	f.stats.Appended += len(f.order)
 	f.clearPending()
 	return nil

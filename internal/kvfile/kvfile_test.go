@@ -288,3 +288,28 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// A process that saves twice appends twice, and both are read back.
+func TestSaveTwice(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kv")
+	fill(t, path, 100)
+	f := Open(path, "t")
+	defer f.Close()
+	f.Put("a", []byte("1"))
+	if err := f.Save(); err != nil {
+		t.Fatal(err)
+	}
+	f.Put("b", []byte("2"))
+	if err := f.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.Stats(); st.Appended != 2 || st.Compacted {
+		t.Fatalf("stats %+v: want 2 appended", st)
+	}
+	mustGet(t, f, "a", []byte("1"))
+	g := Open(path, "t")
+	defer g.Close()
+	mustGet(t, g, "a", []byte("1"))
+	mustGet(t, g, "b", []byte("2"))
+	mustGet(t, g, "k00050", val(50))
+}
