@@ -185,8 +185,8 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 	g, stderr := s.g, s.stderr
 	// A snapshot speaks for the build that wrote it; this one may change
 	// what it recorded.
-	if err := os.Remove(s.snapshotPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remove the build snapshot: %w", err)
+	if err := s.withdrawSnapshot(opts.base); err != nil {
+		return nil, err
 	}
 	plan, err := engine.PlanBuild(ctx, s.ws, s.loader, pats)
 	s.saveState()
@@ -202,13 +202,18 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 		return nil, err
 	}
 	digests := engine.LoadFileDigests(s.digestsPath())
+	defer digests.Close()
 	if err := digests.Confine(s.ws.Root); err != nil {
 		return nil, err
 	}
 	// Outputs of targets that were removed or renamed, and outputs a target
 	// no longer declares, go before anything runs: a build never serves them.
 	ledger := engine.LoadLedger(filepath.Join(s.ws.StateDir(), "outputs"))
-	removed, err := ledger.Reconcile(s.ws, plan.Targets, plan.Actions, digests)
+	reconcile := ledger.Reconcile
+	if opts.base != nil {
+		reconcile = ledger.ReconcilePart
+	}
+	removed, err := reconcile(s.ws, plan.Targets, plan.Actions, digests)
 	if len(removed) > 0 {
 		fmt.Fprintf(stderr, "removed %d output%s no target declares any more: %s\n", len(removed), plural(len(removed)), strings.Join(removed, ", "))
 	}
@@ -305,6 +310,7 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 	if err := digests.Save(); err != nil {
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
 	}
+	s.reportState(digests, ledger)
 	if err := ledger.Save(); err != nil {
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/pipebuild/pipe/internal/buildfile"
 	"github.com/pipebuild/pipe/internal/cache"
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/kvfile"
 	"github.com/pipebuild/pipe/internal/rules"
 )
 
@@ -104,4 +105,22 @@ func (s *session) saveState() {
 	if err := s.loader.Save(); err != nil {
 		fmt.Fprintf(s.stderr, "pipe: warning: %v\n", err)
 	}
+}
+
+// reportState says, under -v, how many entries of the file-digest and
+// package caches the build read and wrote: a build after one edit touches
+// the entries of what it loaded and ran, not the whole workspace's.
+func (s *session) reportState(digests *engine.FileDigests, ledger *engine.Ledger) {
+	if !s.g.verbose {
+		return
+	}
+	d, p := digests.Stats(), s.loader.Stats()
+	line := func(name string, st kvfile.Stats) string {
+		w := fmt.Sprintf("%d appended", st.Appended)
+		if st.Compacted {
+			w = fmt.Sprintf("%d rewritten", st.Rewritten)
+		}
+		return fmt.Sprintf("%s %d read, %s", name, st.Lookups, w)
+	}
+	fmt.Fprintf(s.stderr, "state: %s; %s; ledger %d BUILD.star statted\n", line("file digests", d), line("packages", p), ledger.Stats())
 }

@@ -112,6 +112,20 @@ func (s *session) buildFromSnapshot(ctx context.Context, pats []engine.Pattern, 
 	return true, nil
 }
 
+// withdrawSnapshot keeps the snapshot from answering a build while this
+// one changes what it recorded: a build of part of base's graph appends a
+// withdrawal its success lifts (engine.Snapshot.Void); any other build
+// removes it.
+func (s *session) withdrawSnapshot(base *engine.Snapshot) error {
+	if base != nil {
+		return base.Void(s.snapshotPath())
+	}
+	if err := os.Remove(s.snapshotPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the build snapshot: %w", err)
+	}
+	return nil
+}
+
 // recordSnapshot writes the snapshot of a build in which every action in
 // executed succeeded. Not being able to is no failure: the next build
 // takes the long way.
@@ -138,10 +152,10 @@ func (s *session) recordSnapshot(key string, base *engine.Snapshot, plan *engine
 		ActionsOnly: base != nil,
 	})
 	if err == nil && base != nil {
-		var ok bool
-		if snap, ok = base.Merge(snap); !ok {
-			err = &engine.ErrNoSnapshot{Reason: "the build declared actions the snapshot does not hold"}
-		}
+		// The part's actions are appended to the snapshot (see
+		// engine.Snapshot.SavePart), not written with all the others.
+		err = base.SavePart(s.snapshotPath(), snap)
+		snap = nil
 	}
 	var no *engine.ErrNoSnapshot
 	if errors.As(err, &no) {
@@ -150,7 +164,7 @@ func (s *session) recordSnapshot(key string, base *engine.Snapshot, plan *engine
 		}
 		return
 	}
-	if err == nil {
+	if err == nil && snap != nil {
 		err = snap.Save(s.snapshotPath())
 	}
 	if err != nil {

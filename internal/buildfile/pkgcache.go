@@ -1,10 +1,8 @@
 package buildfile
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/gob"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,8 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
+
 	"github.com/pipebuild/pipe/internal/engine"
-	"github.com/pipebuild/pipe/internal/files"
+	"github.com/pipebuild/pipe/internal/kvfile"
 )
 
 // PackageCache keeps evaluated packages in .pipe/packages so a build whose
@@ -32,27 +32,33 @@ type PackageCache struct {
 	path        string
 	fingerprint string
 
-	// The file is read on first use: a build answered by its snapshot
-	// never needs it.
-	once  sync.Once
-	mu    sync.Mutex
-	saved map[string]*pkgEntry
-	dirty bool
+	// The file is opened on first use: a build answered by its snapshot
+	// never needs it. Entries are read one package at a time (kvfile), so a
+	// build that loads ten packages of 10,000 decodes ten.
+	once sync.Once
+	kv   *kvfile.File
+	mu   sync.Mutex
+	got  map[string]*pkgEntry // decoded or evaluated by this process
 }
 
+// The cached types are encoded as CBOR arrays (toarray): field names are
+// not repeated in every entry.
 type pkgEntry struct {
+	_        struct{} `cbor:",toarray"`
 	Pkg      cachedPackage
 	Deps     []pathStat
 	Recorded int64
 }
 
 type pathStat struct {
+	_       struct{} `cbor:",toarray"`
 	Path    string
 	Missing bool
 	Stat    engine.FileStat
 }
 
 type cachedPackage struct {
+	_       struct{} `cbor:",toarray"`
 	Path    string
 	File    string
 	Targets []cachedTarget // declaration order
@@ -61,6 +67,7 @@ type cachedPackage struct {
 }
 
 type cachedTarget struct {
+	_     struct{} `cbor:",toarray"`
 	Name  string
 	Rule  string
 	Attrs []cachedAttr
@@ -69,8 +76,9 @@ type cachedTarget struct {
 }
 
 // cachedAttr holds one attribute value in the field of its type, because
-// gob cannot carry the engine's interface-typed values as they are.
+// CBOR cannot carry the engine's interface-typed values as they are.
 type cachedAttr struct {
+	_    struct{} `cbor:",toarray"`
 	Name string
 	Kind uint8
 	S    string
@@ -92,40 +100,53 @@ const (
 	kDict
 )
 
-type cacheFile struct {
-	Fingerprint string
-	Entries     map[string]*pkgEntry
-}
-
 // NewPackageCache opens the cache at path for ev. version identifies pipe's
 // build: a new pipe discards every entry.
 func NewPackageCache(ev *Evaluator, path, version string) *PackageCache {
-	return &PackageCache{ev: ev, path: path, fingerprint: fingerprint(ev.registry, version), saved: map[string]*pkgEntry{}}
+	return &PackageCache{ev: ev, path: path, fingerprint: fingerprint(ev.registry, version), got: map[string]*pkgEntry{}}
 }
 
-// load reads the cache file, once.
+// load opens the cache file, once. The fingerprint is the file's tag: a
+// file written by another pipe, or for other rules, reads as empty.
 func (pc *PackageCache) load() {
 	pc.once.Do(func() {
-		b, err := os.ReadFile(pc.path)
-		if err != nil {
-			return
-		}
-		var f cacheFile
-		if gob.NewDecoder(bytes.NewReader(b)).Decode(&f) == nil && f.Fingerprint == pc.fingerprint && f.Entries != nil {
-			pc.mu.Lock()
-			pc.saved = f.Entries
-			pc.mu.Unlock()
-		}
+		pc.kv = kvfile.Open(pc.path, "pipe-packages-3 "+pc.fingerprint)
 	})
+}
+
+// entry returns pkg's entry, decoding it from the file the first time.
+// An entry that does not decode is no entry: the package is evaluated.
+func (pc *PackageCache) entry(pkg string) *pkgEntry {
+	pc.load()
+	pc.mu.Lock()
+	e, ok := pc.got[pkg]
+	pc.mu.Unlock()
+	if ok {
+		return e
+	}
+	if b, found := pc.kv.Get(pkg); found {
+		var d pkgEntry
+		if cbor.Unmarshal(b, &d) == nil {
+			e = &d
+		}
+	}
+	pc.mu.Lock()
+	pc.got[pkg] = e
+	pc.mu.Unlock()
+	return e
+}
+
+// Stats reports how many entries this cache read from and wrote to its
+// file.
+func (pc *PackageCache) Stats() kvfile.Stats {
+	pc.load()
+	return pc.kv.Stats()
 }
 
 // PackageInputs lists the workspace paths the value of pkg, as last loaded,
 // depends on (see PackageCache); false when pkg has no entry.
 func (pc *PackageCache) PackageInputs(pkg string) ([]string, bool) {
-	pc.load()
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	e := pc.saved[pkg]
+	e := pc.entry(pkg)
 	if e == nil {
 		return nil, false
 	}
@@ -161,10 +182,7 @@ func fingerprint(reg *engine.Registry, version string) string {
 // LoadPackage returns the cached package when nothing it depends on
 // changed, and evaluates it otherwise.
 func (pc *PackageCache) LoadPackage(ctx context.Context, pkg string) (*engine.Package, error) {
-	pc.load()
-	pc.mu.Lock()
-	e := pc.saved[pkg]
-	pc.mu.Unlock()
+	e := pc.entry(pkg)
 	if e != nil && pc.valid(e) {
 		if p, ok := pc.decode(e.Pkg); ok {
 			return p, nil
@@ -173,12 +191,12 @@ func (pc *PackageCache) LoadPackage(ctx context.Context, pkg string) (*engine.Pa
 	start := time.Now().UnixNano()
 	p, deps, err := pc.ev.loadPackage(ctx, pkg)
 	if err != nil {
-		pc.mu.Lock()
-		if pc.saved[pkg] != nil {
-			delete(pc.saved, pkg)
-			pc.dirty = true
+		if e != nil {
+			pc.mu.Lock()
+			pc.got[pkg] = nil
+			pc.mu.Unlock()
+			pc.kv.Delete(pkg)
 		}
-		pc.mu.Unlock()
 		return nil, err
 	}
 	entry := &pkgEntry{Pkg: encodePackage(p), Recorded: start}
@@ -186,10 +204,14 @@ func (pc *PackageCache) LoadPackage(ctx context.Context, pkg string) (*engine.Pa
 	for _, d := range deps {
 		entry.Deps = append(entry.Deps, pc.stat(d))
 	}
+	b, err := cbor.Marshal(entry)
+	if err != nil {
+		return nil, fmt.Errorf("package cache: encode %s: %w", pkg, err)
+	}
 	pc.mu.Lock()
-	pc.saved[pkg] = entry
-	pc.dirty = true
+	pc.got[pkg] = entry
 	pc.mu.Unlock()
+	pc.kv.Put(pkg, b)
 	return p, nil
 }
 
@@ -216,22 +238,17 @@ func (pc *PackageCache) valid(e *pkgEntry) bool {
 	return true
 }
 
-// Save writes the cache if it changed. Callers hold the workspace lock or
-// accept that the last writer wins; the write itself is atomic.
+// Save appends the entries evaluated since the cache was opened (see
+// kvfile for when it rewrites the file instead). Every entry is checked
+// against the stats of its inputs before use, so an entry another build
+// saved at the same time can cost an evaluation, never a wrong package.
 func (pc *PackageCache) Save() error {
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	if !pc.dirty {
+	if pc.kv == nil {
 		return nil
 	}
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(cacheFile{Fingerprint: pc.fingerprint, Entries: pc.saved}); err != nil {
+	if err := pc.kv.Save(); err != nil {
 		return fmt.Errorf("save package cache: %w", err)
 	}
-	if err := files.WriteAtomic(pc.path, buf.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("save package cache: %w", err)
-	}
-	pc.dirty = false
 	return nil
 }
 

@@ -67,6 +67,12 @@ type Snapshot struct {
 	// Paths are the stats of the graph's inputs.
 	Paths []SnapshotPath
 	Env   []SnapshotEnv
+
+	// id is the checksum of the file the snapshot was loaded from or saved
+	// to; size its size, and patched the size of the patches applied.
+	id      [32]byte
+	size    int64
+	patched int64
 }
 
 // SnapshotPath is one recorded stat. Path is workspace-relative, or
@@ -492,6 +498,20 @@ func (s *Snapshot) Downstream(changed []int) ([]Label, int) {
 // place of its own. It reports false when part holds an action s does not
 // know: the graph is not the same.
 func (s *Snapshot) Merge(part *Snapshot) (*Snapshot, bool) {
+	where, ok := s.where(part)
+	if !ok {
+		return nil, false
+	}
+	out := &Snapshot{Key: s.Key, Paths: s.Paths, Env: s.Env, Actions: append([]SnapshotAction(nil), s.Actions...)}
+	for i := range part.Actions {
+		out.Actions[where[i]] = placed(part.Actions[i], where)
+	}
+	return out, true
+}
+
+// where returns the index in s of each of part's actions, or false when
+// one is not in s.
+func (s *Snapshot) where(part *Snapshot) ([]int32, bool) {
 	at := make(map[string]int32, len(s.Actions))
 	for i := range s.Actions {
 		at[s.Actions[i].identity()] = int32(i)
@@ -504,16 +524,18 @@ func (s *Snapshot) Merge(part *Snapshot) (*Snapshot, bool) {
 		}
 		where[i] = j
 	}
-	out := &Snapshot{Key: s.Key, Paths: s.Paths, Env: s.Env, Actions: append([]SnapshotAction(nil), s.Actions...)}
-	for i, pa := range part.Actions {
-		deps := make([]int32, len(pa.Deps))
-		for k, d := range pa.Deps {
-			deps[k] = where[d]
-		}
-		pa.Deps = deps
-		out.Actions[where[i]] = pa
+	return where, true
+}
+
+// placed is pa, an action of a part, with its dependencies renumbered as
+// the whole's.
+func placed(pa SnapshotAction, where []int32) SnapshotAction {
+	deps := make([]int32, len(pa.Deps))
+	for k, d := range pa.Deps {
+		deps[k] = where[d]
 	}
-	return out, true
+	pa.Deps = deps
+	return pa
 }
 
 // Includes reports whether the snapshot's action sa is one of actions.
@@ -595,58 +617,73 @@ func modeOf(m uint32) uint32 {
 
 const snapshotMagic = "pipe-snapshot-2\n"
 
-// Save writes the snapshot atomically to file.
+func appendStr(buf []byte, v string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(v)))
+	return append(buf, v...)
+}
+
+func appendPaths(buf []byte, ps []SnapshotPath) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(ps)))
+	for _, p := range ps {
+		buf = appendStr(buf, p.Path)
+		buf = append(buf, boolByte(p.Lstat)|boolByte(p.Missing)<<1|boolByte(p.Untrusted)<<2)
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(p.Stat.Size))
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(p.Stat.Mtime))
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(p.Stat.Ctime))
+		buf = binary.LittleEndian.AppendUint64(buf, p.Stat.Ino)
+		buf = binary.LittleEndian.AppendUint64(buf, p.Stat.Dev)
+		buf = binary.LittleEndian.AppendUint32(buf, p.Stat.Mode)
+	}
+	return buf
+}
+
+func appendAction(buf []byte, a *SnapshotAction) []byte {
+	buf = appendStr(buf, a.Owner.Pkg)
+	buf = appendStr(buf, a.Owner.Name)
+	buf = appendStr(buf, a.Mnemonic)
+	buf = append(buf, a.Key[:]...)
+	buf = binary.AppendUvarint(buf, uint64(a.RanForMs))
+	buf = binary.AppendUvarint(buf, uint64(len(a.Outputs)))
+	for _, o := range a.Outputs {
+		buf = appendStr(buf, o)
+	}
+	buf = appendPaths(buf, a.Paths)
+	buf = binary.AppendUvarint(buf, uint64(len(a.Deps)))
+	for _, d := range a.Deps {
+		buf = binary.AppendUvarint(buf, uint64(d))
+	}
+	return buf
+}
+
+// Save writes the snapshot atomically to file, and removes the patches
+// (SavePart) recorded for the snapshot it replaces.
 func (s *Snapshot) Save(file string) error {
 	buf := []byte(snapshotMagic)
 	start := len(buf)
-	str := func(v string) {
-		buf = binary.AppendUvarint(buf, uint64(len(v)))
-		buf = append(buf, v...)
-	}
-	paths := func(ps []SnapshotPath) {
-		buf = binary.AppendUvarint(buf, uint64(len(ps)))
-		for _, p := range ps {
-			str(p.Path)
-			buf = append(buf, boolByte(p.Lstat)|boolByte(p.Missing)<<1|boolByte(p.Untrusted)<<2)
-			buf = binary.LittleEndian.AppendUint64(buf, uint64(p.Stat.Size))
-			buf = binary.LittleEndian.AppendUint64(buf, uint64(p.Stat.Mtime))
-			buf = binary.LittleEndian.AppendUint64(buf, uint64(p.Stat.Ctime))
-			buf = binary.LittleEndian.AppendUint64(buf, p.Stat.Ino)
-			buf = binary.LittleEndian.AppendUint64(buf, p.Stat.Dev)
-			buf = binary.LittleEndian.AppendUint32(buf, p.Stat.Mode)
-		}
-	}
-	str(s.Key)
+	buf = appendStr(buf, s.Key)
 	buf = binary.AppendUvarint(buf, uint64(len(s.Actions)))
-	for _, a := range s.Actions {
-		str(a.Owner.Pkg)
-		str(a.Owner.Name)
-		str(a.Mnemonic)
-		buf = append(buf, a.Key[:]...)
-		buf = binary.AppendUvarint(buf, uint64(a.RanForMs))
-		buf = binary.AppendUvarint(buf, uint64(len(a.Outputs)))
-		for _, o := range a.Outputs {
-			str(o)
-		}
-		paths(a.Paths)
-		buf = binary.AppendUvarint(buf, uint64(len(a.Deps)))
-		for _, d := range a.Deps {
-			buf = binary.AppendUvarint(buf, uint64(d))
-		}
+	for i := range s.Actions {
+		buf = appendAction(buf, &s.Actions[i])
 	}
 	buf = binary.AppendUvarint(buf, uint64(len(s.Env)))
 	for _, e := range s.Env {
-		str(e.Name)
-		str(e.Value)
+		buf = appendStr(buf, e.Name)
+		buf = appendStr(buf, e.Value)
 		buf = append(buf, boolByte(e.Set))
 	}
-	paths(s.Paths)
+	buf = appendPaths(buf, s.Paths)
 	sum := sha256.Sum256(buf[start:])
 	buf = append(buf, sum[:]...)
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return fmt.Errorf("save build snapshot: %w", err)
 	}
 	if err := files.WriteAtomic(file, buf, 0o644); err != nil {
+		return fmt.Errorf("save build snapshot: %w", err)
+	}
+	s.id, s.size, s.patched = sum, int64(len(buf)), 0
+	// The patches name the snapshot they apply to, so one left behind by a
+	// failed removal is ignored; removing it keeps the file small.
+	if err := os.Remove(patchesFile(file)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("save build snapshot: %w", err)
 	}
 	return nil
@@ -668,6 +705,14 @@ func LoadSnapshot(file, key string) (*Snapshot, bool) {
 	}
 	s, err := decodeSnapshot(b)
 	if err != nil || s.Key != key {
+		return nil, false
+	}
+	s.id, s.size = [32]byte(b[len(b)-32:]), int64(len(b))
+	p, err := os.ReadFile(patchesFile(file))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, false
+	}
+	if !s.applyPatches(p) {
 		return nil, false
 	}
 	return s, true
@@ -696,29 +741,8 @@ func decodeSnapshotBody(body []byte) (*Snapshot, error) {
 	}
 	s.Actions = make([]SnapshotAction, 0, nact)
 	for range nact {
-		a := SnapshotAction{Owner: Label{Pkg: d.str(), Name: d.str()}, Mnemonic: d.str()}
-		copy(a.Key[:], d.bytes(len(a.Key)))
-		a.RanForMs = int64(d.uvarint())
-		nout := d.uvarint()
-		if nout > uint64(len(d.b)) {
-			return nil, errBadSnapshot
-		}
-		for range nout {
-			a.Outputs = append(a.Outputs, d.str())
-		}
-		a.Paths = d.paths()
-		ndeps := d.uvarint()
-		if ndeps > uint64(len(d.b)) {
-			return nil, errBadSnapshot
-		}
-		for range ndeps {
-			if dep := d.uvarint(); dep < nact {
-				a.Deps = append(a.Deps, int32(dep))
-			} else {
-				d.err = true
-			}
-		}
-		if d.err {
+		a, ok := d.action(nact)
+		if !ok {
 			return nil, errBadSnapshot
 		}
 		s.Actions = append(s.Actions, a)
@@ -736,6 +760,33 @@ func decodeSnapshotBody(body []byte) (*Snapshot, error) {
 		return nil, errBadSnapshot
 	}
 	return s, nil
+}
+
+// action decodes one action of a snapshot of nact actions.
+func (d *snapDecoder) action(nact uint64) (SnapshotAction, bool) {
+	a := SnapshotAction{Owner: Label{Pkg: d.str(), Name: d.str()}, Mnemonic: d.str()}
+	copy(a.Key[:], d.bytes(len(a.Key)))
+	a.RanForMs = int64(d.uvarint())
+	nout := d.uvarint()
+	if nout > uint64(len(d.b)) {
+		return a, false
+	}
+	for range nout {
+		a.Outputs = append(a.Outputs, d.str())
+	}
+	a.Paths = d.paths()
+	ndeps := d.uvarint()
+	if ndeps > uint64(len(d.b)) {
+		return a, false
+	}
+	for range ndeps {
+		if dep := d.uvarint(); dep < nact {
+			a.Deps = append(a.Deps, int32(dep))
+		} else {
+			d.err = true
+		}
+	}
+	return a, !d.err
 }
 
 // paths decodes a list of SnapshotPath.
