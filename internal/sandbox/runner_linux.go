@@ -26,10 +26,10 @@ import (
 // copies the forking process's page tables, and whose ID maps must be
 // written before the child may exec) and no network namespace per command
 // (whose creation and teardown are slow in the kernel). The isolated
-// commands without the network go to the helper in the loopback-only
-// network namespace; the others (requires-network, and the programs of
-// in-process steps, which see the host's network) to a helper in the
-// host's network namespace. Helpers die with pipe (Pdeathsig), and every
+// commands and programs of in-process steps without the network go to
+// the helper in the loopback-only network namespace; the others
+// (requires-network, terraform init fetching providers) to a helper in
+// the host's network namespace. Helpers die with pipe (Pdeathsig), and every
 // supervisor a helper started dies with it.
 type Runner struct {
 	mu      sync.Mutex
