@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pipebuild/pipe/internal/cache"
 	"github.com/pipebuild/pipe/internal/files"
@@ -75,58 +78,95 @@ const parallelOutputs = 512
 // changedOutputs returns the indexes of the outputs that are not in place
 // as recorded: missing, not a regular file, another exec bit, or other
 // content. A file whose stat the digest cache vouches for is not read;
-// one whose stat changed but whose size is right is hashed.
+// one whose stat changed but whose size is right is hashed. The stats are
+// fstatat calls relative to the workspace root, which build no absolute
+// path and allocate nothing per file.
 func (e *Executor) changedOutputs(outs []cache.OutputFile) []int {
-	inPlace := func(o *cache.OutputFile) bool {
-		abs := e.WS.Abs(o.Path)
-		fi, err := os.Lstat(abs)
-		if err != nil || !fi.Mode().IsRegular() || (fi.Mode()&0o111 != 0) != o.Executable {
-			return false
-		}
-		if d, ok := e.Digests.Lookup(o.Path, fi); ok && d == o.Digest {
-			return true
-		}
-		if fi.Size() != o.Size {
-			return false
-		}
-		d, _, err := e.Digests.Digest(o.Path, abs)
-		return err == nil && d == o.Digest
+	root, err := syscall.Open(e.WS.Root, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		root = atFDCWD // and absolute paths below
+	} else {
+		defer syscall.Close(root)
 	}
-	var changed []int
-	if len(outs) < parallelOutputs {
-		for i := range outs {
-			if !inPlace(&outs[i]) {
-				changed = append(changed, i)
+	inPlace := func(o *cache.OutputFile, cpath []byte) []byte {
+		p := o.Path
+		if root == atFDCWD {
+			p = e.WS.Abs(p)
+		}
+		cpath = append(append(cpath[:0], p...), 0)
+		var st FileStat
+		var errno syscall.Errno
+		for {
+			if st, errno = statAt(root, p, cpath, unix.AT_SYMLINK_NOFOLLOW); errno != syscall.EINTR {
+				break
 			}
 		}
-		return changed
+		mode := fs.FileMode(st.Mode)
+		switch {
+		case errno != 0 || !mode.IsRegular() || (mode&0o111 != 0) != o.Executable:
+			return nil
+		case e.Digests.lookupStat(o.Path, st) == o.Digest:
+			return cpath
+		case st.Size != o.Size:
+			return nil
+		}
+		if d, _, err := e.Digests.Digest(o.Path, e.WS.Abs(o.Path)); err == nil && d == o.Digest {
+			return cpath
+		}
+		return nil
 	}
 	bad := make([]bool, len(outs))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	const chunk = 128
-	for range min(2*runtime.GOMAXPROCS(0), len(outs)/chunk+1) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				lo := int(next.Add(chunk)) - chunk
-				if lo >= len(outs) {
-					return
-				}
-				for i := lo; i < min(lo+chunk, len(outs)); i++ {
-					bad[i] = !inPlace(&outs[i])
-				}
+	check := func(lo, hi int) {
+		cpath := make([]byte, 0, 256)
+		for i := lo; i < hi; i++ {
+			if c := inPlace(&outs[i], cpath); c != nil {
+				cpath = c
+			} else {
+				bad[i] = true
 			}
-		}()
+		}
 	}
-	wg.Wait()
+	if len(outs) < parallelOutputs {
+		check(0, len(outs))
+	} else {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		const chunk = 128
+		for range min(2*runtime.GOMAXPROCS(0), len(outs)/chunk+1) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					lo := int(next.Add(chunk)) - chunk
+					if lo >= len(outs) {
+						return
+					}
+					check(lo, min(lo+chunk, len(outs)))
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	var changed []int
 	for i, b := range bad {
 		if b {
 			changed = append(changed, i)
 		}
 	}
 	return changed
+}
+
+// lookupStat is Lookup for a stat taken without an os.FileInfo: the digest
+// recorded for rel if st is the stat it was recorded at and that stat is
+// trusted, else the zero digest (which no file has).
+func (fd *FileDigests) lookupStat(rel string, st FileStat) cache.Digest {
+	fd.mu.Lock()
+	e, ok := fd.m[rel]
+	fd.mu.Unlock()
+	if ok && e.stat == st && st.Settled(e.recorded) {
+		return e.digest
+	}
+	return cache.Digest{}
 }
 
 // pruneDirs removes from r's output directories what r does not list, so a
