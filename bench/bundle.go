@@ -22,7 +22,8 @@ func bundle(args []string) error {
 	fs := flag.NewFlagSet("bundle", flag.ExitOnError)
 	pipe := fs.String("pipe", "pipe", "pipe binary")
 	mb := fs.Int("mb", 30, "megabytes of dependencies")
-	runs := fs.Int("runs", 7, "app-only edits to time")
+	runs := fs.Int("runs", 7, "app-only edits to time (with -files: no-op builds per binary and mode)")
+	many := fs.Int("files", 0, "instead: one wheel of this many small files, and -pipe OLD,NEW compares no-ops")
 	fs.Parse(args)
 	if fs.NArg() != 1 {
 		usage()
@@ -30,6 +31,9 @@ func bundle(args []string) error {
 	dir, err := filepath.Abs(fs.Arg(0))
 	if err != nil {
 		return err
+	}
+	if *many > 0 {
+		return bundleManyFiles(strings.Split(*pipe, ","), *many, *runs, dir)
 	}
 	ws := filepath.Join(dir, "ws")
 	wheels := filepath.Join(dir, "wheels")

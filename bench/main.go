@@ -52,7 +52,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench gen [-packages N] [-files N] DIR | bench noop [-pipe PATH] [-runs N] DIR | bench bundle [-pipe PATH] [-mb N] DIR | bench remote [-pipe PATH] [-bazel-remote BIN] [-packages N] [-latency D] [-mbps N] DIR | bench badremote [-pipe OLD,NEW] [-runs N] [-limit D] DIR | bench pyenv [-pipe PATH] [-mb N] [-python V] DIR | bench pytest [-pipe PATH] [-runs N] DIR | bench scale [-pipe PATH] [-sizes 1000,3000,10000,30000] [-runs N] [-cold=false] DIR")
+	fmt.Fprintln(os.Stderr, "usage: bench gen [-packages N] [-files N] DIR | bench noop [-pipe PATH] [-runs N] DIR | bench bundle [-pipe PATH[,PATH]] [-mb N | -files N] [-runs N] DIR | bench remote [-pipe PATH] [-bazel-remote BIN] [-packages N] [-latency D] [-mbps N] DIR | bench badremote [-pipe OLD,NEW] [-runs N] [-limit D] DIR | bench pyenv [-pipe PATH] [-mb N] [-python V] DIR | bench pytest [-pipe PATH] [-runs N] DIR | bench scale [-pipe PATH] [-sizes 1000,3000,10000,30000] [-runs N] [-cold=false] DIR")
 	os.Exit(2)
 }
 

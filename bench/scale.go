@@ -53,6 +53,7 @@ func scale(args []string) error {
 // pipeRun is one timed pipe process.
 type pipeRun struct {
 	wall   time.Duration
+	cpu    time.Duration // user + system
 	rssKB  int64
 	output string
 }
@@ -65,6 +66,7 @@ func runPipe(pipe, dir, cacheDir string, env []string, args ...string) (pipeRun,
 	r := pipeRun{wall: time.Since(start), output: string(out)}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.rssKB = ru.Maxrss
+		r.cpu = cpuOf(ru)
 	}
 	if err != nil {
 		return r, fmt.Errorf("pipe %s: %v\n%s", strings.Join(args, " "), err, out)

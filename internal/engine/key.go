@@ -1,14 +1,18 @@
 package engine
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"io/fs"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pipebuild/pipe/internal/cache"
@@ -30,24 +34,64 @@ func resultDigests(r *cache.ActionResult) map[string]KeyInput {
 
 // TreeDigest is the digest of the output directory dir of r: its files'
 // relative paths, modes and digests, and its symlinks, in sorted order.
+// Each entry is the line "f <path> <sha256 hex> <exec>" or "l <path>
+// <target>", and the digest is sha256 over the sorted lines, each followed
+// by a NUL. The lines are built in one buffer, not a string each: a bundle
+// directory has tens of thousands of files, and every build that finds the
+// result cached computes this for the actions that read the directory.
 func TreeDigest(r *cache.ActionResult, dir string) cache.Digest {
-	h := sha256.New()
 	prefix := dir + "/"
-	var lines []string
+	size := 0
+	for _, o := range r.Outputs {
+		size += len(o.Path) + 2*len(o.Digest) + 10
+	}
+	buf := make([]byte, 0, size)
+	var offs []int // line i, with its NUL, is buf[offs[i]:offs[i+1]]
 	for _, o := range r.Outputs {
 		if rel, ok := strings.CutPrefix(o.Path, prefix); ok {
-			lines = append(lines, fmt.Sprintf("f %s %s %t", rel, o.Digest, o.Executable))
+			offs = append(offs, len(buf))
+			buf = append(buf, "f "...)
+			buf = append(buf, rel...)
+			buf = append(buf, ' ')
+			buf = hex.AppendEncode(buf, o.Digest[:])
+			buf = append(buf, ' ')
+			buf = strconv.AppendBool(buf, o.Executable)
+			buf = append(buf, 0)
 		}
 	}
 	for p, t := range r.Symlinks {
 		if rel, ok := strings.CutPrefix(p, prefix); ok {
-			lines = append(lines, "l "+rel+" "+t)
+			offs = append(offs, len(buf))
+			buf = append(buf, "l "...)
+			buf = append(buf, rel...)
+			buf = append(buf, ' ')
+			buf = append(buf, t...)
+			buf = append(buf, 0)
 		}
 	}
-	sort.Strings(lines)
-	for _, l := range lines {
-		io.WriteString(h, l)
-		h.Write([]byte{0})
+	n := len(offs)
+	offs = append(offs, len(buf))
+	// No path or link target holds a NUL, so comparing lines with their
+	// NUL orders them as the lines alone.
+	cmp := func(a, b int) int { return bytes.Compare(buf[offs[a]:offs[a+1]], buf[offs[b]:offs[b+1]]) }
+	h := sha256.New()
+	sorted := true
+	for i := 1; i < n && sorted; i++ {
+		sorted = cmp(i-1, i) <= 0
+	}
+	if sorted {
+		// Results list their files in walk order, which is usually
+		// the lines' order too.
+		h.Write(buf)
+	} else {
+		order := make([]int, n)
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, cmp)
+		for _, i := range order {
+			h.Write(buf[offs[i]:offs[i+1]])
+		}
 	}
 	var d cache.Digest
 	h.Sum(d[:0])

@@ -6,36 +6,42 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pipebuild/pipe/internal/cache"
 	"github.com/pipebuild/pipe/internal/files"
 )
 
 // materializeCached makes the workspace hold r's outputs, restoring any that
-// are missing or were edited. It reports false when a blob is missing or
+// are missing or were edited, and removing from its output directories
+// whatever r does not list. It reports false when a blob is missing or
 // corrupt, so the action must run again.
+//
+// A directory output of many files (a Python bundle's site-packages) is
+// checked by stat: one lstat per file against the digest cache, in
+// parallel, and one per directory of the tree, which is listed only when
+// its stat changed since it was last found clean. No file is read unless
+// its stat changed.
 func (e *Executor) materializeCached(r *cache.ActionResult) (int, error) {
 	restored := 0
-	for _, o := range r.Outputs {
+	if len(r.Dirs) > 0 {
+		restored += e.pruneDirs(r)
+	}
+	for _, i := range e.changedOutputs(r.Outputs) {
+		o := r.Outputs[i]
 		abs := e.WS.Abs(o.Path)
-		fi, err := os.Lstat(abs)
-		if err == nil && fi.Mode().IsRegular() && (fi.Mode()&0o111 != 0) == o.Executable {
-			if d, ok := e.Digests.Lookup(o.Path, fi); ok && d == o.Digest {
-				continue
-			}
-			if fi.Size() == o.Size {
-				if d, _, err := e.Digests.Digest(o.Path, abs); err == nil && d == o.Digest {
-					continue
-				}
-			}
-		}
 		if err := e.safeParents(o.Path); err != nil {
 			return restored, err
 		}
-		if err == nil && fi.IsDir() {
+		if fi, err := os.Lstat(abs); err == nil && fi.IsDir() {
 			os.RemoveAll(abs)
 		}
 		if err := e.Cache.CopyOut(o.Digest, abs, o.Executable); err != nil {
@@ -61,57 +67,196 @@ func (e *Executor) materializeCached(r *cache.ActionResult) (int, error) {
 		}
 		restored++
 	}
-	if len(r.Dirs) > 0 {
-		restored += e.pruneDirs(r)
-	}
 	return restored, nil
 }
 
-// pruneDirs removes files in output directories that the result does not
-// list, so a restored directory equals what the action produced.
-func (e *Executor) pruneDirs(r *cache.ActionResult) int {
-	want := map[string]bool{}
-	for _, o := range r.Outputs {
-		want[o.Path] = true
+// parallelOutputs is the number of outputs from which a result's files are
+// checked by several goroutines: below it, starting them costs more than
+// the stats.
+const parallelOutputs = 512
+
+// changedOutputs returns the indexes of the outputs that are not in place
+// as recorded: missing, not a regular file, another exec bit, or other
+// content. A file whose stat the digest cache vouches for is not read;
+// one whose stat changed but whose size is right is hashed. The stats are
+// fstatat calls relative to the workspace root, which build no absolute
+// path and allocate nothing per file.
+func (e *Executor) changedOutputs(outs []cache.OutputFile) []int {
+	root, err := syscall.Open(e.WS.Root, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		root = atFDCWD // and absolute paths below
+	} else {
+		defer syscall.Close(root)
 	}
-	for p := range r.Symlinks {
-		want[p] = true
-	}
-	removed := 0
-	for _, d := range r.Dirs {
-		root := e.WS.Abs(d)
-		os.MkdirAll(root, 0o755)
-		filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
-			if err != nil || p == root {
-				return nil
+	inPlace := func(o *cache.OutputFile, cpath []byte) []byte {
+		p := o.Path
+		if root == atFDCWD {
+			p = e.WS.Abs(p)
+		}
+		cpath = append(append(cpath[:0], p...), 0)
+		var st FileStat
+		var errno syscall.Errno
+		for {
+			if st, errno = statAt(root, p, cpath, unix.AT_SYMLINK_NOFOLLOW); errno != syscall.EINTR {
+				break
 			}
-			rel := d + "/" + filepath.ToSlash(p[len(root)+1:])
-			if de.IsDir() {
-				if !hasPrefixDir(rel, want) {
-					os.RemoveAll(p)
-					removed++
-					return fs.SkipDir
+		}
+		mode := fs.FileMode(st.Mode)
+		switch {
+		case errno != 0 || !mode.IsRegular() || (mode&0o111 != 0) != o.Executable:
+			return nil
+		case e.Digests.lookupStat(o.Path, st) == o.Digest:
+			return cpath
+		case st.Size != o.Size:
+			return nil
+		}
+		if d, _, err := e.Digests.Digest(o.Path, e.WS.Abs(o.Path)); err == nil && d == o.Digest {
+			return cpath
+		}
+		return nil
+	}
+	bad := make([]bool, len(outs))
+	check := func(lo, hi int) {
+		cpath := make([]byte, 0, 256)
+		for i := lo; i < hi; i++ {
+			if c := inPlace(&outs[i], cpath); c != nil {
+				cpath = c
+			} else {
+				bad[i] = true
+			}
+		}
+	}
+	if len(outs) < parallelOutputs {
+		check(0, len(outs))
+	} else {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		const chunk = 128
+		for range min(2*runtime.GOMAXPROCS(0), len(outs)/chunk+1) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					lo := int(next.Add(chunk)) - chunk
+					if lo >= len(outs) {
+						return
+					}
+					check(lo, min(lo+chunk, len(outs)))
 				}
-				return nil
+			}()
+		}
+		wg.Wait()
+	}
+	var changed []int
+	for i, b := range bad {
+		if b {
+			changed = append(changed, i)
+		}
+	}
+	return changed
+}
+
+// lookupStat is Lookup for a stat taken without an os.FileInfo: the digest
+// recorded for rel if st is the stat it was recorded at and that stat is
+// trusted, else the zero digest (which no file has).
+func (fd *FileDigests) lookupStat(rel string, st FileStat) cache.Digest {
+	e, ok := fd.entry(rel)
+	if ok && e.stat == st && st.Settled(e.recorded) {
+		return e.digest
+	}
+	return cache.Digest{}
+}
+
+// pruneDirs removes from r's output directories what r does not list, so a
+// restored directory equals what the action produced. Each directory of the
+// tree (the output directory and every directory holding one of its files
+// or symlinks) costs an lstat; it is listed only when that stat differs from
+// the one the digest cache recorded when the directory was last found
+// clean: a file or directory added, removed or renamed in it changes its
+// modification time. An edited file does not, and is found by its own stat
+// (changedOutputs). The stat recorded is the one taken before listing, so a
+// change during the listing is seen next time.
+func (e *Executor) pruneDirs(r *cache.ActionResult) int {
+	removed := 0
+	var want map[string]bool
+	for _, d := range r.Dirs {
+		dirs := treeDirs(r, d)
+		for _, dir := range sortedKeys(dirs) {
+			abs := e.WS.Abs(dir)
+			fi, err := os.Lstat(abs)
+			switch {
+			case err != nil && dir == d:
+				// An output directory, even an empty one, is in place.
+				os.MkdirAll(abs, 0o755)
+				continue
+			case err != nil:
+				continue // restored with its files
+			case !fi.IsDir():
+				// A file or symbolic link where the tree has a directory.
+				os.RemoveAll(abs)
+				removed++
+				continue
 			}
-			if !want[rel] {
-				os.Remove(p)
+			if _, ok := e.Digests.Lookup(dir, fi); ok {
+				continue
+			}
+			if want == nil {
+				want = make(map[string]bool, len(r.Outputs)+len(r.Symlinks))
+				for _, o := range r.Outputs {
+					want[o.Path] = true
+				}
+				for p := range r.Symlinks {
+					want[p] = true
+				}
+			}
+			ents, err := os.ReadDir(abs)
+			if err != nil {
+				continue
+			}
+			for _, de := range ents {
+				rel := dir + "/" + de.Name()
+				if de.IsDir() && dirs[rel] || !de.IsDir() && want[rel] {
+					continue
+				}
+				os.RemoveAll(filepath.Join(abs, de.Name()))
+				e.Digests.Forget(rel)
 				removed++
 			}
-			return nil
-		})
+			e.Digests.Record(dir, fi, cache.Digest{})
+		}
 	}
 	return removed
 }
 
-func hasPrefixDir(dir string, want map[string]bool) bool {
-	prefix := dir + "/"
-	for p := range want {
-		if strings.HasPrefix(p, prefix) {
-			return true
+// treeDirs is the set of directories of output directory d's tree: d and
+// every directory between it and one of r's files or symlinks.
+func treeDirs(r *cache.ActionResult, d string) map[string]bool {
+	dirs := map[string]bool{d: true}
+	prefix := d + "/"
+	add := func(p string) {
+		if !strings.HasPrefix(p, prefix) {
+			return
+		}
+		for q := path.Dir(p); !dirs[q]; q = path.Dir(q) {
+			dirs[q] = true
 		}
 	}
-	return false
+	for _, o := range r.Outputs {
+		add(o.Path)
+	}
+	for p := range r.Symlinks {
+		add(p)
+	}
+	return dirs
+}
+
+func sortedKeys(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // pruneOwn removes from the directories a's outputs live in (inside the

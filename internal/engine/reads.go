@@ -33,10 +33,20 @@ const (
 	// InputEnv is a host environment variable (LookupEnv, Getenv); its
 	// Value is the variable's value, and Set says whether it was set.
 	InputEnv AnalysisInputKind = "env"
-	// InputProbe is a memoised host probe (Probe, ToolIdentity) named by
-	// its key, such as the Python interpreter's identity.
+	// InputProbe is a memoised host probe (Probe, ProbeByStat,
+	// ToolIdentity) named by its key, such as the Python interpreter's
+	// identity. Its Value is ProbeDecidedByStat for a probe whose host
+	// paths are recorded (InputHostPath), "" otherwise.
 	InputProbe AnalysisInputKind = "probe"
+	// InputHostPath is a host path (absolute) whose stat, following
+	// symbolic links, decided a probe's result (ProbeByStat); its Value
+	// is the probe's key.
+	InputHostPath AnalysisInputKind = "host path"
 )
+
+// ProbeDecidedByStat is the Value of an InputProbe whose result is decided
+// by the stats of the InputHostPath entries recorded with it.
+const ProbeDecidedByStat = "decided by stat"
 
 // AnalysisInput is one thing a target's analysis read.
 type AnalysisInput struct {
@@ -55,6 +65,8 @@ func (in AnalysisInput) String() string {
 		return fmt.Sprintf("env %s=%q", in.Name, in.Value)
 	case InputProbe:
 		return "probe " + in.Name
+	case InputHostPath:
+		return "host path " + in.Name + " (probe " + in.Value + ")"
 	}
 	return fmt.Sprintf("%s %s (%s)", in.Kind, in.Name, in.Value)
 }
@@ -288,6 +300,99 @@ func (c *AnalysisContext) Getenv(name string) string {
 func (c *AnalysisContext) Probe(key string, f func(ctx context.Context) (any, error)) (any, error) {
 	c.record(AnalysisInput{Kind: InputProbe, Name: key})
 	return c.tg.WS.memoize("probe\x00"+key, func() (any, error) { return f(c.ctx) })
+}
+
+// HostReads collects what a probe's result depends on besides its key, so
+// that a later build can tell by stat alone that the probe would answer the
+// same (the build snapshot). It is complete or the snapshot lies: every
+// file the probe reads or runs, every directory it lists and every path
+// whose absence it relies on must be added.
+type HostReads struct {
+	mu    sync.Mutex
+	paths []string
+	seen  map[string]bool
+	// volatile names something the result depends on that no stat
+	// decides; "" while there is none.
+	volatile string
+}
+
+// Stat records that the stat of the host path p (absolute), following
+// symbolic links, decided the result: a file read or run, a directory
+// listed (its modification time changes with its entries), a path found
+// missing. A nil HostReads records nothing. Relative paths are made absolute against the working
+// directory, as the probe resolved them.
+func (r *HostReads) Stat(p string) {
+	if r == nil || p == "" {
+		return
+	}
+	if !filepath.IsAbs(p) {
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
+	}
+	p = filepath.Clean(p)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen[p] {
+		return
+	}
+	if r.seen == nil {
+		r.seen = map[string]bool{}
+	}
+	r.seen[p] = true
+	r.paths = append(r.paths, p)
+}
+
+// Volatile records that the result depends on something no stat decides
+// (a process that failed and would run again, the C library's version
+// asked of getconf): the probe keeps the build from recording a snapshot,
+// as Probe does. why is for the message.
+func (r *HostReads) Volatile(why string) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.volatile == "" {
+		r.volatile = why
+	}
+}
+
+// probeByStat is the memoised result of a ProbeByStat.
+type probeByStat struct {
+	v     any
+	reads *HostReads
+}
+
+// ProbeByStat is Probe for a probe whose result is decided by the stats of
+// host paths: f adds each path that decided its result to reads (and the
+// environment it depends on is read through LookupEnv before, so it is
+// recorded too). The paths are recorded as inputs of the target's analysis,
+// which lets a build snapshot revalidate the probe by stat. A probe that
+// fails, or that calls reads.Volatile, is recorded as Probe records it.
+func (c *AnalysisContext) ProbeByStat(key string, f func(ctx context.Context, reads *HostReads) (any, error)) (any, error) {
+	m, err := c.tg.WS.memoize("probe by stat\x00"+key, func() (any, error) {
+		reads := &HostReads{}
+		v, err := f(c.ctx, reads)
+		if err != nil {
+			return nil, err
+		}
+		return &probeByStat{v: v, reads: reads}, nil
+	})
+	if err != nil {
+		c.record(AnalysisInput{Kind: InputProbe, Name: key})
+		return nil, err
+	}
+	pb := m.(*probeByStat)
+	if pb.reads.volatile != "" {
+		c.record(AnalysisInput{Kind: InputProbe, Name: key})
+		return pb.v, nil
+	}
+	c.record(AnalysisInput{Kind: InputProbe, Name: key, Value: ProbeDecidedByStat})
+	for _, p := range pb.reads.paths {
+		c.record(AnalysisInput{Kind: InputHostPath, Name: p, Value: key})
+	}
+	return pb.v, nil
 }
 
 // ToolIdentity names the host program at path by path, size and

@@ -54,9 +54,10 @@ import (
 // not trusted, and no snapshot is written. A later build, once the files
 // have settled, writes one.
 //
-// Analysis that ran a host probe other than a tool's identity (such as an
-// interpreter's version) cannot be revalidated by stat: such a build writes
-// no snapshot.
+// A host probe is revalidated by the stats of the host paths it declared
+// (AnalysisContext.ProbeByStat, such as the Python interpreter's choice);
+// analysis that ran any other probe than a tool's identity writes no
+// snapshot.
 type Snapshot struct {
 	// Key identifies what was built: pipe's version, the patterns, the
 	// cache and the workspace (SnapshotKey).
@@ -236,7 +237,13 @@ func RecordSnapshot(key string, in SnapshotInputs) (*Snapshot, error) {
 						envSeen[ai.Name] = true
 						s.Env = append(s.Env, SnapshotEnv{Name: ai.Name, Value: ai.Value, Set: ai.Set})
 					}
+				case InputHostPath:
+					settledNow(ai.Name, false)
 				case InputProbe:
+					if ai.Value == ProbeDecidedByStat {
+						// Its host paths are InputHostPath entries.
+						continue
+					}
 					tool, ok := strings.CutPrefix(ai.Name, "tool ")
 					if !ok {
 						return nil, noSnapshot("%s ran the host probe %q", l, ai.Name)

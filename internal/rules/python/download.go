@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pipebuild/pipe/internal/cache"
+	"github.com/pipebuild/pipe/internal/engine"
 	"github.com/pipebuild/pipe/internal/rules/python/wheel"
 )
 
@@ -324,15 +325,18 @@ func untarGz(archive, dir, name string) error {
 
 // downloadedInterpreters lists the interpreters pipe downloaded into the
 // cache at cacheDir, from each tree's record.
-func downloadedInterpreters(cacheDir string) []PythonDownload {
+func downloadedInterpreters(cacheDir string, reads *engine.HostReads) []PythonDownload {
 	dir := cache.TreeKindDir(cacheDir, interpreterTrees)
+	reads.Stat(dir)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil
 	}
 	var out []PythonDownload
 	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name(), downloadRecord))
+		rec := filepath.Join(dir, e.Name(), downloadRecord)
+		reads.Stat(rec)
+		b, err := os.ReadFile(rec)
 		if err != nil {
 			continue
 		}

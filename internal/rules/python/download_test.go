@@ -119,7 +119,7 @@ func TestDownloaderInstallsFromFileBase(t *testing.T) {
 	if len(progress) == 0 {
 		t.Errorf("no progress reported")
 	}
-	found := downloadedInterpreters(c.Dir())
+	found := downloadedInterpreters(c.Dir(), nil)
 	if len(found) != 1 || found[0] != entry {
 		t.Errorf("downloadedInterpreters = %+v, want the entry", found)
 	}

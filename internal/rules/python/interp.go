@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -112,12 +113,18 @@ type probeRecord struct {
 
 // probeInterpreter learns what the interpreter at path is, from
 // .pipe/python/ while nothing it depends on changed, else by running it.
-func probeInterpreter(ctx context.Context, stateDir, path string) (*probeResult, error) {
+// deps are the files whose stat decides the answer: the interpreter as
+// named, the file its symbolic links lead to, and its shared library.
+func probeInterpreter(ctx context.Context, stateDir, path string) (p *probeResult, deps []string, err error) {
 	record := filepath.Join(stateDir, "python", fmt.Sprintf("%x.json", sha256.Sum256([]byte("probe-2\x00"+path))))
 	if b, err := os.ReadFile(record); err == nil {
 		var r probeRecord
 		if json.Unmarshal(b, &r) == nil && len(r.Stats) > 0 && statsHold(r.Stats, r.Recorded) {
-			return &r.Probe, nil
+			for f := range r.Stats {
+				deps = append(deps, f)
+			}
+			sort.Strings(deps)
+			return &r.Probe, deps, nil
 		}
 	}
 	start := time.Now().UnixNano()
@@ -132,19 +139,19 @@ func probeInterpreter(ctx context.Context, stateDir, path string) (*probeResult,
 			lines := strings.Split(strings.TrimSpace(string(ee.Stderr)), "\n")
 			msg = lines[len(lines)-1]
 		}
-		return nil, fmt.Errorf("%s does not run: %s", path, msg)
+		return nil, []string{path}, fmt.Errorf("%s does not run: %s", path, msg)
 	}
-	var p probeResult
-	if err := json.Unmarshal(out, &p); err != nil || len(p.Version) != 3 {
-		return nil, fmt.Errorf("%s is not a CPython pipe can use: it printed %q", path, strings.TrimSpace(string(out)))
+	var res probeResult
+	if err := json.Unmarshal(out, &res); err != nil || len(res.Version) != 3 {
+		return nil, []string{path}, fmt.Errorf("%s is not a CPython pipe can use: it printed %q", path, strings.TrimSpace(string(out)))
 	}
-	r := probeRecord{Probe: p, Stats: map[string]engine.FileStat{}, Recorded: start}
-	deps := []string{path}
+	r := probeRecord{Probe: res, Stats: map[string]engine.FileStat{}, Recorded: start}
+	deps = []string{path}
 	if real, err := filepath.EvalSymlinks(path); err == nil && real != path {
 		deps = append(deps, real)
 	}
-	if p.LibDir != "" && (strings.HasSuffix(p.LDLibrary, ".so") || strings.Contains(p.LDLibrary, ".so.")) {
-		deps = append(deps, filepath.Join(p.LibDir, p.LDLibrary))
+	if res.LibDir != "" && (strings.HasSuffix(res.LDLibrary, ".so") || strings.Contains(res.LDLibrary, ".so.")) {
+		deps = append(deps, filepath.Join(res.LibDir, res.LDLibrary))
 	}
 	for _, f := range deps {
 		if fi, err := os.Stat(f); err == nil {
@@ -154,7 +161,7 @@ func probeInterpreter(ctx context.Context, stateDir, path string) (*probeResult,
 	if b, err := json.Marshal(r); err == nil {
 		files.WriteAtomic(record, b, 0o644)
 	}
-	return &p, nil
+	return &res, deps, nil
 }
 
 func statsHold(stats map[string]engine.FileStat, recorded int64) bool {

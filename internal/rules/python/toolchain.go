@@ -126,8 +126,10 @@ var (
 // candidates lists the interpreters to consider, in the order pipe
 // prefers them: the workspace's own (python_interpreters, and the older
 // python setting), uv's, pyenv's, python3.X on the action PATH, and those
-// pipe downloaded. Nothing is run: versions come from names.
-func (d *discovery) candidates() []Found {
+// pipe downloaded. Nothing is run: versions come from names. Every
+// directory listed and every path checked goes to reads (nil for pipe
+// python): they decide the list.
+func (d *discovery) candidates(reads *engine.HostReads) []Found {
 	var out []Found
 	abs := func(p string) string {
 		if !filepath.IsAbs(p) {
@@ -149,12 +151,13 @@ func (d *discovery) candidates() []Found {
 		p := d.python
 		if strings.Contains(p, "/") {
 			out = append(out, Found{Path: abs(p), Source: "workspace python"})
-		} else if found := lookPath(p, d.actionPath); found != "" {
+		} else if found := lookPath(p, d.actionPath, reads); found != "" {
 			out = append(out, Found{Path: found, Source: "workspace python"})
 		}
 	}
 	if d.uvDir != "" {
 		var uv []Found
+		reads.Stat(d.uvDir)
 		ents, _ := os.ReadDir(d.uvDir)
 		for _, e := range ents {
 			m := uvVersionRE().FindStringSubmatch(e.Name())
@@ -162,7 +165,7 @@ func (d *discovery) candidates() []Found {
 				continue
 			}
 			p := filepath.Join(d.uvDir, e.Name(), "bin", "python3."+m[1])
-			if !isExecutable(p) {
+			if !isExecutable(p, reads) {
 				continue
 			}
 			uv = append(uv, Found{Path: p, Source: "uv", Version: "3." + m[1] + "." + m[2]})
@@ -172,6 +175,7 @@ func (d *discovery) candidates() []Found {
 	if d.pyenvRoot != "" {
 		var py []Found
 		dir := filepath.Join(d.pyenvRoot, "versions")
+		reads.Stat(dir)
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
 			m := pyenvVersionRE().FindStringSubmatch(e.Name())
@@ -179,7 +183,7 @@ func (d *discovery) candidates() []Found {
 				continue
 			}
 			p := filepath.Join(dir, e.Name(), "bin", "python3."+m[1])
-			if !isExecutable(p) {
+			if !isExecutable(p, reads) {
 				continue
 			}
 			py = append(py, Found{Path: p, Source: "pyenv", Version: e.Name()})
@@ -189,11 +193,15 @@ func (d *discovery) candidates() []Found {
 	seen := map[string]bool{}
 	for _, dir := range filepath.SplitList(d.actionPath) {
 		var onPath []Found
+		if dir == "" {
+			continue
+		}
+		reads.Stat(dir)
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
 			m := pathPythonRE().FindStringSubmatch(e.Name())
 			p := filepath.Join(dir, e.Name())
-			if m == nil || seen[e.Name()] || !isExecutable(p) {
+			if m == nil || seen[e.Name()] || !isExecutable(p, reads) {
 				continue
 			}
 			seen[e.Name()] = true
@@ -203,7 +211,7 @@ func (d *discovery) candidates() []Found {
 	}
 	if d.cacheDir != "" {
 		var dl []Found
-		for _, pd := range downloadedInterpreters(d.cacheDir) {
+		for _, pd := range downloadedInterpreters(d.cacheDir, reads) {
 			if pd.Arch != hostArch() {
 				continue
 			}
@@ -255,14 +263,14 @@ func nameMayMatch(version string, r PythonRequest) bool {
 // find picks the first candidate that is what want asks for, probing only
 // those whose names allow it. It returns every candidate, probed or not,
 // for the message when none fits.
-func (d *discovery) find(ctx context.Context, want PythonRequest) (*Interpreter, []Found) {
-	cands := d.candidates()
+func (d *discovery) find(ctx context.Context, want PythonRequest, reads *engine.HostReads) (*Interpreter, []Found) {
+	cands := d.candidates(reads)
 	for i := range cands {
 		c := &cands[i]
 		if !nameMayMatch(c.Version, want) {
 			continue
 		}
-		in, err := d.probe(ctx, c.Path, c.Source)
+		in, err := d.probe(ctx, c.Path, c.Source, reads)
 		if err != nil {
 			c.Err = err
 			continue
@@ -280,10 +288,19 @@ func (d *discovery) find(ctx context.Context, want PythonRequest) (*Interpreter,
 }
 
 // probe identifies the interpreter at path; a downloaded one is named by
-// its archive.
-func (d *discovery) probe(ctx context.Context, path, source string) (*Interpreter, error) {
-	p, err := probeInterpreter(ctx, d.stateDir, path)
+// its archive. What decided the answer goes to reads: the files the probe
+// record depends on, or, when the interpreter did not run, the fact that
+// the next build would run it again.
+func (d *discovery) probe(ctx context.Context, path, source string, reads *engine.HostReads) (*Interpreter, error) {
+	p, deps, err := probeInterpreter(ctx, d.stateDir, path)
+	for _, f := range deps {
+		reads.Stat(f)
+	}
 	if err != nil {
+		// A failure is not recorded in .pipe/python: the long way would
+		// run the interpreter again, and a stat cannot say what it
+		// would answer.
+		reads.Volatile(err.Error())
 		return nil, err
 	}
 	in, err := interpreterFrom(path, source, p)
@@ -291,7 +308,7 @@ func (d *discovery) probe(ctx context.Context, path, source string) (*Interprete
 		return nil, err
 	}
 	if source == "download" {
-		for _, pd := range downloadedInterpreters(d.cacheDir) {
+		for _, pd := range downloadedInterpreters(d.cacheDir, reads) {
 			if strings.HasPrefix(path, filepath.Join(cache.TreeKindDir(d.cacheDir, interpreterTrees), pd.TreeName())+string(filepath.Separator)) {
 				pd := pd
 				in.Download = &pd
@@ -304,10 +321,10 @@ func (d *discovery) probe(ctx context.Context, path, source string) (*Interprete
 
 // All probes every candidate, for pipe python.
 func (d *discovery) all(ctx context.Context) []Found {
-	cands := d.candidates()
+	cands := d.candidates(nil)
 	for i := range cands {
 		c := &cands[i]
-		in, err := d.probe(ctx, c.Path, c.Source)
+		in, err := d.probe(ctx, c.Path, c.Source, nil)
 		c.Interp, c.Err = in, err
 	}
 	return cands
@@ -319,14 +336,20 @@ func DiscoverInterpreters(ctx context.Context, ws *engine.Workspace) []Found {
 	return newDiscovery(ws, os.LookupEnv).all(ctx)
 }
 
-func isExecutable(p string) bool {
+// isExecutable reports whether p is an executable file, and records its
+// stat as having decided that.
+func isExecutable(p string, reads *engine.HostReads) bool {
+	reads.Stat(p)
 	fi, err := os.Stat(p)
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
-func lookPath(name, pathList string) string {
+func lookPath(name, pathList string, reads *engine.HostReads) string {
 	for _, dir := range filepath.SplitList(pathList) {
-		if p := filepath.Join(dir, name); isExecutable(p) {
+		if dir == "" {
+			continue
+		}
+		if p := filepath.Join(dir, name); isExecutable(p, reads) {
 			return p
 		}
 	}
@@ -461,8 +484,8 @@ func resolveToolchain(ctx *engine.AnalysisContext) (*Toolchain, error) {
 		cands []Found
 		dlMsg string
 	}
-	v, err := ctx.Probe("python toolchain "+want.String()+" "+base, func(c context.Context) (any, error) {
-		in, cands := d.find(c, want)
+	v, err := ctx.ProbeByStat("python toolchain "+want.String()+" "+base, func(c context.Context, reads *engine.HostReads) (any, error) {
+		in, cands := d.find(c, want, reads)
 		f := &found{in: in, cands: cands}
 		if in != nil {
 			return f, nil
@@ -481,6 +504,10 @@ func resolveToolchain(ctx *engine.AnalysisContext) (*Toolchain, error) {
 				ABITag:   fmt.Sprintf("cp%d%d", dl.Major, dl.Minor),
 				Machine:  arch, Glibc: hostGlibc(c), Download: &dl, Identity: dl.Identity(),
 			}
+			// The C library's version comes from getconf, which no stat
+			// of ours covers; once downloaded, the interpreter is found
+			// in the cache and says it itself.
+			reads.Volatile("the C library's version, for an interpreter still to be downloaded")
 		}
 		return f, nil
 	})

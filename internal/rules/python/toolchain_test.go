@@ -41,7 +41,7 @@ func TestDiscoveryOrder(t *testing.T) {
 		"PIPE_CACHE_DIR":        t.TempDir(),
 	}
 	d := newDiscovery(ws, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	cands := d.candidates()
+	cands := d.candidates(nil)
 	var sources []string
 	for _, c := range cands {
 		if len(sources) == 0 || sources[len(sources)-1] != c.Source {
@@ -58,7 +58,7 @@ func TestDiscoveryOrder(t *testing.T) {
 	}
 
 	want, _ := ParsePythonRequest("3.12")
-	in, found := d.find(context.Background(), want)
+	in, found := d.find(context.Background(), want, nil)
 	if in == nil || in.Source != "uv" || in.Path != filepath.Join(uvBin, "python3.12") || in.Version() != "3.12.1" {
 		t.Fatalf("3.12: %+v\n%v", in, found)
 	}
@@ -76,7 +76,7 @@ func TestDiscoveryOrder(t *testing.T) {
 	}
 	// python_interpreters names 3.11 but it is 3.12.1.
 	want, _ = ParsePythonRequest("3.11")
-	_, found = d.find(context.Background(), want)
+	_, found = d.find(context.Background(), want, nil)
 	if f := found[0]; f.Err == nil || !strings.Contains(f.Err.Error(), "it is Python 3.12.1, not 3.11: fix python_interpreters in WORKSPACE.star") {
 		t.Errorf("a mislabelled interpreter: %v", f)
 	}
