@@ -125,8 +125,10 @@ type toolchainCache struct {
 // interrupted.
 func loadToolchain(ctx *engine.AnalysisContext) (*toolchain, error) {
 	ws := ctx.Workspace()
-	v, err := ctx.Probe("cdk-toolchain", func(c context.Context) (any, error) {
-		return probeToolchain(c, ws)
+	// Decided by the stats of what it reads, as its record in .pipe/cdk/
+	// already is: the build snapshot revalidates it the same way.
+	v, err := ctx.ProbeByStat("cdk-toolchain", func(c context.Context, reads *engine.HostReads) (any, error) {
+		return probeToolchain(c, ws, reads)
 	})
 	if err != nil {
 		return nil, err
@@ -134,7 +136,10 @@ func loadToolchain(ctx *engine.AnalysisContext) (*toolchain, error) {
 	return v.(*toolchain), nil
 }
 
-func probeToolchain(ctx context.Context, ws *engine.Workspace) (*toolchain, error) {
+// probeToolchain adds to reads every path whose stat decided the answer:
+// each place node was looked for, node itself, node_modules, the package
+// files and lock files read or found missing.
+func probeToolchain(ctx context.Context, ws *engine.Workspace, reads *engine.HostReads) (*toolchain, error) {
 	setting := ws.Settings.NodeModules
 	if setting == "" {
 		setting = "node_modules"
@@ -143,11 +148,14 @@ func probeToolchain(ctx context.Context, ws *engine.Workspace) (*toolchain, erro
 	if !filepath.IsAbs(nm) {
 		nm = filepath.Join(ws.Root, filepath.FromSlash(nm))
 	}
-	node := lookPath("node", ws.Settings.Path)
+	node := lookPath("node", ws.Settings.Path, reads)
 	cacheFile := filepath.Join(ws.StateDir(), "cdk", fmt.Sprintf("toolchain-%x.json", sha256.Sum256([]byte(node+"\x00"+nm+"\x00"+setting))))
 	if b, err := os.ReadFile(cacheFile); err == nil {
 		var c toolchainCache
 		if json.Unmarshal(b, &c) == nil && c.Stats != nil && statsHold(c.Stats, c.Recorded) {
+			for p := range c.Stats {
+				reads.Stat(p)
+			}
 			return &c.Tools, nil
 		}
 	}
@@ -155,6 +163,7 @@ func probeToolchain(ctx context.Context, ws *engine.Workspace) (*toolchain, erro
 	t := &toolchain{Node: node, NodeModules: nm, Setting: setting}
 	read := map[string]*engine.FileStat{}
 	record := func(p string) {
+		reads.Stat(p)
 		if fi, err := os.Stat(p); err == nil {
 			st := engine.StatOf(fi)
 			read[p] = &st
@@ -170,6 +179,11 @@ func probeToolchain(ctx context.Context, ws *engine.Workspace) (*toolchain, erro
 		if err := ctx.Err(); err != nil {
 			// Not node's fault: neither record nor keep the failure.
 			return nil, fmt.Errorf("probe %s: %w", node, err)
+		}
+		if t.NodeErr != "" {
+			// The long way would run node again: no stat says it
+			// would fail again.
+			reads.Volatile("node failed to run: " + t.NodeErr)
 		}
 	}
 	record(nm)
@@ -240,12 +254,14 @@ func nodeVersion(ctx context.Context, node string) (string, string) {
 }
 
 // lookPath finds an executable on a PATH-style list; "" when absent.
-func lookPath(name, pathList string) string {
+func lookPath(name, pathList string, reads *engine.HostReads) string {
 	for _, dir := range filepath.SplitList(pathList) {
 		if dir == "" {
 			continue
 		}
 		p := filepath.Join(dir, name)
+		// Found or not, its stat decided where the search ended.
+		reads.Stat(p)
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
 			return p
 		}
