@@ -86,19 +86,7 @@ app.synth();
 		t.Helper()
 		primeSnapshot(t, ws, env)
 		edit()
-		b := ws.buildEnvOK(t, env, "-v")
-		if strings.Contains(b.stderr, snapshotUsed) {
-			t.Fatalf("%s: the build snapshot answered:\n%s", what, b.stderr)
-		}
-		clean := copyWorkspace(t, ws.Root)
-		relink(clean.Root)
-		cb := clean.buildEnvOK(t, env)
-		if d := diffSnapshots(snapshot(t, filepath.Join(ws.Root, "dist")), snapshot(t, filepath.Join(clean.Root, "dist"))); d != "" {
-			t.Errorf("%s: dist/ differs from a clean build's:\n%s", what, d)
-		}
-		if g, w := eventKeys(b), eventKeys(cb); !equalStrings(g, w) {
-			t.Errorf("%s: action keys %q, a clean build's %q", what, g, w)
-		}
+		againstClean(t, what, ws, env, ws.buildEnvOK(t, env, "-v"), relink)
 	}
 	step("the lock file in node_modules", func() {
 		ws.write(t, "node_modules/.package-lock.json", strings.Replace(string(lock), "{", "{\n  \"edited\": true,", 1))

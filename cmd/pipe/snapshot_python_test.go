@@ -109,23 +109,13 @@ openapi_schema(
 		primeSnapshot(t, ws, env)
 		edit()
 		b := ws.buildEnvOK(t, env, "-v")
-		if strings.Contains(b.stderr, snapshotUsed) {
-			t.Fatalf("%s: the build snapshot answered:\n%s", what, b.stderr)
-		}
 		got := ws.read(t, schema)
 		for _, w := range want {
 			if !strings.Contains(got, w) {
 				t.Errorf("%s: the schema lacks %q:\n%s", what, w, got)
 			}
 		}
-		clean := copyWorkspace(t, ws.Root)
-		cb := clean.buildEnvOK(t, env)
-		if d := diffSnapshots(snapshot(t, filepath.Join(ws.Root, "dist")), snapshot(t, filepath.Join(clean.Root, "dist"))); d != "" {
-			t.Errorf("%s: dist/ differs from a clean build's:\n%s", what, d)
-		}
-		if g, w := eventKeys(b), eventKeys(cb); !equalStrings(g, w) {
-			t.Errorf("%s: action keys %q, a clean build's %q", what, g, w)
-		}
+		againstClean(t, what, ws, env, b, nil)
 	}
 
 	step("python_version on the target", func() {
@@ -176,6 +166,29 @@ openapi_schema(
 		}
 	}, filepath.Join(other, "versions", "3.12.1"))
 	primeSnapshot(t, ws, env)
+}
+
+// againstClean checks that b, the build of ws after a change, was not
+// answered by the build snapshot and equals a clean build of the same
+// state: dist/ byte for byte, and the action keys. prepare, when set,
+// readies the clean copy (with what copyWorkspace leaves out, such as
+// symbolic links).
+func againstClean(t *testing.T, what string, ws *workspace, env []string, b build, prepare func(root string)) {
+	t.Helper()
+	if strings.Contains(b.stderr, snapshotUsed) {
+		t.Fatalf("%s: the build snapshot answered:\n%s", what, b.stderr)
+	}
+	clean := copyWorkspace(t, ws.Root)
+	if prepare != nil {
+		prepare(clean.Root)
+	}
+	cb := clean.buildEnvOK(t, env)
+	if d := diffSnapshots(snapshot(t, filepath.Join(ws.Root, "dist")), snapshot(t, filepath.Join(clean.Root, "dist"))); d != "" {
+		t.Errorf("%s: dist/ differs from a clean build's:\n%s", what, d)
+	}
+	if g, w := eventKeys(b), eventKeys(cb); !equalStrings(g, w) {
+		t.Errorf("%s: action keys %q, a clean build's %q", what, g, w)
+	}
 }
 
 // eventKeys lists a build's actions as "label mnemonic key", sorted.

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -167,12 +166,7 @@ func TestReadsAndWritesUndoneForNextCommand(t *testing.T) {
 		t.Fatalf("second command: %v\n%s", err, out.String())
 	}
 	got := out.String()
-	var p1, p2 int
-	fmt.Sscan(string(pid1), &p1)
-	fmt.Sscan(got, &p2)
-	if p1 == 0 || p2 <= p1 {
-		t.Errorf("PIDs %d then %d: the second command did not run in the first one's supervisor", p1, p2)
-	}
+	checkSameSupervisor(t, pid1, got)
 	if strings.Contains(got, "\nsite\n") || !strings.Contains(got, "no-read") || !strings.Contains(got, "no-write") {
 		t.Errorf("the second command sees what only the first was shown:\n%s", got)
 	}

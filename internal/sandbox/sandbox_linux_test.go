@@ -430,12 +430,7 @@ func TestSupervisorReusedClean(t *testing.T) {
 		t.Fatalf("second command: %v\n%s", err, out.String())
 	}
 	got := out.String()
-	var p1, p2 int
-	fmt.Sscan(string(pid1), &p1)
-	fmt.Sscan(got, &p2)
-	if p1 == 0 || p2 <= p1 {
-		t.Errorf("PIDs %d then %d: the second command did not run in the first one's supervisor", p1, p2)
-	}
+	checkSameSupervisor(t, pid1, got)
 	for _, left := range []string{"left", "warm", "sleep", "input\n"} {
 		if strings.Contains(got, left) {
 			t.Errorf("the second command sees %q, left by or given to the first:\n%s", left, got)
@@ -443,6 +438,19 @@ func TestSupervisorReusedClean(t *testing.T) {
 	}
 	if !strings.Contains(got, "other\n") || !strings.Contains(got, "no-first-scratch") {
 		t.Errorf("the second command should see its own input and not the first's scratch directory:\n%s", got)
+	}
+}
+
+// checkSameSupervisor fails the test unless the second command, whose
+// output starts with its shell's PID, ran in the same PID namespace as the
+// first, which wrote its PID to pid1: later, so with a larger PID.
+func checkSameSupervisor(t *testing.T, pid1 []byte, second string) {
+	t.Helper()
+	var p1, p2 int
+	fmt.Sscan(string(pid1), &p1)
+	fmt.Sscan(second, &p2)
+	if p1 == 0 || p2 <= p1 {
+		t.Errorf("PIDs %d then %d: the second command did not run in the first one's supervisor", p1, p2)
 	}
 }
 
