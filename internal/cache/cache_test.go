@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -496,5 +497,30 @@ func TestClean(t *testing.T) {
 	missing := &Cache{dir: filepath.Join(t.TempDir(), "nope")}
 	if err := missing.Clean(); err == nil {
 		t.Error("Clean of a missing directory succeeded")
+	}
+}
+
+// TestCopyOutReusesItsBuffer: restoring a file allocates no copy buffer
+// per file (a restore of a large workspace copies hundreds of thousands).
+func TestCopyOutReusesItsBuffer(t *testing.T) {
+	c := openTemp(t)
+	d := mustPut(t, c, strings.Repeat("restored\n", 1000))
+	dir := t.TempDir()
+	dst := filepath.Join(dir, "out.txt")
+	if err := c.CopyOut(d, dst, false); err != nil { // the pool's first buffer
+		t.Fatal(err)
+	}
+	const n = 50
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range n {
+		if err := c.CopyOut(d, dst, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 16<<10 {
+		t.Errorf("CopyOut allocates %d bytes per file: a copy buffer each time", per)
 	}
 }
