@@ -35,6 +35,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pipebuild/pipe/internal/files"
 )
 
 // Digest names a blob in the CAS: the sha256 of its content.
@@ -122,23 +124,8 @@ type Cache struct {
 
 	mu      sync.Mutex
 	filling map[Digest]*blobLock
-	// bufs holds copy buffers (*[]byte): a restore copies every output
-	// file out of the store, and io.Copy's own 32 KiB buffer per file
-	// was a third of a large restore's allocations.
-	bufs sync.Pool
-}
-
-// copyBuffered is io.Copy through one of c's buffers.
-func (c *Cache) copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
-	bp, _ := c.bufs.Get().(*[]byte)
-	if bp == nil {
-		b := make([]byte, 64<<10)
-		bp = &b
-	}
-	defer c.bufs.Put(bp)
-	// Only the Reader: an *os.File's WriteTo would copy through a buffer
-	// of its own.
-	return io.CopyBuffer(dst, struct{ io.Reader }{src}, *bp)
+	// bufs lends the copy buffers of the files going in and out.
+	bufs files.Buffers
 }
 
 type blobLock struct {
@@ -268,7 +255,7 @@ func (c *Cache) PutReader(r io.Reader) (Digest, int64, error) {
 		return Digest{}, 0, fmt.Errorf("cache put: %w", err)
 	}
 	h := sha256.New()
-	n, err := c.copyBuffered(io.MultiWriter(f, h), r)
+	n, err := c.bufs.Copy(io.MultiWriter(f, h), r)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -299,7 +286,7 @@ func (c *Cache) PutFile(path string) (Digest, int64, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := c.copyBuffered(h, f)
+	n, err := c.bufs.Copy(h, f)
 	if err != nil {
 		return Digest{}, 0, err
 	}
@@ -359,7 +346,7 @@ func (c *Cache) CopyOut(d Digest, dst string, executable bool) error {
 		return err
 	}
 	h := sha256.New()
-	_, err = c.copyBuffered(io.MultiWriter(tmp, h), src)
+	_, err = c.bufs.Copy(io.MultiWriter(tmp, h), src)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pipebuild/pipe/internal/cache"
+	"github.com/pipebuild/pipe/internal/files"
 	"github.com/pipebuild/pipe/internal/kvfile"
 )
 
@@ -31,7 +31,7 @@ type FileDigests struct {
 	kv *kvfile.File
 
 	mu   sync.Mutex
-	bufs sync.Pool // *[]byte for hashFile
+	bufs files.Buffers // hashFile's
 	// confine, once set (Confine), is the real path of the workspace: a
 	// file that resolves, through symbolic links, to outside it is refused
 	// when it is hashed. A stat change of the file or its target makes it
@@ -131,12 +131,9 @@ func LoadFileDigests(path string) *FileDigests {
 	return &FileDigests{kv: kvfile.Open(path, digestsTag)}
 }
 
-func (fd *FileDigests) entry(rel string) (digestEntry, bool) {
-	b, ok := fd.kv.Get(rel)
-	if !ok {
-		return digestEntry{}, false
-	}
-	return decodeEntry(b)
+func (fd *FileDigests) entry(rel string) (e digestEntry, ok bool) {
+	fd.kv.View(rel, func(b []byte) { e, ok = decodeEntry(b) })
+	return e, ok
 }
 
 // Save appends the entries recorded since the cache was opened (or
@@ -212,12 +209,19 @@ func (fd *FileDigests) digest(rel, abs string, source bool) (cache.Digest, os.Fi
 // Lookup returns the cached digest for rel if the file's current stat
 // matches and the entry is trusted, without hashing.
 func (fd *FileDigests) Lookup(rel string, fi os.FileInfo) (cache.Digest, bool) {
-	st := StatOf(fi)
+	d := fd.lookupStat(rel, StatOf(fi))
+	return d, !d.IsZero()
+}
+
+// lookupStat is Lookup for a stat taken without an os.FileInfo: the digest
+// recorded for rel if st is the stat it was recorded at and that stat is
+// trusted, else the zero digest (which no file has).
+func (fd *FileDigests) lookupStat(rel string, st FileStat) cache.Digest {
 	e, ok := fd.entry(rel)
 	if ok && e.stat == st && st.Settled(e.recorded) {
-		return e.digest, true
+		return e.digest
 	}
-	return cache.Digest{}, false
+	return cache.Digest{}
 }
 
 // settledStat returns the stat at which rel's entry was recorded, if there
@@ -237,7 +241,7 @@ func (fd *FileDigests) Record(rel string, fi os.FileInfo, d cache.Digest) {
 
 // Forget drops rel from the cache.
 func (fd *FileDigests) Forget(rel string) {
-	if _, ok := fd.kv.Get(rel); ok {
+	if fd.kv.View(rel, func([]byte) {}) {
 		fd.kv.Delete(rel)
 	}
 }
@@ -252,23 +256,11 @@ func (fd *FileDigests) hashFile(path string) (cache.Digest, error) {
 		return cache.Digest{}, err
 	}
 	defer f.Close()
-	bp, _ := fd.bufs.Get().(*[]byte)
-	if bp == nil {
-		b := make([]byte, 64<<10)
-		bp = &b
-	}
-	defer fd.bufs.Put(bp)
 	h := sha256.New()
-	// CopyBuffer with a plain writer and a reader without WriteTo uses buf.
-	if _, err := io.CopyBuffer(writerOnly{h}, readerOnly{f}, *bp); err != nil {
+	if _, err := fd.bufs.Copy(h, f); err != nil {
 		return cache.Digest{}, fmt.Errorf("hash %s: %w", path, err)
 	}
 	var d cache.Digest
 	h.Sum(d[:0])
 	return d, nil
 }
-
-// writerOnly and readerOnly hide ReadFrom and WriteTo, which would make
-// io.CopyBuffer allocate a buffer of its own.
-type writerOnly struct{ io.Writer }
-type readerOnly struct{ io.Reader }

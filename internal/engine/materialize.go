@@ -156,17 +156,6 @@ func (e *Executor) changedOutputs(outs []cache.OutputFile) []int {
 	return changed
 }
 
-// lookupStat is Lookup for a stat taken without an os.FileInfo: the digest
-// recorded for rel if st is the stat it was recorded at and that stat is
-// trusted, else the zero digest (which no file has).
-func (fd *FileDigests) lookupStat(rel string, st FileStat) cache.Digest {
-	e, ok := fd.entry(rel)
-	if ok && e.stat == st && st.Settled(e.recorded) {
-		return e.digest
-	}
-	return cache.Digest{}
-}
-
 // pruneDirs removes from r's output directories what r does not list, so a
 // restored directory equals what the action produced. Each directory of the
 // tree (the output directory and every directory holding one of its files

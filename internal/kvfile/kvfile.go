@@ -233,22 +233,34 @@ func (f *File) keyAt(i int) ([]byte, bool) {
 
 // Get returns a copy of key's value.
 func (f *File) Get(key string) ([]byte, bool) {
+	var out []byte
+	found := f.View(key, func(v []byte) { out = bytes.Clone(v) })
+	return out, found
+}
+
+// View calls use with key's value, without copying it, and reports
+// whether key was found. The value is valid only during the call, which
+// holds f's lock: use must not keep it or call f. A lookup on a hot path
+// (a file's digest, once per file of a large output) decodes from it
+// directly.
+func (f *File) View(key string, use func(val []byte)) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if p, ok := f.pending[key]; ok {
 		if p == nil {
-			return nil, false
+			return false
 		}
-		return bytes.Clone(*p), true
+		use(*p)
+		return true
 	}
 	f.stats.Lookups++
 	if t, ok := f.tail[key]; ok {
 		if t.deleted {
-			return nil, false
+			return false
 		}
-		return bytes.Clone(t.val), true
+		use(t.val)
+		return true
 	}
-	kb := []byte(key)
 	bad := false
 	i := sort.Search(f.count, func(i int) bool {
 		k, ok := f.keyAt(i)
@@ -256,16 +268,17 @@ func (f *File) Get(key string) ([]byte, bool) {
 			bad = true
 			return true
 		}
-		return bytes.Compare(k, kb) >= 0
+		return string(k) >= key
 	})
 	if bad || i >= f.count {
-		return nil, false
+		return false
 	}
 	k, v, del, _, ok := record(f.data, int(binary.LittleEndian.Uint64(f.index[i*8:])))
-	if !ok || del || !bytes.Equal(k, kb) {
-		return nil, false
+	if !ok || del || string(k) != key {
+		return false
 	}
-	return bytes.Clone(v), true
+	use(v)
+	return true
 }
 
 // Put sets key to val (kept until Save).

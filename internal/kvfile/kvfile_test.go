@@ -313,3 +313,35 @@ func TestSaveTwice(t *testing.T) {
 	mustGet(t, g, "b", []byte("2"))
 	mustGet(t, g, "k00050", val(50))
 }
+
+// TestViewAgreesWithGet: View hands the same value as Get wherever the
+// entry lives (put and unsaved, in the appended tail, in the compacted
+// base) and finds no deleted or missing key.
+func TestViewAgreesWithGet(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kv")
+	f := Open(path, "t")
+	f.Put("base", []byte("b1"))
+	f.Put("gone", []byte("g1"))
+	if err := f.Save(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	g := Open(path, "t")
+	g.Put("tail", []byte("t1"))
+	g.Delete("gone")
+	if err := g.Save(); err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+	h := Open(path, "t")
+	defer h.Close()
+	h.Put("pending", []byte("p1"))
+	for key, want := range map[string]string{"base": "b1", "tail": "t1", "pending": "p1", "gone": "", "missing": ""} {
+		var viewed string
+		found := h.View(key, func(v []byte) { viewed = string(v) })
+		got, ok := h.Get(key)
+		if found != ok || viewed != string(got) || viewed != want || found != (want != "") {
+			t.Errorf("%s: View %q %v, Get %q %v, want %q", key, viewed, found, got, ok, want)
+		}
+	}
+}
