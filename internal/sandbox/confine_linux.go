@@ -56,12 +56,8 @@ func cloneExtra(spec Spec) ([]extraMount, error) {
 		return nil, err
 	}
 	for _, m := range ms {
-		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-		flags := uint(unix.AT_EMPTY_PATH | unix.AT_RECURSIVE)
-		if m.write {
-			attr, flags = &unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY}, unix.AT_EMPTY_PATH
-		}
-		if err := unix.MountSetattr(m.fd, "", flags, attr); err != nil {
+		attr, flags := m.access()
+		if err := unix.MountSetattr(m.fd, "", flags|unix.AT_EMPTY_PATH, attr); err != nil {
 			closeExtra(ms)
 			return nil, fmt.Errorf("set the access of %s: %w", m.path, err)
 		}
@@ -69,28 +65,46 @@ func cloneExtra(spec Spec) ([]extraMount, error) {
 	return ms, nil
 }
 
-// moveExtra puts cloneExtra's copies at their own places, reads first as
-// mountExtra does, and reports each place mounted, for the undo.
+// moveExtra puts cloneExtra's copies at their own places, in order (see
+// placeExtra), and reports each place mounted, for the undo.
 func moveExtra(ms []extraMount, mounted func(string)) error {
-	for _, write := range []bool{false, true} {
-		for _, m := range ms {
-			if m.write != write {
-				continue
-			}
-			if err := extraPoint(m); err != nil {
-				return fmt.Errorf("make the place of %s: %w", m.path, err)
-			}
-			if err := unix.MoveMount(m.fd, "", unix.AT_FDCWD, m.path, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-				return fmt.Errorf("bind %s: %w", m.path, err)
-			}
-			mounted(m.path)
+	return placeExtra(ms, func(m extraMount) error {
+		if err := unix.MoveMount(m.fd, "", unix.AT_FDCWD, m.path, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			return err
+		}
+		mounted(m.path)
+		return nil
+	})
+}
+
+// access is how m is shown: a read read-only, with everything mounted
+// under it; a write writable, only the directory itself, so mounts inside
+// it keep their own state.
+func (m extraMount) access() (*unix.MountAttr, uint) {
+	if m.write {
+		return &unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY}, 0
+	}
+	return &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}, unix.AT_RECURSIVE
+}
+
+// placeExtra makes the mount point of each path and binds it there with
+// bind, in selectExtra's order: reads first, then writes, so a writable
+// directory inside a read-only one is writable.
+func placeExtra(ms []extraMount, bind func(extraMount) error) error {
+	for _, m := range ms {
+		if err := extraPoint(m); err != nil {
+			return fmt.Errorf("make the place of %s: %w", m.path, err)
+		}
+		if err := bind(m); err != nil {
+			return fmt.Errorf("bind %s: %w", m.path, err)
 		}
 	}
 	return nil
 }
 
 // selectExtra opens, with open, the paths of spec.Reads the sandbox
-// would hide and every path of spec.Writes.
+// would hide and every path of spec.Writes, in that order (placeExtra
+// relies on it).
 func selectExtra(spec Spec, open func(string) (int, error)) ([]extraMount, error) {
 	var ms []extraMount
 	add := func(p string, write bool) error {
@@ -140,36 +154,17 @@ func closeExtra(ms []extraMount) {
 	}
 }
 
-// mountExtra binds the opened paths at their own places: reads first
-// (read-only, as the root they come from), then writes, so a writable
-// directory inside a read-only one is writable. It runs while the
-// replacements of the workspace and /tmp are still writable tmpfs, where
-// the mount points are made.
+// mountExtra binds the opened paths at their own places (placeExtra),
+// with their access. It runs while the replacements of the workspace and
+// /tmp are still writable tmpfs, where the mount points are made.
 func mountExtra(ms []extraMount) error {
-	for _, write := range []bool{false, true} {
-		for _, m := range ms {
-			if m.write != write {
-				continue
-			}
-			if err := extraPoint(m); err != nil {
-				return fmt.Errorf("make the place of %s: %w", m.path, err)
-			}
-			if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", m.fd), m.path, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-				return fmt.Errorf("bind %s: %w", m.path, err)
-			}
-			attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-			flags := uint(unix.AT_RECURSIVE)
-			if m.write {
-				// Only the directory itself: mounts inside it keep
-				// their own state.
-				attr, flags = &unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY}, 0
-			}
-			if err := unix.MountSetattr(-1, m.path, flags, attr); err != nil {
-				return fmt.Errorf("set the access of %s: %w", m.path, err)
-			}
+	return placeExtra(ms, func(m extraMount) error {
+		if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", m.fd), m.path, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return err
 		}
-	}
-	return nil
+		attr, flags := m.access()
+		return unix.MountSetattr(-1, m.path, flags, attr)
+	})
 }
 
 // extraPoint makes the mount point of m unless it exists (a path on the
