@@ -208,20 +208,19 @@ func (fd *FileDigests) digest(rel, abs string, source bool) (cache.Digest, os.Fi
 
 // Lookup returns the cached digest for rel if the file's current stat
 // matches and the entry is trusted, without hashing.
+// A directory's entry (recorded when it was last found clean) holds the
+// zero digest: ok, not the digest, says whether the entry holds.
 func (fd *FileDigests) Lookup(rel string, fi os.FileInfo) (cache.Digest, bool) {
-	d := fd.lookupStat(rel, StatOf(fi))
-	return d, !d.IsZero()
+	return fd.lookupStat(rel, StatOf(fi))
 }
 
-// lookupStat is Lookup for a stat taken without an os.FileInfo: the digest
-// recorded for rel if st is the stat it was recorded at and that stat is
-// trusted, else the zero digest (which no file has).
-func (fd *FileDigests) lookupStat(rel string, st FileStat) cache.Digest {
+// lookupStat is Lookup for a stat taken without an os.FileInfo.
+func (fd *FileDigests) lookupStat(rel string, st FileStat) (cache.Digest, bool) {
 	e, ok := fd.entry(rel)
 	if ok && e.stat == st && st.Settled(e.recorded) {
-		return e.digest
+		return e.digest, true
 	}
-	return cache.Digest{}
+	return cache.Digest{}, false
 }
 
 // settledStat returns the stat at which rel's entry was recorded, if there

@@ -10,8 +10,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -102,12 +100,13 @@ func (e *Executor) changedOutputs(outs []cache.OutputFile) []int {
 			}
 		}
 		mode := fs.FileMode(st.Mode)
-		switch {
-		case errno != 0 || !mode.IsRegular() || (mode&0o111 != 0) != o.Executable:
+		if errno != 0 || !mode.IsRegular() || (mode&0o111 != 0) != o.Executable {
 			return nil
-		case e.Digests.lookupStat(o.Path, st) == o.Digest:
+		}
+		if d, ok := e.Digests.lookupStat(o.Path, st); ok && d == o.Digest {
 			return cpath
-		case st.Size != o.Size:
+		}
+		if st.Size != o.Size {
 			return nil
 		}
 		if d, _, err := e.Digests.Digest(o.Path, e.WS.Abs(o.Path)); err == nil && d == o.Digest {
@@ -126,27 +125,11 @@ func (e *Executor) changedOutputs(outs []cache.OutputFile) []int {
 			}
 		}
 	}
-	if len(outs) < parallelOutputs {
-		check(0, len(outs))
-	} else {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		const chunk = 128
-		for range min(2*runtime.GOMAXPROCS(0), len(outs)/chunk+1) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					lo := int(next.Add(chunk)) - chunk
-					if lo >= len(outs) {
-						return
-					}
-					check(lo, min(lo+chunk, len(outs)))
-				}
-			}()
-		}
-		wg.Wait()
+	workers := 1
+	if len(outs) >= parallelOutputs {
+		workers = min(2*runtime.GOMAXPROCS(0), len(outs)/128+1)
 	}
+	forChunks(len(outs), 128, workers, nil, check)
 	var changed []int
 	for i, b := range bad {
 		if b {

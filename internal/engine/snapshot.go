@@ -405,43 +405,29 @@ func (s *Snapshot) Changed(ctx context.Context, root string) (changed []int, ok 
 	var (
 		graphBad atomic.Bool
 		mu       sync.Mutex
-		next     atomic.Int64
-		wg       sync.WaitGroup
 		dirty    = make([]atomic.Bool, len(s.Actions))
-		workers  = min(len(items)/256+1, 4*runtime.GOMAXPROCS(0))
 	)
-	const chunk = 256
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !graphBad.Load() && ctx.Err() == nil {
-				lo := int(next.Add(chunk)) - chunk
-				if lo >= len(items) {
-					return
-				}
-				for _, it := range items[lo:min(lo+chunk, len(items))] {
-					if it.owner >= 0 && dirty[it.owner].Load() {
-						continue
-					}
-					if !it.p.Untrusted && it.p.unchanged(dirfd) {
-						continue
-					}
-					if it.owner >= 0 {
-						dirty[it.owner].Store(true)
-						continue
-					}
-					if !graphBad.Swap(true) {
-						mu.Lock()
-						why = it.p.Path + " changed"
-						mu.Unlock()
-					}
-					return
-				}
+	stop := func() bool { return graphBad.Load() || ctx.Err() != nil }
+	forChunks(len(items), 256, min(len(items)/256+1, 4*runtime.GOMAXPROCS(0)), stop, func(lo, hi int) {
+		for _, it := range items[lo:hi] {
+			if it.owner >= 0 && dirty[it.owner].Load() {
+				continue
 			}
-		}()
-	}
-	wg.Wait()
+			if !it.p.Untrusted && it.p.unchanged(dirfd) {
+				continue
+			}
+			if it.owner >= 0 {
+				dirty[it.owner].Store(true)
+				continue
+			}
+			if !graphBad.Swap(true) {
+				mu.Lock()
+				why = it.p.Path + " changed"
+				mu.Unlock()
+			}
+			return
+		}
+	})
 	if err := ctx.Err(); err != nil {
 		return nil, false, err.Error()
 	}
