@@ -13,6 +13,7 @@ import (
 
 	"github.com/pipebuild/pipe/internal/cache"
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/journal"
 	"github.com/pipebuild/pipe/internal/sandbox"
 )
 
@@ -74,10 +75,11 @@ func runBuild(ctx context.Context, g *globalFlags, aff *affectedFlags, args []st
 	if !aff.on {
 		key = s.snapshotKey(pats)
 	}
-	if done, err := s.buildFromSnapshot(ctx, pats, key); done || err != nil {
+	done, asked, err := s.buildFromSnapshot(ctx, pats, key)
+	if done || err != nil {
 		return err
 	}
-	_, err = s.buildWith(ctx, pats, buildOptions{snapshotKey: key})
+	_, err = s.buildWith(ctx, pats, buildOptions{snapshotKey: key, journal: asked.now()})
 	return err
 }
 
@@ -151,6 +153,9 @@ type buildOptions struct {
 	// part of: the summary and --events count its other actions as cached,
 	// and the recorded snapshot is base with this build's actions.
 	base *engine.Snapshot
+	// journal is the change journal's token from before the build's
+	// first stat, kept with the snapshot it records.
+	journal journal.Token
 }
 
 // withoutTests drops test actions: a build never runs them.
@@ -315,7 +320,7 @@ func (s *session) buildLockedWith(ctx context.Context, pats []engine.Pattern, op
 		fmt.Fprintf(stderr, "pipe: warning: %v\n", err)
 	}
 	if opts.snapshotKey != "" && buildErr == nil {
-		s.recordSnapshot(opts.snapshotKey, opts.base, plan, needed, exec)
+		s.recordSnapshot(opts.snapshotKey, opts.base, plan, needed, exec, opts.journal)
 	}
 	if opts.base != nil {
 		sum = s.addUnchanged(opts.base, needed, sum)

@@ -125,6 +125,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cacheCmd(ctx),
 		testCmd(ctx, g),
 		pythonCmd(ctx, g),
+		serverCmd(ctx, g),
+		shutdownCmd(ctx, g),
 	)
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pipebuild/pipe/internal/cache"
 	"github.com/pipebuild/pipe/internal/engine"
+	"github.com/pipebuild/pipe/internal/journal"
 )
 
 // The build snapshot (engine.Snapshot) lets `pipe build` answer a no-op
@@ -44,26 +45,32 @@ func (s *session) snapshotKey(pats []engine.Pattern) string {
 }
 
 // buildFromSnapshot answers the build of pats from the snapshot when
-// nothing it recorded changed, and reports whether it did.
-func (s *session) buildFromSnapshot(ctx context.Context, pats []engine.Pattern, key string) (bool, error) {
+// nothing it recorded changed, and reports whether it did. When it did
+// not, asked is what the change journal said before any stat, for the
+// build that goes the long way.
+func (s *session) buildFromSnapshot(ctx context.Context, pats []engine.Pattern, key string) (done bool, asked journalAnswer, err error) {
 	if key == "" {
-		return false, nil
+		return false, asked, nil
 	}
 	lock, err := s.lock(ctx)
 	if err != nil {
-		return false, err
+		return false, asked, err
 	}
 	defer lock.Release()
 	snap, ok := engine.LoadSnapshot(s.snapshotPath(), key)
 	if !ok {
-		return false, nil
+		return false, s.askJournal(ctx, nil), nil
 	}
-	changed, ok, why := snap.Changed(ctx, s.ws.Root)
+	asked = s.askJournal(ctx, snap)
+	changed, ok, why, stats := snap.Changed(ctx, s.ws.Root, asked.known())
+	if s.g.verbose && asked.changes != nil {
+		fmt.Fprintf(s.stderr, "build snapshot: %d paths stat'ed\n", stats)
+	}
 	if !ok {
 		if s.g.verbose {
 			fmt.Fprintf(s.stderr, "build snapshot not used: %s\n", why)
 		}
-		return false, nil
+		return false, asked, nil
 	}
 	if len(changed) > 0 {
 		// The graph is the one the snapshot holds, and only these actions'
@@ -74,7 +81,7 @@ func (s *session) buildFromSnapshot(ctx context.Context, pats []engine.Pattern, 
 			if s.g.verbose {
 				fmt.Fprintf(s.stderr, "build snapshot not used: %d of %d actions are downstream of a change\n", n, len(snap.Actions))
 			}
-			return false, nil
+			return false, asked, nil
 		}
 		if s.g.verbose {
 			fmt.Fprintf(s.stderr, "build snapshot: %d of %d actions are downstream of a change; building %d targets\n", n, len(snap.Actions), len(owners))
@@ -83,16 +90,21 @@ func (s *session) buildFromSnapshot(ctx context.Context, pats []engine.Pattern, 
 		for i, l := range owners {
 			pats[i] = engine.Pattern{Pkg: l.Pkg, Name: l.Name}
 		}
-		_, err := s.buildLockedWith(ctx, pats, buildOptions{snapshotKey: key, base: snap})
-		return true, err
+		_, err := s.buildLockedWith(ctx, pats, buildOptions{snapshotKey: key, base: snap, journal: asked.now()})
+		return true, asked, err
+	}
+	// Every path was found as recorded after the journal's token was
+	// handed out: the token now speaks for the snapshot.
+	if now := asked.now(); now != asked.asked {
+		s.keepToken(snap.Stamp(), now)
 	}
 	c, err := openCache()
 	if err != nil {
-		return false, err
+		return false, asked, err
 	}
 	ui, err := newUI(s.g, s.stderr, len(snap.Actions))
 	if err != nil {
-		return false, err
+		return false, asked, err
 	}
 	s.ui = ui
 	if s.g.verbose {
@@ -109,7 +121,7 @@ func (s *session) buildFromSnapshot(ctx context.Context, pats []engine.Pattern, 
 		fmt.Fprintf(s.stderr, "pipe: warning: %v\n", err)
 	}
 	s.autoTrim(ctx, c)
-	return true, nil
+	return true, asked, nil
 }
 
 // withdrawSnapshot keeps the snapshot from answering a build while this
@@ -132,7 +144,10 @@ func (s *session) withdrawSnapshot(base *engine.Snapshot) error {
 //
 // With base, the build was of part of base's graph: its actions replace
 // theirs in base.
-func (s *session) recordSnapshot(key string, base *engine.Snapshot, plan *engine.Plan, executed []*engine.Action, exec *engine.Executor) {
+//
+// tok, the change journal's token from before the build's first stat, is
+// kept with the snapshot written.
+func (s *session) recordSnapshot(key string, base *engine.Snapshot, plan *engine.Plan, executed []*engine.Action, exec *engine.Executor, tok journal.Token) {
 	dir, err := cache.DefaultDir()
 	if err != nil {
 		return
@@ -154,8 +169,12 @@ func (s *session) recordSnapshot(key string, base *engine.Snapshot, plan *engine
 	if err == nil && base != nil {
 		// The part's actions are appended to the snapshot (see
 		// engine.Snapshot.SavePart), not written with all the others.
-		err = base.SavePart(s.snapshotPath(), snap)
+		var stamp [40]byte
+		stamp, err = base.SavePart(s.snapshotPath(), snap)
 		snap = nil
+		if err == nil {
+			s.keepToken(stamp, tok)
+		}
 	}
 	var no *engine.ErrNoSnapshot
 	if errors.As(err, &no) {
@@ -165,7 +184,9 @@ func (s *session) recordSnapshot(key string, base *engine.Snapshot, plan *engine
 		return
 	}
 	if err == nil && snap != nil {
-		err = snap.Save(s.snapshotPath())
+		if err = snap.Save(s.snapshotPath()); err == nil {
+			s.keepToken(snap.Stamp(), tok)
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(s.stderr, "pipe: warning: %v\n", err)

@@ -355,7 +355,7 @@ func statPath(ws *Workspace, p string, lstat bool) SnapshotPath {
 // Check reports whether every recorded stat and variable is unchanged; if
 // not, it names the first difference it found.
 func (s *Snapshot) Check(ctx context.Context, root string) (bool, string) {
-	changed, ok, why := s.Changed(ctx, root)
+	changed, ok, why, _ := s.Changed(ctx, root, nil)
 	if !ok {
 		return false, why
 	}
@@ -366,22 +366,32 @@ func (s *Snapshot) Check(ctx context.Context, root string) (bool, string) {
 	return true, ""
 }
 
+// Known vouches for workspace paths that have not changed since the
+// snapshot's stats were last found true (a change journal, such as
+// journal.Changes); Changed stats only the paths it does not vouch for.
+// Paths are workspace-relative, "." for the root.
+type Known interface {
+	Unchanged(path string) bool
+}
+
 // Changed compares the snapshot with the workspace. When a graph input or
 // a variable changed, ok is false and why names it: nothing of the
 // snapshot holds. Otherwise changed lists the indexes of the actions with a
 // changed (or untrusted) source or output, in order. The stats are taken
 // in parallel, relative to a descriptor of the workspace root and without
 // allocating: on a large workspace they are the whole cost of a no-op.
-func (s *Snapshot) Changed(ctx context.Context, root string) (changed []int, ok bool, why string) {
+// With known, a workspace path it vouches for is not stat'ed; paths
+// outside the workspace always are. stats is how many were.
+func (s *Snapshot) Changed(ctx context.Context, root string, known Known) (changed []int, ok bool, why string, stats int) {
 	for _, e := range s.Env {
 		v, ok := os.LookupEnv(e.Name)
 		if ok != e.Set || v != e.Value {
-			return nil, false, "environment variable " + e.Name + " changed"
+			return nil, false, "environment variable " + e.Name + " changed", 0
 		}
 	}
 	dirfd, err := syscall.Open(root, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, false, fmt.Sprintf("open %s: %v", root, err)
+		return nil, false, fmt.Sprintf("open %s: %v", root, err), 0
 	}
 	defer syscall.Close(dirfd)
 	// Work items: the graph's inputs (owner -1), then every action's paths.
@@ -394,14 +404,22 @@ func (s *Snapshot) Changed(ctx context.Context, root string) (changed []int, ok 
 		n += len(s.Actions[i].Paths)
 	}
 	items := make([]item, 0, n)
+	vouched := func(p *SnapshotPath) bool {
+		return known != nil && !p.Untrusted && !filepath.IsAbs(p.Path) && known.Unchanged(p.Path)
+	}
 	for i := range s.Paths {
-		items = append(items, item{-1, &s.Paths[i]})
+		if !vouched(&s.Paths[i]) {
+			items = append(items, item{-1, &s.Paths[i]})
+		}
 	}
 	for ai := range s.Actions {
 		for i := range s.Actions[ai].Paths {
-			items = append(items, item{int32(ai), &s.Actions[ai].Paths[i]})
+			if !vouched(&s.Actions[ai].Paths[i]) {
+				items = append(items, item{int32(ai), &s.Actions[ai].Paths[i]})
+			}
 		}
 	}
+	stats = len(items)
 	var (
 		graphBad atomic.Bool
 		mu       sync.Mutex
@@ -429,17 +447,27 @@ func (s *Snapshot) Changed(ctx context.Context, root string) (changed []int, ok 
 		}
 	})
 	if err := ctx.Err(); err != nil {
-		return nil, false, err.Error()
+		return nil, false, err.Error(), stats
 	}
 	if graphBad.Load() {
-		return nil, false, why
+		return nil, false, why, stats
 	}
 	for i := range dirty {
 		if dirty[i].Load() {
 			changed = append(changed, i)
 		}
 	}
-	return changed, true, ""
+	return changed, true, "", stats
+}
+
+// Stamp names the state of the snapshot file and its patches that s was
+// loaded from or last saved to: a change journal's token is kept with the
+// stamp of the snapshot it speaks for.
+func (s *Snapshot) Stamp() [40]byte {
+	var st [40]byte
+	copy(st[:], s.id[:])
+	binary.LittleEndian.PutUint64(st[32:], uint64(s.patched))
+	return st
 }
 
 // Downstream returns the owners of the actions changed and of every action

@@ -127,10 +127,12 @@ func (s *Snapshot) Void(file string) error {
 // snapshot when the patches have grown to a quarter of its size. It fails
 // with ErrNoSnapshot when part holds an action s does not: the graph is
 // not the same.
-func (s *Snapshot) SavePart(file string, part *Snapshot) error {
+//
+// It returns the stamp of the snapshot as saved.
+func (s *Snapshot) SavePart(file string, part *Snapshot) ([40]byte, error) {
 	where, ok := s.where(part)
 	if !ok {
-		return &ErrNoSnapshot{Reason: "the build declared actions the snapshot does not hold"}
+		return [40]byte{}, &ErrNoSnapshot{Reason: "the build declared actions the snapshot does not hold"}
 	}
 	body := binary.AppendUvarint(nil, uint64(len(part.Actions)))
 	for i := range part.Actions {
@@ -140,10 +142,11 @@ func (s *Snapshot) SavePart(file string, part *Snapshot) error {
 	}
 	if s.id == ([32]byte{}) || 4*(s.patched+int64(len(body))) > s.size {
 		merged, _ := s.Merge(part)
-		return merged.Save(file)
+		err := merged.Save(file)
+		return merged.Stamp(), err
 	}
 	if err := s.appendPatch(file, patchActions, body); err != nil {
-		return fmt.Errorf("save build snapshot: %w", err)
+		return [40]byte{}, fmt.Errorf("save build snapshot: %w", err)
 	}
-	return nil
+	return s.Stamp(), nil
 }

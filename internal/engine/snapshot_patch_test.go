@@ -76,7 +76,7 @@ func TestSnapshotSavePartAppends(t *testing.T) {
 	if _, ok := LoadSnapshot(file, "k"); ok {
 		t.Fatal("a withdrawn snapshot loaded")
 	}
-	if err := loaded.SavePart(file, partOf(9)); err != nil {
+	if _, err := loaded.SavePart(file, partOf(9)); err != nil {
 		t.Fatal(err)
 	}
 	after, _ := os.ReadFile(file)
@@ -94,7 +94,7 @@ func TestSnapshotSavePartAppends(t *testing.T) {
 	other := partOf(1)
 	other.Actions[0].Owner.Name = "elsewhere"
 	var no *ErrNoSnapshot
-	if err := got.SavePart(file, other); err == nil || !asNoSnapshot(err, &no) {
+	if _, err := got.SavePart(file, other); err == nil || !asNoSnapshot(err, &no) {
 		t.Fatalf("SavePart of a foreign action: %v", err)
 	}
 }
@@ -116,7 +116,7 @@ func TestSnapshotPatchCutWithdraws(t *testing.T) {
 	if err := s.Void(file); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SavePart(file, partOf(3)); err != nil {
+	if _, err := s.SavePart(file, partOf(3)); err != nil {
 		t.Fatal(err)
 	}
 	full, err := os.ReadFile(patchesFile(file))
@@ -161,7 +161,7 @@ func TestSnapshotPatchesCompact(t *testing.T) {
 		if err := s.Void(file); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.SavePart(file, partOf(k)); err != nil {
+		if _, err := s.SavePart(file, partOf(k)); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := os.Stat(patchesFile(file)); os.IsNotExist(err) {

@@ -1,0 +1,490 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The watcher speaks to inotify directly rather than through fsnotify,
+// because the journal's guarantee rests on three things fsnotify hides:
+//
+//   - ordering: a cookie file's event must come after every event that
+//     happened before it was created. One inotify descriptor has one
+//     queue, in order; fsnotify delivers a queue overflow on a separate
+//     channel, unordered against the events;
+//   - which directory an event came from after a rename: fsnotify names
+//     events in a moved directory by its old path;
+//   - the flags of each event (IN_ISDIR, IN_Q_OVERFLOW, IN_IGNORED).
+
+// dirMask is what the watcher asks to hear about each directory.
+const dirMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_ATTRIB |
+	unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF |
+	unix.IN_CLOSE_WRITE | unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
+
+// Skipped are the directory names the watcher does not descend into,
+// anywhere in the workspace: version-control data, installed packages
+// and pipe's state churn much and hold no sources. Paths below them are
+// reported Unwatched, so a build stats them as it would without a server.
+var skipped = map[string]bool{".git": true, ".hg": true, ".svn": true, ".pipe": true, "node_modules": true, ".venv": true}
+
+// Watcher keeps a journal of one workspace's changes.
+type Watcher struct {
+	root string
+	j    *journal
+
+	mu      sync.Mutex // guards the fields below and the inotify descriptor's watches
+	fd      int
+	file    *os.File
+	byWD    map[int32]string // watched directory by descriptor
+	byPath  map[string]int32
+	// children lists each watched directory's watched subdirectories, so
+	// forgetting a removed tree costs its size, not the workspace's.
+	children map[string]map[string]struct{}
+	cookie  int32 // the cookie directory's watch
+	waiters map[string]chan struct{}
+	next    int
+	// fatal is why the watcher stopped vouching for anything; the
+	// server exits when it is set.
+	fatal chan string
+}
+
+// errNoWatch says inotify cannot watch the workspace.
+type errNoWatch struct{ msg string }
+
+func (e *errNoWatch) Error() string { return e.msg }
+
+// Watch starts watching the workspace at root. The journal is ready (hands
+// out tokens) once every directory is watched; Ready reports when.
+func Watch(ctx context.Context, root string) (*Watcher, error) {
+	if why := unsupportedFS(root); why != "" {
+		return nil, &errNoWatch{why}
+	}
+	w := &Watcher{root: root, j: newJournal(), fatal: make(chan string, 1)}
+	if err := w.start(); err != nil {
+		return nil, err
+	}
+	go w.loop(ctx)
+	return w, nil
+}
+
+// Fatal delivers the reason the watcher stopped vouching for anything.
+func (w *Watcher) Fatal() <-chan string { return w.fatal }
+
+// start opens an inotify descriptor and watches the whole workspace; the
+// journal is ready when it returns. Called once, and again after a queue
+// overflow with a fresh journal instance.
+func (w *Watcher) start() error {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("inotify: %w", err)
+	}
+	w.mu.Lock()
+	w.fd = fd
+	// A non-blocking descriptor in an *os.File reads through Go's poller,
+	// so Close wakes the reader.
+	w.file = os.NewFile(uintptr(fd), "inotify")
+	w.byWD = map[int32]string{}
+	w.byPath = map[string]int32{}
+	w.children = map[string]map[string]struct{}{}
+	w.waiters = map[string]chan struct{}{}
+	w.cookie = -1
+	w.mu.Unlock()
+	if err := w.watchCookieDir(); err != nil {
+		return err
+	}
+	if err := w.watchTree("."); err != nil {
+		return err
+	}
+	w.j.mu.Lock()
+	w.j.ready = true
+	w.j.mu.Unlock()
+	return nil
+}
+
+func (w *Watcher) abs(rel string) string {
+	if rel == "." {
+		return w.root
+	}
+	return filepath.Join(w.root, filepath.FromSlash(rel))
+}
+
+func (w *Watcher) watchCookieDir() error {
+	dir := w.abs(cookieDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	wd, err := unix.InotifyAddWatch(w.fd, dir, unix.IN_CREATE|unix.IN_ONLYDIR|unix.IN_DONT_FOLLOW)
+	if err != nil {
+		return w.watchErr(dir, err)
+	}
+	w.cookie = int32(wd)
+	return nil
+}
+
+func (w *Watcher) watchErr(dir string, err error) error {
+	if errors.Is(err, unix.ENOSPC) {
+		limit, _ := os.ReadFile("/proc/sys/fs/inotify/max_user_watches")
+		return &errNoWatch{fmt.Sprintf("inotify watch limit reached at %s (fs.inotify.max_user_watches=%s, %d directories watched): raise it, e.g. sudo sysctl fs.inotify.max_user_watches=524288",
+			dir, trimNL(limit), len(w.byWD))}
+	}
+	return fmt.Errorf("watch %s: %w", dir, err)
+}
+
+func trimNL(b []byte) string {
+	s := string(b)
+	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == ' ') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// watchTree watches rel and every directory below it, and notes the
+// skipped directories and symbolic links it finds. The watch on a
+// directory is added before it is listed, so an entry made meanwhile is
+// either listed or reported.
+func (w *Watcher) watchTree(rel string) error {
+	abs := w.abs(rel)
+	w.mu.Lock()
+	wd, err := unix.InotifyAddWatch(w.fd, abs, dirMask)
+	if err == nil {
+		if old, ok := w.byPath[rel]; ok && old != int32(wd) {
+			delete(w.byWD, old)
+		}
+		w.byWD[int32(wd)] = rel
+		w.byPath[rel] = int32(wd)
+		if rel != "." {
+			parent := path.Dir(rel)
+			if w.children[parent] == nil {
+				w.children[parent] = map[string]struct{}{}
+			}
+			w.children[parent][rel] = struct{}{}
+		}
+	}
+	w.mu.Unlock()
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return nil // gone already: its removal is an event of its own
+		}
+		if errors.Is(err, unix.EACCES) {
+			w.j.setUnwatched(rel, true)
+			return nil
+		}
+		return w.watchErr(abs, err)
+	}
+	entries, err := os.ReadDir(abs)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+			return nil
+		}
+		w.j.setUnwatched(rel, true)
+		return nil
+	}
+	for _, e := range entries {
+		child := join(rel, e.Name())
+		switch t := e.Type(); {
+		case t&os.ModeSymlink != 0:
+			w.j.setUnwatched(child, true)
+		case t.IsDir():
+			if skipped[e.Name()] {
+				w.j.setUnwatched(child, true)
+				continue
+			}
+			if err := w.watchTree(child); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func join(dir, name string) string {
+	if dir == "." {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// unwatchTree forgets the watches at and below rel, which was removed or
+// renamed away; the kernel keeps a renamed directory's watch, so it is
+// removed here.
+func (w *Watcher) unwatchTree(rel string) {
+	w.mu.Lock()
+	if rel != "." {
+		delete(w.children[path.Dir(rel)], rel)
+	}
+	w.unwatchLocked(rel)
+	w.mu.Unlock()
+	w.j.forgetUnwatchedBelow(rel)
+}
+
+func (w *Watcher) unwatchLocked(rel string) {
+	for c := range w.children[rel] {
+		w.unwatchLocked(c)
+	}
+	delete(w.children, rel)
+	if wd, ok := w.byPath[rel]; ok {
+		delete(w.byPath, rel)
+		delete(w.byWD, wd)
+		// A removed directory's watch is gone already (EINVAL); a renamed
+		// one's stays with the directory unless removed.
+		unix.InotifyRmWatch(w.fd, uint32(wd))
+	}
+}
+
+// loop reads events until ctx is done or the watcher fails.
+func (w *Watcher) loop(ctx context.Context) {
+	go func() {
+		<-ctx.Done()
+		w.mu.Lock()
+		w.file.Close()
+		w.mu.Unlock()
+	}()
+	buf := make([]byte, 256<<10)
+	for {
+		w.mu.Lock()
+		f := w.file
+		w.mu.Unlock()
+		n, err := f.Read(buf)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			w.fail("reading inotify events: " + err.Error())
+			return
+		}
+		if !w.apply(buf[:n]) {
+			// The queue overflowed: events were lost, so every token is
+			// void. Start over with a fresh descriptor and instance. The
+			// questions waiting are answered (incomplete) at once.
+			w.mu.Lock()
+			f.Close()
+			for _, ch := range w.waiters {
+				close(ch)
+			}
+			w.mu.Unlock()
+			w.j.mu.Lock()
+			w.j.reset()
+			w.j.mu.Unlock()
+			if err := w.start(); err != nil {
+				w.fail(err.Error())
+				return
+			}
+		}
+	}
+}
+
+func (w *Watcher) fail(why string) {
+	w.j.mu.Lock()
+	if w.j.broken == "" {
+		w.j.broken = why
+	}
+	w.j.mu.Unlock()
+	select {
+	case w.fatal <- why:
+	default:
+	}
+}
+
+// apply applies a buffer of events, in order. It reports false on a queue
+// overflow.
+func (w *Watcher) apply(b []byte) bool {
+	for len(b) >= unix.SizeofInotifyEvent {
+		ev := (*unix.InotifyEvent)(unsafe.Pointer(&b[0]))
+		end := unix.SizeofInotifyEvent + int(ev.Len)
+		if end > len(b) {
+			return true
+		}
+		name := ""
+		if ev.Len > 0 {
+			raw := b[unix.SizeofInotifyEvent:end]
+			for i, c := range raw {
+				if c == 0 {
+					raw = raw[:i]
+					break
+				}
+			}
+			name = string(raw)
+		}
+		b = b[end:]
+		if !w.event(ev.Wd, ev.Mask, name) {
+			return false
+		}
+	}
+	return true
+}
+
+// event applies one event; false means the queue overflowed.
+func (w *Watcher) event(wd int32, mask uint32, name string) bool {
+	if mask&unix.IN_Q_OVERFLOW != 0 {
+		return false
+	}
+	w.mu.Lock()
+	if wd == w.cookie {
+		if ch, ok := w.waiters[name]; ok {
+			delete(w.waiters, name)
+			close(ch)
+		}
+		if mask&unix.IN_IGNORED != 0 {
+			w.cookie = -1
+		}
+		w.mu.Unlock()
+		return true
+	}
+	dir, ok := w.byWD[wd]
+	if ok && mask&unix.IN_IGNORED != 0 {
+		delete(w.byWD, wd)
+		if w.byPath[dir] == wd {
+			delete(w.byPath, dir)
+		}
+		return w.unlock(true)
+	}
+	w.mu.Unlock()
+	if !ok {
+		// A directory already forgotten (removed or renamed away): its
+		// events were covered when it was.
+		return true
+	}
+	if name == "" {
+		// The directory itself.
+		switch {
+		case mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0 && dir == ".":
+			w.fail("the workspace root was removed or renamed")
+		case mask&unix.IN_ATTRIB != 0:
+			w.j.changed(dir)
+		}
+		return true
+	}
+	p := join(dir, name)
+	switch {
+	case mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
+		w.j.changed(dir)
+		w.j.changedTree(p)
+		w.added(p, name, mask&unix.IN_ISDIR != 0)
+	case mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
+		w.j.changed(dir)
+		w.j.changedTree(p)
+		if mask&unix.IN_ISDIR != 0 {
+			w.unwatchTree(p)
+		} else {
+			w.j.setUnwatched(p, false)
+		}
+	case mask&(unix.IN_MODIFY|unix.IN_ATTRIB|unix.IN_CLOSE_WRITE) != 0:
+		w.j.changed(p)
+	}
+	return true
+}
+
+func (w *Watcher) unlock(v bool) bool {
+	w.mu.Unlock()
+	return v
+}
+
+// added handles a new entry p (named name) in a watched directory.
+func (w *Watcher) added(p, name string, isDir bool) {
+	var st unix.Stat_t
+	if err := unix.Lstat(w.abs(p), &st); err != nil {
+		// Gone again: its removal is a later event.
+		return
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		w.j.setUnwatched(p, true)
+	case unix.S_IFDIR:
+		w.j.setUnwatched(p, false)
+		if skipped[name] {
+			w.j.setUnwatched(p, true)
+			return
+		}
+		if err := w.watchTree(p); err != nil {
+			w.fail(err.Error())
+		}
+	default:
+		w.j.setUnwatched(p, false)
+	}
+}
+
+// sync makes sure every event that happened before it was called has been
+// applied: it creates a cookie file and waits for the file's own event,
+// which the one queue delivers after all earlier ones.
+func (w *Watcher) sync(ctx context.Context) error {
+	w.mu.Lock()
+	cookieGone := w.cookie < 0
+	w.mu.Unlock()
+	if cookieGone {
+		if err := w.watchCookieDir(); err != nil {
+			return err
+		}
+	}
+	w.mu.Lock()
+	w.next++
+	name := "cookie-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(w.next)
+	ch := make(chan struct{})
+	w.waiters[name] = ch
+	w.mu.Unlock()
+	file := filepath.Join(w.abs(cookieDir), name)
+	defer os.Remove(file)
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		w.mu.Lock()
+		delete(w.waiters, name)
+		w.mu.Unlock()
+		return fmt.Errorf("journal cookie: %w", err)
+	}
+	f.Close()
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		w.mu.Lock()
+		delete(w.waiters, name)
+		w.mu.Unlock()
+		return errors.New("the journal did not see its own cookie within 5s")
+	}
+}
+
+// Since answers what changed in the workspace after tok, once every event
+// that happened before the call has been applied.
+func (w *Watcher) Since(ctx context.Context, tok Token) *Changes {
+	if err := w.sync(ctx); err != nil {
+		return &Changes{Why: err.Error()}
+	}
+	return w.j.since(tok)
+}
+
+// unsupportedFS names file systems whose changes inotify does not see
+// (made by other machines), or "" for a local one.
+func unsupportedFS(root string) string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err != nil {
+		return "statfs " + root + ": " + err.Error()
+	}
+	switch uint32(st.Type) {
+	case unix.NFS_SUPER_MAGIC, unix.SMB_SUPER_MAGIC, 0xFF534D42 /* cifs */, 0xFE534D42, /* smb2 */
+		unix.FUSE_SUPER_MAGIC, unix.V9FS_MAGIC, unix.CEPH_SUPER_MAGIC, unix.AFS_SUPER_MAGIC:
+		return fmt.Sprintf("the workspace is on a network or FUSE file system (type %#x), whose changes inotify does not report", st.Type)
+	}
+	return ""
+}
+
+// Watched is how many directories the watcher watches.
+func (w *Watcher) Watched() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.byWD)
+}
