@@ -42,17 +42,17 @@ type Watcher struct {
 	root string
 	j    *journal
 
-	mu      sync.Mutex // guards the fields below and the inotify descriptor's watches
-	fd      int
-	file    *os.File
-	byWD    map[int32]string // watched directory by descriptor
-	byPath  map[string]int32
+	mu     sync.Mutex // guards the fields below and the inotify descriptor's watches
+	fd     int
+	file   *os.File
+	byWD   map[int32]string // watched directory by descriptor
+	byPath map[string]int32
 	// children lists each watched directory's watched subdirectories, so
 	// forgetting a removed tree costs its size, not the workspace's.
 	children map[string]map[string]struct{}
-	cookie  int32 // the cookie directory's watch
-	waiters map[string]chan struct{}
-	next    int
+	cookie   int32 // the cookie directory's watch
+	waiters  map[string]chan struct{}
+	next     int
 	// fatal is why the watcher stopped vouching for anything; the
 	// server exits when it is set.
 	fatal chan string
