@@ -77,8 +77,12 @@ func diffParams(t *testing.T, defSteps int) (steps int, seed int64) {
 // settled (RacyWindow), and so does the repeat build before it, which
 // records a build snapshot: each incremental build then consults a snapshot
 // the edit must invalidate. Off, every build runs with PIPE_SNAPSHOT=0.
-func runDifferential(t *testing.T, subj diffSubject, steps int, seed int64, snapshots bool) {
+//
+// With a server, the incremental workspace's builds also ask a pipe
+// server's change journal what changed, and stat only that.
+func runDifferential(t *testing.T, subj diffSubject, steps int, seed int64, mode diffMode) {
 	t.Helper()
+	snapshots := mode != diffPlain
 	rng := rand.New(rand.NewSource(seed))
 	model := t.TempDir()
 	writeTree(t, model, subj.files, subj.exec)
@@ -89,7 +93,23 @@ func runDifferential(t *testing.T, subj diffSubject, steps int, seed int64, snap
 	if !snapshots {
 		env = append(append([]string(nil), env...), "PIPE_SNAPSHOT=0")
 	}
+	incEnv, incArgs := env, subj.patterns
+	if mode == diffServer {
+		_, senv := startServer(t, inc)
+		// A server the harness's own restarts leave behind stops soon.
+		incEnv = append(append(append([]string(nil), env...), senv...), "PIPE_SERVER_IDLE=1m")
+		incArgs = append([]string{"-v"}, subj.patterns...)
+		t.Cleanup(func() { pipeCmd(inc, "shutdown").Run() })
+	}
+	journalSteps := 0
 	build := func(ws *workspace) build {
+		if ws == inc {
+			b := ws.buildEnv(t, incEnv, incArgs...)
+			if used, _ := journalUsed(t, b); used {
+				journalSteps++
+			}
+			return b
+		}
 		return ws.buildEnv(t, env, subj.patterns...)
 	}
 	settle := func() {
@@ -167,7 +187,7 @@ func runDifferential(t *testing.T, subj diffSubject, steps int, seed int64, snap
 					// step's edit must invalidate; a third build shows it
 					// was recorded.
 					settle()
-					third := inc.buildEnv(t, env, append([]string{"-v"}, subj.patterns...)...)
+					third := inc.buildEnv(t, incEnv, append([]string{"-v"}, subj.patterns...)...)
 					if third.code != 0 || len(third.labels("executed")) > 0 {
 						bad = append(bad, fmt.Sprintf("build after the repeat build: exit %d, executed %q", third.code, third.labels("executed")))
 					}
@@ -200,7 +220,29 @@ func runDifferential(t *testing.T, subj diffSubject, steps int, seed int64, snap
 	if snapshots && fromSnapshot == 0 {
 		t.Errorf("no step recorded a build snapshot: the run did not test them")
 	}
+	if mode == diffServer {
+		t.Logf("%d builds of the incremental workspace used the change journal", journalSteps)
+		// A build finds no snapshot to check after the edits that void
+		// it; most steps still have builds that consult it.
+		if journalSteps < steps/4 {
+			t.Errorf("only %d builds of the incremental workspace used the change journal in %d steps: the run did not test it", journalSteps, steps)
+		}
+	}
 }
+
+// diffMode is how the differential test's builds find what changed.
+type diffMode int
+
+const (
+	// diffPlain builds with PIPE_SNAPSHOT=0: loading, analysis and a
+	// cache lookup per action.
+	diffPlain diffMode = iota
+	// diffSnapshot consults the build snapshot, stat'ing every path.
+	diffSnapshot
+	// diffServer consults the snapshot through a pipe server's change
+	// journal.
+	diffServer
+)
 
 // writeTree writes files into dir; the paths in exec get mode 0755.
 func writeTree(t *testing.T, dir string, files map[string]string, exec []string) {
@@ -627,18 +669,24 @@ func TestDifferential(t *testing.T) {
 	t.Run("hello", func(t *testing.T) {
 		t.Parallel()
 		steps, seed := diffParams(t, 40)
-		runDifferential(t, helloSubject(t), steps, seed, false)
+		runDifferential(t, helloSubject(t), steps, seed, diffPlain)
 	})
 	// The same edits with build snapshots consulted before every build.
 	t.Run("hello-snapshot", func(t *testing.T) {
 		t.Parallel()
 		steps, seed := diffParams(t, 40)
-		runDifferential(t, helloSubject(t), steps, seed, true)
+		runDifferential(t, helloSubject(t), steps, seed, diffSnapshot)
+	})
+	// And through a server's change journal.
+	t.Run("hello-server", func(t *testing.T) {
+		t.Parallel()
+		steps, seed := diffParams(t, 40)
+		runDifferential(t, helloSubject(t), steps, seed, diffServer)
 	})
 	t.Run("python", func(t *testing.T) {
 		t.Parallel()
 		steps, seed := diffParams(t, 25)
-		runDifferential(t, metadataSubject(t), steps, seed, false)
+		runDifferential(t, metadataSubject(t), steps, seed, diffPlain)
 	})
 }
 

@@ -163,7 +163,9 @@ func pipeCmd(ws *workspace, args ...string) *exec.Cmd {
 	cmd.Dir = ws.Root
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "PIPE_CACHE_DIR=") || strings.HasPrefix(kv, "XDG_CACHE_HOME=") || strings.HasPrefix(kv, "NO_COLOR=") {
+		// A developer's PIPE_SERVER=1 would start a server per test
+		// workspace; the tests that want one say so.
+		if strings.HasPrefix(kv, "PIPE_CACHE_DIR=") || strings.HasPrefix(kv, "XDG_CACHE_HOME=") || strings.HasPrefix(kv, "NO_COLOR=") || strings.HasPrefix(kv, "PIPE_SERVER") {
 			continue
 		}
 		env = append(env, kv)

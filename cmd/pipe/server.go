@@ -33,8 +33,8 @@ with inotify and tells each build which paths changed since the build
 before it, so a build answered from its snapshot stats those paths only.
 
 Builds use the server when PIPE_SERVER=1 is set, and start it in the
-background when none is running (its log: .pipe/journal/log). It exits
-after --idle without a build, when the workspace root is removed, or on
+background when none is running (its log: .pipe/journal/log; its idle
+time: PIPE_SERVER_IDLE, default 3h). It exits after --idle without a build, when the workspace root is removed, or on
 pipe shutdown. Without a server, or when it cannot vouch for a path,
 builds stat as before: the results are the same either way.`,
 		Args: cobra.NoArgs,
@@ -153,9 +153,17 @@ func (s *session) askJournal(ctx context.Context, snap *engine.Snapshot) journal
 
 // startServer starts the workspace's server in the background.
 func (s *session) startServer() {
+	args := []string{"server", "-C", s.ws.Root}
+	if v := os.Getenv("PIPE_SERVER_IDLE"); v != "" {
+		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+			fmt.Fprintf(s.stderr, "pipe: warning: PIPE_SERVER_IDLE=%q is not a duration such as 30m; the server waits %v\n", v, serverIdle)
+		} else {
+			args = append(args, "--idle", d.String())
+		}
+	}
 	exe, err := os.Executable()
 	if err == nil {
-		err = journal.Start(s.ws.Root, exe, []string{"server", "-C", s.ws.Root}, filepath.Join(journal.Dir(s.ws.Root), "log"))
+		err = journal.Start(s.ws.Root, exe, args, filepath.Join(journal.Dir(s.ws.Root), "log"))
 	}
 	if err != nil {
 		fmt.Fprintf(s.stderr, "pipe: warning: %v\n", err)

@@ -63,7 +63,7 @@ func (s *session) buildFromSnapshot(ctx context.Context, pats []engine.Pattern, 
 	}
 	asked = s.askJournal(ctx, snap)
 	changed, ok, why, stats := snap.Changed(ctx, s.ws.Root, asked.known())
-	if s.g.verbose && asked.changes != nil {
+	if s.g.verbose {
 		fmt.Fprintf(s.stderr, "build snapshot: %d paths stat'ed\n", stats)
 	}
 	if !ok {

@@ -132,56 +132,121 @@ func TestSnapshotAnswersNoop(t *testing.T) {
 	}
 }
 
-func TestSnapshotBuildFileEdit(t *testing.T) {
-	ws := newWorkspace(t, snapshotFiles)
-	ws.buildOK(t)
-	afterEdit(t, ws, nil, func() {
-		ws.write(t, "extra/BUILD.star", strings.Replace(snapshotFiles["extra/BUILD.star"], "echo extra", "echo more", 1))
-	}, "//extra:extra")
-	if got := ws.read(t, "dist/extra/extra/extra.txt"); got != "more\n" {
-		t.Errorf("extra.txt = %q", got)
-	}
+// snapshotEdit is an edit a build snapshot must notice: the actions that
+// must run after it, and what the outputs must then hold.
+type snapshotEdit struct {
+	name  string
+	edit  func(t *testing.T, ws *workspace)
+	want  []string
+	check func(t *testing.T, ws *workspace, b build)
 }
 
-func TestSnapshotNewGlobMatch(t *testing.T) {
-	ws := newWorkspace(t, snapshotFiles)
-	ws.buildOK(t)
-	afterEdit(t, ws, nil, func() { ws.write(t, "lib/words/c.txt", "gamma\n") }, "//lib:joined", "//app:loud")
-	if got := ws.read(t, "dist/app/loud/loud.txt"); got != "ALPHA\nBETA\nGAMMA\n!\n" {
-		t.Errorf("loud.txt = %q", got)
-	}
-}
-
-func TestSnapshotDeletedPackage(t *testing.T) {
-	ws := newWorkspace(t, snapshotFiles)
-	ws.buildOK(t)
-	b := afterEdit(t, ws, nil, func() {
-		if err := os.RemoveAll(ws.path("extra")); err != nil {
-			t.Fatal(err)
+// wantFile checks a workspace file's content.
+func wantFile(rel, want string) func(t *testing.T, ws *workspace, b build) {
+	return func(t *testing.T, ws *workspace, b build) {
+		t.Helper()
+		if got := ws.read(t, rel); got != want {
+			t.Errorf("%s = %q, want %q", rel, got, want)
 		}
-	})
-	if len(b.events) != 3 || ws.exists("dist/extra/extra/extra.txt") {
-		t.Errorf("after deleting //extra: %d actions, extra.txt left: %t\n%s", len(b.events), ws.exists("dist/extra/extra/extra.txt"), b.stderr)
 	}
 }
 
-func TestSnapshotGitignoreEdit(t *testing.T) {
-	ws := newWorkspace(t, snapshotFiles)
-	ws.buildOK(t)
-	afterEdit(t, ws, nil, func() { ws.write(t, ".gitignore", "dist/\n.pipe/\nb.txt\n") }, "//lib:joined", "//app:loud")
-	if got := ws.read(t, "dist/lib/joined/joined.txt"); got != "alpha\n" {
-		t.Errorf("joined.txt = %q", got)
-	}
+var snapshotEdits = []snapshotEdit{
+	{
+		name: "BUILD.star",
+		edit: func(t *testing.T, ws *workspace) {
+			ws.write(t, "extra/BUILD.star", strings.Replace(snapshotFiles["extra/BUILD.star"], "echo extra", "echo more", 1))
+		},
+		want:  []string{"//extra:extra"},
+		check: wantFile("dist/extra/extra/extra.txt", "more\n"),
+	},
+	{
+		name:  "new glob match",
+		edit:  func(t *testing.T, ws *workspace) { ws.write(t, "lib/words/c.txt", "gamma\n") },
+		want:  []string{"//lib:joined", "//app:loud"},
+		check: wantFile("dist/app/loud/loud.txt", "ALPHA\nBETA\nGAMMA\n!\n"),
+	},
+	{
+		name: "deleted package",
+		edit: func(t *testing.T, ws *workspace) {
+			if err := os.RemoveAll(ws.path("extra")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		check: func(t *testing.T, ws *workspace, b build) {
+			if len(b.events) != 3 || ws.exists("dist/extra/extra/extra.txt") {
+				t.Errorf("after deleting //extra: %d actions, extra.txt left: %t\n%s", len(b.events), ws.exists("dist/extra/extra/extra.txt"), b.stderr)
+			}
+		},
+	},
+	{
+		name:  ".gitignore",
+		edit:  func(t *testing.T, ws *workspace) { ws.write(t, ".gitignore", "dist/\n.pipe/\nb.txt\n") },
+		want:  []string{"//lib:joined", "//app:loud"},
+		check: wantFile("dist/lib/joined/joined.txt", "alpha\n"),
+	},
+	{
+		name: "loaded .star",
+		edit: func(t *testing.T, ws *workspace) {
+			ws.write(t, "tools/defs.star", strings.Replace(snapshotFiles["tools/defs.star"], `SUFFIX = "!"`, `SUFFIX = "?"`, 1))
+		},
+		want:  []string{"//app:loud"},
+		check: wantFile("dist/app/loud/loud.txt", "ALPHA\nBETA\n?\n"),
+	},
+	{
+		// An edit that keeps the size and puts the old mtime back, as an
+		// edit within the same clock tick would leave it, still changes
+		// the ctime.
+		name: "same-second edit",
+		edit: func(t *testing.T, ws *workspace) {
+			p := ws.path("lib/words/a.txt")
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws.write(t, "lib/words/a.txt", "ALPHA\n")
+			if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+		},
+		want:  []string{"//lib:joined", "//app:loud"},
+		check: wantFile("dist/lib/joined/joined.txt", "ALPHA\nbeta\n"),
+	},
+	{
+		name: "new package",
+		edit: func(t *testing.T, ws *workspace) {
+			ws.write(t, "more/deep/BUILD.star", strings.ReplaceAll(snapshotFiles["extra/BUILD.star"], "extra", "deep"))
+		},
+		want:  []string{"//more/deep:deep"},
+		check: wantFile("dist/more/deep/deep/deep.txt", "deep\n"),
+	},
+	{
+		// An output edited in place in dist/ is restored, not vouched for.
+		name:  "output edited",
+		edit:  func(t *testing.T, ws *workspace) { ws.write(t, "dist/lib/joined/joined.txt", "tampered\n") },
+		check: wantFile("dist/lib/joined/joined.txt", "alpha\nbeta\n"),
+	},
+	{
+		// A stray file in a target's dist/ directory goes, as on the long
+		// way.
+		name: "stray output",
+		edit: func(t *testing.T, ws *workspace) { ws.write(t, "dist/app/loud/stray.txt", "stray\n") },
+		check: func(t *testing.T, ws *workspace, b build) {
+			if ws.exists("dist/app/loud/stray.txt") {
+				t.Error("the stray file was kept")
+			}
+		},
+	},
 }
 
-func TestSnapshotLoadedStarEdit(t *testing.T) {
-	ws := newWorkspace(t, snapshotFiles)
-	ws.buildOK(t)
-	afterEdit(t, ws, nil, func() {
-		ws.write(t, "tools/defs.star", strings.Replace(snapshotFiles["tools/defs.star"], `SUFFIX = "!"`, `SUFFIX = "?"`, 1))
-	}, "//app:loud")
-	if got := ws.read(t, "dist/app/loud/loud.txt"); got != "ALPHA\nBETA\n?\n" {
-		t.Errorf("loud.txt = %q", got)
+func TestSnapshotEdits(t *testing.T) {
+	for _, e := range snapshotEdits {
+		t.Run(e.name, func(t *testing.T) {
+			ws := newWorkspace(t, snapshotFiles)
+			ws.buildOK(t)
+			b := afterEdit(t, ws, nil, func() { e.edit(t, ws) }, e.want...)
+			e.check(t, ws, b)
+		})
 	}
 }
 
@@ -266,36 +331,6 @@ func TestSnapshotRacyFile(t *testing.T) {
 	})
 }
 
-// An output edited in place in dist/ is restored, not vouched for.
-func TestSnapshotOutputEdit(t *testing.T) {
-	ws := newWorkspace(t, snapshotFiles)
-	ws.buildOK(t)
-	primeSnapshot(t, ws, nil)
-	ws.write(t, "dist/lib/joined/joined.txt", "tampered\n")
-	b := ws.buildEnv(t, nil, "-v")
-	if b.code != 0 || strings.Contains(b.stderr, snapshotUsed) {
-		t.Fatalf("exit %d\n%s", b.code, b.stderr)
-	}
-	if got := ws.read(t, "dist/lib/joined/joined.txt"); got != "alpha\nbeta\n" {
-		t.Errorf("joined.txt = %q", got)
-	}
-}
-
-// A stray file in a target's dist/ directory goes, as on the long way.
-func TestSnapshotStrayOutput(t *testing.T) {
-	ws := newWorkspace(t, snapshotFiles)
-	ws.buildOK(t)
-	primeSnapshot(t, ws, nil)
-	ws.write(t, "dist/app/loud/stray.txt", "stray\n")
-	b := ws.buildEnv(t, nil, "-v")
-	if b.code != 0 || strings.Contains(b.stderr, snapshotUsed) {
-		t.Fatalf("exit %d\n%s", b.code, b.stderr)
-	}
-	if ws.exists("dist/app/loud/stray.txt") {
-		t.Error("the stray file was kept")
-	}
-}
-
 // A damaged snapshot is no snapshot.
 func TestSnapshotDamaged(t *testing.T) {
 	ws := newWorkspace(t, snapshotFiles)
@@ -313,16 +348,5 @@ func TestSnapshotDamaged(t *testing.T) {
 	got := ws.buildEnv(t, nil, "-v")
 	if got.code != 0 || strings.Contains(got.stderr, snapshotUsed) || len(got.labels("cached")) != 4 {
 		t.Fatalf("exit %d\n%s", got.code, got.stderr)
-	}
-}
-
-func TestSnapshotNewPackage(t *testing.T) {
-	ws := newWorkspace(t, snapshotFiles)
-	ws.buildOK(t)
-	afterEdit(t, ws, nil, func() {
-		ws.write(t, "more/deep/BUILD.star", strings.ReplaceAll(snapshotFiles["extra/BUILD.star"], "extra", "deep"))
-	}, "//more/deep:deep")
-	if got := ws.read(t, "dist/more/deep/deep/deep.txt"); got != "deep\n" {
-		t.Errorf("deep.txt = %q", got)
 	}
 }
