@@ -246,6 +246,11 @@ func cleanCmd(ctx context.Context, g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The server's socket and lock live in .pipe/: stop it
+			// rather than orphan it.
+			if _, err := s.stopServer(ctx); err != nil {
+				return err
+			}
 			lock, err := s.lock(ctx)
 			if err != nil {
 				return err

@@ -64,21 +64,29 @@ func shutdownCmd(ctx context.Context, g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			cl := &journal.Client{Root: s.ws.Root, Version: pipeVersion()}
-			pid, err := cl.Shutdown(ctx)
-			if errors.Is(err, journal.ErrNoServer) {
+			stopped, err := s.stopServer(ctx)
+			if err == nil && !stopped {
 				fmt.Fprintln(cmd.ErrOrStderr(), "no pipe server is running for this workspace")
-				return nil
 			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "stopped the pipe server (pid %d)\n", pid)
-			return nil
+			return err
 		},
 	}
+}
+
+// stopServer stops the workspace's server, if one runs, and says so.
+func (s *session) stopServer(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cl := &journal.Client{Root: s.ws.Root, Version: pipeVersion()}
+	pid, err := cl.Shutdown(ctx)
+	if errors.Is(err, journal.ErrNoServer) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("stop the pipe server: %w", err)
+	}
+	fmt.Fprintf(s.stderr, "stopped the pipe server (pid %d)\n", pid)
+	return true, nil
 }
 
 // journalOn reports whether builds ask the change journal.

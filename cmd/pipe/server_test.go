@@ -22,8 +22,10 @@ import (
 // testServer is a `pipe server` the test started for a workspace.
 type testServer struct {
 	cmd *exec.Cmd
-	mu  sync.Mutex
-	log bytes.Buffer
+	// exited is closed when the server has exited.
+	exited chan struct{}
+	mu     sync.Mutex
+	log    bytes.Buffer
 }
 
 func (s *testServer) Write(p []byte) (int, error) {
@@ -42,12 +44,12 @@ func (s *testServer) String() string {
 // answers, and returns the environment that has builds ask it.
 func startServer(t *testing.T, ws *workspace) (*testServer, []string) {
 	t.Helper()
-	s := &testServer{cmd: pipeCmd(ws, "server", "--idle", "10m")}
+	s := &testServer{cmd: pipeCmd(ws, "server", "--idle", "10m"), exited: make(chan struct{})}
 	s.cmd.Stdout, s.cmd.Stderr = s, s
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
+	done := s.exited
 	go func() { s.cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		s.cmd.Process.Signal(syscall.SIGTERM)
@@ -254,5 +256,21 @@ func TestServerShutdownAndSecond(t *testing.T) {
 	}
 	if _, err := os.Stat(journal.SocketPath(ws.Root)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the socket is still there after pipe shutdown: %v", err)
+	}
+}
+
+// pipe clean stops the server, whose socket and lock it removes.
+func TestServerStoppedByClean(t *testing.T) {
+	ws := newWorkspace(t, snapshotFiles)
+	ws.buildOK(t)
+	s, _ := startServer(t, ws)
+	out, err := pipeCmd(ws, "clean").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "stopped the pipe server") {
+		t.Fatalf("pipe clean: %v\n%s", err, out)
+	}
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the server still runs after pipe clean:\n%s", s)
 	}
 }
