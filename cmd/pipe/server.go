@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -89,10 +90,12 @@ func (s *session) stopServer(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// journalOn reports whether builds ask the change journal.
+// journalOn reports whether builds ask the change journal. The journal
+// needs inotify: elsewhere a server could not start, and every build would
+// try to start one again.
 func journalOn() bool {
 	v := os.Getenv("PIPE_SERVER")
-	return v == "1" || v == "true"
+	return (v == "1" || v == "true") && runtime.GOOS == "linux"
 }
 
 func (s *session) tokenPath() string {
