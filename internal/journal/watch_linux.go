@@ -265,24 +265,29 @@ func (w *Watcher) loop(ctx context.Context) {
 			return
 		}
 		if !w.apply(buf[:n]) {
-			// The queue overflowed: events were lost, so every token is
-			// void. Start over with a fresh descriptor and instance. The
-			// questions waiting are answered (incomplete) at once.
-			w.mu.Lock()
-			f.Close()
-			for _, ch := range w.waiters {
-				close(ch)
-			}
-			w.mu.Unlock()
-			w.j.mu.Lock()
-			w.j.reset()
-			w.j.mu.Unlock()
-			if err := w.start(); err != nil {
+			if err := w.restart(f); err != nil {
 				w.fail(err.Error())
 				return
 			}
 		}
 	}
+}
+
+// restart follows a queue overflow: events were lost, so every token is
+// void. It starts over with a fresh descriptor and instance; the questions
+// waiting are answered (incomplete) at once. f is the descriptor's file
+// the loop was reading.
+func (w *Watcher) restart(f *os.File) error {
+	w.mu.Lock()
+	f.Close()
+	for _, ch := range w.waiters {
+		close(ch)
+	}
+	w.mu.Unlock()
+	w.j.mu.Lock()
+	w.j.reset()
+	w.j.mu.Unlock()
+	return w.start()
 }
 
 func (w *Watcher) fail(why string) {
