@@ -162,6 +162,16 @@ func (w *Watcher) watchTree(rel string) error {
 		if old, ok := w.byPath[rel]; ok && old != int32(wd) {
 			delete(w.byWD, old)
 		}
+		if prev, ok := w.byWD[int32(wd)]; ok && prev != rel {
+			// The kernel hands back the watch a directory already has: it
+			// was watched at prev and has moved here, unseen (the
+			// directory it moved into was not watched yet). Forget prev,
+			// or the move's event there would take this watch away.
+			delete(w.byPath, prev)
+			if prev != "." {
+				delete(w.children[path.Dir(prev)], prev)
+			}
+		}
 		w.byWD[int32(wd)] = rel
 		w.byPath[rel] = int32(wd)
 		if rel != "." {
@@ -387,8 +397,23 @@ func (w *Watcher) event(wd int32, mask uint32, name string) bool {
 		}
 	case mask&(unix.IN_MODIFY|unix.IN_ATTRIB|unix.IN_CLOSE_WRITE) != 0:
 		w.j.changed(p)
+		if mask&unix.IN_ISDIR == 0 {
+			var st unix.Stat_t
+			if unix.Lstat(w.abs(p), &st) == nil {
+				w.hardLinked(&st)
+			}
+		}
 	}
 	return true
+}
+
+// hardLinked voids every older token when the file with stat st has other
+// names: inotify reports a write or chmod only under the name it was made
+// through, so the file's other names, wherever they are, changed unheard.
+func (w *Watcher) hardLinked(st *unix.Stat_t) {
+	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 1 {
+		w.j.changedTree(".")
+	}
 }
 
 func (w *Watcher) unlock(v bool) bool {
@@ -417,6 +442,7 @@ func (w *Watcher) added(p, name string, isDir bool) {
 		}
 	default:
 		w.j.setUnwatched(p, false)
+		w.hardLinked(&st)
 	}
 }
 
