@@ -40,7 +40,11 @@ var skipped = map[string]bool{".git": true, ".hg": true, ".svn": true, ".pipe": 
 // Watcher keeps a journal of one workspace's changes.
 type Watcher struct {
 	root string
-	j    *journal
+	// rootID is the root directory's device and inode: a root that has
+	// another identity (removed, replaced, or an ancestor renamed) is no
+	// longer the one watched.
+	rootID [2]uint64
+	j      *journal
 
 	mu     sync.Mutex // guards the fields below and the inotify descriptor's watches
 	fd     int
@@ -69,12 +73,68 @@ func Watch(ctx context.Context, root string) (*Watcher, error) {
 	if why := unsupportedFS(root); why != "" {
 		return nil, &errNoWatch{why}
 	}
-	w := &Watcher{root: root, j: newJournal(), fatal: make(chan string, 1)}
+	w, err := newWatcher(root)
+	if err != nil {
+		return nil, err
+	}
 	if err := w.start(); err != nil {
 		return nil, err
 	}
 	go w.loop(ctx)
+	go w.guardRoot(ctx)
 	return w, nil
+}
+
+// newWatcher makes a watcher of the workspace at root, not yet started.
+// The root is resolved first: inotify does not follow a symbolic link to
+// the root (IN_DONT_FOLLOW), and the events name paths below the real
+// directory.
+func newWatcher(root string) (*Watcher, error) {
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, fmt.Errorf("journal: workspace root: %w", err)
+	}
+	w := &Watcher{root: real, j: newJournal(), fatal: make(chan string, 1)}
+	var st unix.Stat_t
+	if err := unix.Stat(real, &st); err != nil {
+		return nil, fmt.Errorf("journal: workspace root %s: %w", real, err)
+	}
+	w.rootID = [2]uint64{uint64(st.Dev), st.Ino}
+	return w, nil
+}
+
+// checkRoot fails the watcher when the root directory is no longer the one
+// watched. Its removal is not always an event: while a file below it is
+// open (the server's lock and socket are), the kernel reports the root's
+// deletion only once the last of them is closed; and the rename of an
+// ancestor is no event at all, but every path the watcher resolves is
+// then wrong.
+func (w *Watcher) checkRoot() error {
+	var st unix.Stat_t
+	err := unix.Stat(w.root, &st)
+	if err == nil && [2]uint64{uint64(st.Dev), st.Ino} == w.rootID {
+		return nil
+	}
+	why := "the workspace root " + w.root + " was removed, replaced or moved"
+	w.fail(why)
+	return errors.New(why)
+}
+
+// guardRoot checks the root now and then, so that a server whose
+// workspace went away exits without waiting for a question.
+func (w *Watcher) guardRoot(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if w.checkRoot() != nil {
+				return
+			}
+		}
+	}
 }
 
 // Fatal delivers the reason the watcher stopped vouching for anything.
@@ -184,6 +244,9 @@ func (w *Watcher) watchTree(rel string) error {
 	}
 	w.mu.Unlock()
 	if err != nil {
+		if rel == "." {
+			return w.watchErr(abs, err)
+		}
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 			return nil // gone already: its removal is an event of its own
 		}
@@ -471,6 +534,9 @@ func (w *Watcher) sync(ctx context.Context) error {
 		w.mu.Lock()
 		delete(w.waiters, name)
 		w.mu.Unlock()
+		if err := w.checkRoot(); err != nil {
+			return err
+		}
 		return fmt.Errorf("journal cookie: %w", err)
 	}
 	f.Close()
@@ -478,7 +544,9 @@ func (w *Watcher) sync(ctx context.Context) error {
 	defer t.Stop()
 	select {
 	case <-ch:
-		return nil
+		// Every event is in; the root must still be the one they are
+		// about.
+		return w.checkRoot()
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:

@@ -303,7 +303,8 @@ func TestWatchSameInodeTwoPaths(t *testing.T) {
 	root := t.TempDir()
 	must(t, os.MkdirAll(root+"/a/X", 0o755))
 	must(t, os.MkdirAll(root+"/b", 0o755))
-	w := &Watcher{root: root, j: newJournal(), fatal: make(chan string, 1)}
+	w, err := newWatcher(root)
+	must(t, err)
 	// The walk the watcher does, with the rename in the middle: a/X is
 	// watched, then moved to b/X, then b is listed.
 	must(t, w.start())
@@ -355,7 +356,8 @@ func TestWatchSync(t *testing.T) {
 func TestWatchOverflow(t *testing.T) {
 	root := t.TempDir()
 	must(t, os.MkdirAll(root+"/a", 0o755))
-	w := &Watcher{root: root, j: newJournal(), fatal: make(chan string, 1)}
+	w, err := newWatcher(root)
+	must(t, err)
 	must(t, w.start())
 	before := w.j.since(Token{}).Now
 	if before.IsZero() {
@@ -477,5 +479,61 @@ func TestWatchRootRemoved(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("the watcher did not fail when the workspace root was removed")
+	}
+}
+
+// TestWatchSymlinkRoot: a workspace named through a symbolic link is
+// watched (inotify does not follow the link itself).
+func TestWatchSymlinkRoot(t *testing.T) {
+	d := t.TempDir()
+	must(t, os.MkdirAll(d+"/real/a", 0o755))
+	must(t, os.Symlink(d+"/real", d+"/link"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := Watch(ctx, d+"/link")
+	must(t, err)
+	tok := now(t, w)
+	write(t, d+"/link/a/f", "x")
+	c := since(t, w, tok)
+	if c.Unchanged("a/f") || c.Unchanged("a") {
+		t.Fatalf("a change below a symlinked root is vouched for; %d watched, paths %q trees %q", w.Watched(), c.Paths, c.Trees)
+	}
+}
+
+// TestWatchRootReplaced: a root removed while a file below it is open (no
+// deletion event then) and made again at the same path, or moved away
+// with an ancestor, is no longer vouched for.
+func TestWatchRootReplaced(t *testing.T) {
+	for _, how := range []string{"removed and made again", "ancestor renamed"} {
+		t.Run(strings.ReplaceAll(how, " ", "_"), func(t *testing.T) {
+			parent := filepath.Join(t.TempDir(), "parent")
+			root := filepath.Join(parent, "ws")
+			must(t, os.MkdirAll(root+"/a", 0o755))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			w, err := Watch(ctx, root)
+			must(t, err)
+			// An open file below the root, as the server's lock is.
+			f, err := os.Create(root + "/a/open")
+			must(t, err)
+			defer f.Close()
+			tok := now(t, w)
+			if how == "ancestor renamed" {
+				must(t, os.Rename(parent, parent+"2"))
+				write(t, parent+"2/ws/a/g", "x")
+			} else {
+				must(t, os.RemoveAll(root))
+				write(t, root+"/a/g", "x")
+			}
+			c := w.Since(ctx, tok)
+			if c.Complete && c.Unchanged("a/g") {
+				t.Fatalf("a/g is vouched for after the root was %s", how)
+			}
+			select {
+			case <-w.Fatal():
+			default:
+				t.Error("the watcher goes on after its root was " + how)
+			}
+		})
 	}
 }
