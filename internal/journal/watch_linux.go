@@ -351,15 +351,17 @@ func (w *Watcher) loop(ctx context.Context) {
 // waiting are answered (incomplete) at once. f is the descriptor's file
 // the loop was reading.
 func (w *Watcher) restart(f *os.File) error {
+	// The journal is voided before the questions waiting are woken: one
+	// woken first would be answered from the journal that lost events.
+	w.j.mu.Lock()
+	w.j.reset()
+	w.j.mu.Unlock()
 	w.mu.Lock()
 	f.Close()
 	for _, ch := range w.waiters {
 		close(ch)
 	}
 	w.mu.Unlock()
-	w.j.mu.Lock()
-	w.j.reset()
-	w.j.mu.Unlock()
 	return w.start()
 }
 

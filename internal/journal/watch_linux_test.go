@@ -537,3 +537,42 @@ func TestWatchRootReplaced(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchOverflowWakesAfterReset: the questions waiting at an overflow
+// are woken only once the journal that lost events is voided, so none is
+// answered from it.
+func TestWatchOverflowWakesAfterReset(t *testing.T) {
+	root := t.TempDir()
+	w, err := newWatcher(root)
+	must(t, err)
+	must(t, w.start())
+	before := w.j.since(Token{}).Now
+	w.mu.Lock()
+	waiter := make(chan struct{})
+	w.waiters["cookie-waiting"] = waiter
+	old := w.file
+	w.mu.Unlock()
+
+	// Hold the journal as a woken question would take it, and see
+	// whether the restart wakes the question before it voids the
+	// journal.
+	w.j.mu.Lock()
+	restarted := make(chan error, 1)
+	go func() { restarted <- w.restart(old) }()
+	select {
+	case <-waiter:
+		inst := w.j.inst
+		w.j.mu.Unlock()
+		if inst == before.Instance {
+			t.Fatal("a question waiting at the overflow was woken while the journal that lost events still answered")
+		}
+	case <-time.After(500 * time.Millisecond):
+		// The restart waits for the journal before it wakes anyone.
+		w.j.mu.Unlock()
+		<-waiter
+	}
+	must(t, <-restarted)
+	if c := w.j.since(before); c.Complete {
+		t.Fatal("a token from before the overflow is answered complete")
+	}
+}
