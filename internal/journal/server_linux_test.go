@@ -216,3 +216,24 @@ func TestServeOddNames(t *testing.T) {
 	(&Client{Root: root, Version: testVersion}).Shutdown(ctx)
 	exited(t, done, "after Shutdown")
 }
+
+// TestServeSync: a write made just before a client asks over the socket is
+// in the answer, every time.
+func TestServeSync(t *testing.T) {
+	root := t.TempDir()
+	write(t, root+"/f", "")
+	_, done := serve(t, root, time.Hour)
+	tok := clientSince(t, root, Token{}).Now
+	for i := 0; i < 100; i++ {
+		write(t, root+"/f", strings.Repeat("y", i+1))
+		c := clientSince(t, root, tok)
+		if !c.Complete || c.Unchanged("f") {
+			t.Fatalf("round %d: a write just before the question is not in its answer (complete %v: %s)", i, c.Complete, c.Why)
+		}
+		tok = c.Now
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	(&Client{Root: root, Version: testVersion}).Shutdown(ctx)
+	exited(t, done, "after Shutdown")
+}
