@@ -40,6 +40,9 @@ var skipped = map[string]bool{".git": true, ".hg": true, ".svn": true, ".pipe": 
 // Watcher keeps a journal of one workspace's changes.
 type Watcher struct {
 	root string
+	// given is the root as the caller named it, perhaps through a
+	// symbolic link that may be re-pointed later.
+	given string
 	// rootID is the root directory's device and inode: a root that has
 	// another identity (removed, replaced, or an ancestor renamed) is no
 	// longer the one watched.
@@ -94,7 +97,7 @@ func newWatcher(root string) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: workspace root: %w", err)
 	}
-	w := &Watcher{root: real, j: newJournal(), fatal: make(chan string, 1)}
+	w := &Watcher{root: real, given: root, j: newJournal(), fatal: make(chan string, 1)}
 	var st unix.Stat_t
 	if err := unix.Stat(real, &st); err != nil {
 		return nil, fmt.Errorf("journal: workspace root %s: %w", real, err)
@@ -110,12 +113,14 @@ func newWatcher(root string) (*Watcher, error) {
 // ancestor is no event at all, but every path the watcher resolves is
 // then wrong.
 func (w *Watcher) checkRoot() error {
-	var st unix.Stat_t
-	err := unix.Stat(w.root, &st)
-	if err == nil && [2]uint64{uint64(st.Dev), st.Ino} == w.rootID {
+	same := func(p string) bool {
+		var st unix.Stat_t
+		return unix.Stat(p, &st) == nil && [2]uint64{uint64(st.Dev), st.Ino} == w.rootID
+	}
+	if same(w.root) && (w.given == "" || same(w.given)) {
 		return nil
 	}
-	why := "the workspace root " + w.root + " was removed, replaced or moved"
+	why := "the workspace root " + w.given + " was removed, replaced, moved or re-pointed"
 	w.fail(why)
 	return errors.New(why)
 }
@@ -269,6 +274,11 @@ func (w *Watcher) watchTree(rel string) error {
 		switch t := e.Type(); {
 		case t&os.ModeSymlink != 0:
 			w.j.setUnwatched(child, true)
+		case t.IsRegular():
+			var st unix.Stat_t
+			if unix.Lstat(filepath.Join(abs, e.Name()), &st) == nil && st.Nlink > 1 {
+				w.j.setUnwatched(child, true)
+			}
 		case t.IsDir():
 			if skipped[e.Name()] {
 				w.j.setUnwatched(child, true)
@@ -346,7 +356,8 @@ func (w *Watcher) loop(ctx context.Context) {
 	}
 }
 
-// restart follows a queue overflow: events were lost, so every token is
+// restart follows a queue overflow (events were lost) or a file found to
+// have other names (its other names changed unheard): every token is
 // void. It starts over with a fresh descriptor and instance; the questions
 // waiting are answered (incomplete) at once. f is the descriptor's file
 // the loop was reading.
@@ -377,8 +388,8 @@ func (w *Watcher) fail(why string) {
 	}
 }
 
-// apply applies a buffer of events, in order. It reports false on a queue
-// overflow.
+// apply applies a buffer of events, in order. It reports false when the
+// journal must start over (event).
 func (w *Watcher) apply(b []byte) bool {
 	for len(b) >= unix.SizeofInotifyEvent {
 		ev := (*unix.InotifyEvent)(unsafe.Pointer(&b[0]))
@@ -405,7 +416,9 @@ func (w *Watcher) apply(b []byte) bool {
 	return true
 }
 
-// event applies one event; false means the queue overflowed.
+// event applies one event; false means the journal must start over: the
+// queue overflowed, or a file turned out to have other names
+// (hardLinked).
 func (w *Watcher) event(wd int32, mask uint32, name string) bool {
 	if mask&unix.IN_Q_OVERFLOW != 0 {
 		return false
@@ -451,7 +464,7 @@ func (w *Watcher) event(wd int32, mask uint32, name string) bool {
 	case mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
 		w.j.changed(dir)
 		w.j.changedTree(p)
-		w.added(p, name, mask&unix.IN_ISDIR != 0)
+		return w.added(p, name, mask&unix.IN_ISDIR != 0)
 	case mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
 		w.j.changed(dir)
 		w.j.changedTree(p)
@@ -465,33 +478,31 @@ func (w *Watcher) event(wd int32, mask uint32, name string) bool {
 		if mask&unix.IN_ISDIR == 0 {
 			var st unix.Stat_t
 			if unix.Lstat(w.abs(p), &st) == nil {
-				w.hardLinked(&st)
+				return w.hardLinked(p, &st)
 			}
 		}
 	}
 	return true
 }
 
-// hardLinked voids every older token when the file with stat st has other
-// names: inotify reports a write or chmod only under the name it was made
-// through, so the file's other names, wherever they are, changed unheard.
-func (w *Watcher) hardLinked(st *unix.Stat_t) {
-	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 1 {
-		w.j.changedTree(".")
-	}
+// hardLinked reports false when p, with stat st, is a file with other
+// names that the journal does not hold unwatched yet: the watcher must
+// start over. inotify reports a write or chmod only under the name it was
+// made through, so the file's other names changed unheard; they may be
+// anywhere, and a new link says nothing of where the first name is. The
+// walk of a start holds every file with other names unwatched, as it does
+// symbolic links.
+func (w *Watcher) hardLinked(p string, st *unix.Stat_t) bool {
+	return st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink < 2 || w.j.isUnwatched(p)
 }
 
-func (w *Watcher) unlock(v bool) bool {
-	w.mu.Unlock()
-	return v
-}
-
-// added handles a new entry p (named name) in a watched directory.
-func (w *Watcher) added(p, name string, isDir bool) {
+// added handles a new entry p (named name) in a watched directory; false
+// means the watcher must start over (hardLinked).
+func (w *Watcher) added(p, name string, isDir bool) bool {
 	var st unix.Stat_t
 	if err := unix.Lstat(w.abs(p), &st); err != nil {
 		// Gone again: its removal is a later event.
-		return
+		return true
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFLNK:
@@ -500,15 +511,16 @@ func (w *Watcher) added(p, name string, isDir bool) {
 		w.j.setUnwatched(p, false)
 		if skipped[name] {
 			w.j.setUnwatched(p, true)
-			return
+			return true
 		}
 		if err := w.watchTree(p); err != nil {
 			w.fail(err.Error())
 		}
 	default:
 		w.j.setUnwatched(p, false)
-		w.hardLinked(&st)
+		return w.hardLinked(p, &st)
 	}
+	return true
 }
 
 // sync makes sure every event that happened before it was called has been
@@ -588,4 +600,9 @@ func (w *Watcher) Watched() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.byWD)
+}
+
+func (w *Watcher) unlock(v bool) bool {
+	w.mu.Unlock()
+	return v
 }

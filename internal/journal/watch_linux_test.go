@@ -45,10 +45,27 @@ func since(t *testing.T, w *Watcher, tok Token) *Changes {
 	return c
 }
 
+// answer asks the watcher until it hands out a token (a restart answers
+// none while it walks the workspace); the answer may be incomplete.
+func answer(t *testing.T, w *Watcher, tok Token) *Changes {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		c := w.Since(context.Background(), tok)
+		if !c.Now.IsZero() {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no token within a minute: %s", c.Why)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // now is a token for this moment.
 func now(t *testing.T, w *Watcher) Token {
 	t.Helper()
-	return since(t, w, Token{}).Now
+	return answer(t, w, Token{}).Now
 }
 
 // stat is what a build would see of one path.
@@ -251,7 +268,7 @@ func TestWatchChangeKinds(t *testing.T) {
 			// mtimes have a coarse clock: make sure a write changes them.
 			time.Sleep(10 * time.Millisecond)
 			tc.change(t, root)
-			c := since(t, w, tok)
+			c := answer(t, w, tok)
 			checkModel(t, before, tree(t, root), c)
 			for _, p := range tc.changed {
 				if c.Unchanged(p) {
@@ -264,7 +281,7 @@ func TestWatchChangeKinds(t *testing.T) {
 				}
 			}
 			// The next token vouches for everything watched again.
-			c2 := since(t, w, c.Now)
+			c2 := answer(t, w, c.Now)
 			for _, p := range tc.kept {
 				if !c2.Unchanged(p) {
 					t.Errorf("%s: not vouched for after the next token; paths %q trees %q", p, c2.Paths, c2.Trees)
@@ -502,23 +519,34 @@ func TestWatchSymlinkRoot(t *testing.T) {
 
 // TestWatchRootReplaced: a root removed while a file below it is open (no
 // deletion event then) and made again at the same path, or moved away
-// with an ancestor, is no longer vouched for.
+// with an ancestor, or named through a symbolic link that is re-pointed,
+// is no longer vouched for.
 func TestWatchRootReplaced(t *testing.T) {
-	for _, how := range []string{"removed and made again", "ancestor renamed"} {
+	for _, how := range []string{"removed and made again", "ancestor renamed", "link re-pointed"} {
 		t.Run(strings.ReplaceAll(how, " ", "_"), func(t *testing.T) {
 			parent := filepath.Join(t.TempDir(), "parent")
 			root := filepath.Join(parent, "ws")
 			must(t, os.MkdirAll(root+"/a", 0o755))
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			w, err := Watch(ctx, root)
+			given := root
+			if how == "link re-pointed" {
+				given = filepath.Join(parent, "current")
+				must(t, os.Symlink("ws", given))
+			}
+			w, err := Watch(ctx, given)
 			must(t, err)
 			// An open file below the root, as the server's lock is.
 			f, err := os.Create(root + "/a/open")
 			must(t, err)
 			defer f.Close()
 			tok := now(t, w)
-			if how == "ancestor renamed" {
+			if how == "link re-pointed" {
+				must(t, os.MkdirAll(parent+"/ws2/a", 0o755))
+				must(t, os.Remove(given))
+				must(t, os.Symlink("ws2", given))
+				write(t, parent+"/ws2/a/g", "x")
+			} else if how == "ancestor renamed" {
 				must(t, os.Rename(parent, parent+"2"))
 				write(t, parent+"2/ws/a/g", "x")
 			} else {
@@ -574,5 +602,36 @@ func TestWatchOverflowWakesAfterReset(t *testing.T) {
 	must(t, <-restarted)
 	if c := w.j.since(before); c.Complete {
 		t.Fatal("a token from before the overflow is answered complete")
+	}
+}
+
+// TestWatchHardLinkUnwatchedName: a file with another name where the
+// watcher does not look (node_modules here; outside the workspace alike)
+// is never vouched for, whether the link was there when the watcher
+// started or was made inside the workspace later.
+func TestWatchHardLinkUnwatchedName(t *testing.T) {
+	w, root := watch(t, func(r string) {
+		os.MkdirAll(r+"/node_modules", 0o755)
+		os.MkdirAll(r+"/a", 0o755)
+		os.WriteFile(r+"/node_modules/x", []byte("x"), 0o644)
+		os.Link(r+"/node_modules/x", r+"/a/early")
+		os.WriteFile(r+"/a/sib", []byte("s"), 0o644)
+	})
+	tok := now(t, w)
+	must(t, os.Link(root+"/node_modules/x", root+"/a/late"))
+	c := answer(t, w, tok)
+	if c.Unchanged("a/late") || c.Unchanged("a/early") {
+		t.Fatalf("a new link is vouched for: complete %v, paths %q trees %q unwatched %q", c.Complete, c.Paths, c.Trees, c.Unwatched)
+	}
+	tok = c.Now
+	write(t, root+"/node_modules/x", "written through the unwatched name")
+	c = answer(t, w, tok)
+	for _, p := range []string{"a/early", "a/late"} {
+		if c.Unchanged(p) {
+			t.Errorf("%s, written through its name in node_modules, is vouched for; unwatched %q", p, c.Unwatched)
+		}
+	}
+	if !c.Unchanged("a/sib") {
+		t.Errorf("a/sib is not vouched for: complete %v (%s)", c.Complete, c.Why)
 	}
 }
