@@ -161,7 +161,9 @@ func (w *Watcher) start() error {
 	w.byWD = map[int32]string{}
 	w.byPath = map[string]int32{}
 	w.children = map[string]map[string]struct{}{}
-	w.waiters = map[string]chan struct{}{}
+	if w.waiters == nil {
+		w.waiters = map[string]chan struct{}{}
+	}
 	w.cookie = -1
 	w.mu.Unlock()
 	if err := w.watchCookieDir(); err != nil {
@@ -170,6 +172,17 @@ func (w *Watcher) start() error {
 	if err := w.watchTree("."); err != nil {
 		return err
 	}
+	// A question that came during a restart may have made its cookie
+	// before the cookie watch was back, and would wait for it in vain.
+	// Wake it now, while the journal is not ready: it is answered
+	// incomplete, and its token (from before the restart) says nothing
+	// here anyway.
+	w.mu.Lock()
+	for name, ch := range w.waiters {
+		close(ch)
+		delete(w.waiters, name)
+	}
+	w.mu.Unlock()
 	w.j.mu.Lock()
 	w.j.ready = true
 	w.j.mu.Unlock()
@@ -369,8 +382,9 @@ func (w *Watcher) restart(f *os.File) error {
 	w.j.mu.Unlock()
 	w.mu.Lock()
 	f.Close()
-	for _, ch := range w.waiters {
+	for name, ch := range w.waiters {
 		close(ch)
+		delete(w.waiters, name)
 	}
 	w.mu.Unlock()
 	return w.start()
