@@ -635,3 +635,35 @@ func TestWatchHardLinkUnwatchedName(t *testing.T) {
 		t.Errorf("a/sib is not vouched for: complete %v (%s)", c.Complete, c.Why)
 	}
 }
+
+// TestWatchRestartWakesLateQuestion: a question that registered while a
+// restart was under way (after the waiting ones were woken) is woken when
+// the start completes, rather than left to wait for a cookie the new
+// descriptor may never see.
+func TestWatchRestartWakesLateQuestion(t *testing.T) {
+	root := t.TempDir()
+	w, err := newWatcher(root)
+	must(t, err)
+	must(t, w.start())
+	tok := w.j.since(Token{}).Now
+	// The restart's first half: journal voided, descriptor closed,
+	// waiting questions woken.
+	w.j.mu.Lock()
+	w.j.reset()
+	w.j.mu.Unlock()
+	w.file.Close()
+	// A question registers now.
+	w.mu.Lock()
+	late := make(chan struct{})
+	w.waiters["cookie-late"] = late
+	w.mu.Unlock()
+	must(t, w.start())
+	select {
+	case <-late:
+	default:
+		t.Fatal("a question that came during the restart is left waiting")
+	}
+	if c := w.j.since(tok); c.Complete {
+		t.Fatal("a token from before the restart is answered complete")
+	}
+}
