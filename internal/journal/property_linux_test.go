@@ -16,9 +16,9 @@ import (
 // interleaved with questions, and holds every answer to the model: a path
 // whose Lstat differs between the token and now, or that appeared or
 // disappeared, is never vouched for. PIPE_JOURNAL_OPS sets how many
-// operations (300 by default), PIPE_JOURNAL_SEED the seed.
+// operations (1000 by default), PIPE_JOURNAL_SEED the seed.
 func TestWatchProperty(t *testing.T) {
-	ops := 300
+	ops := 1000
 	if s := os.Getenv("PIPE_JOURNAL_OPS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {

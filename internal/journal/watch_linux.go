@@ -274,7 +274,7 @@ func (w *Watcher) watchTree(rel string) error {
 		}
 		return w.watchErr(abs, err)
 	}
-	entries, err := os.ReadDir(abs)
+	entries, dirfd, err := readDir(abs)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
 			return nil
@@ -282,14 +282,16 @@ func (w *Watcher) watchTree(rel string) error {
 		w.j.setUnwatched(rel, true)
 		return nil
 	}
+	var subdirs []string
 	for _, e := range entries {
 		child := join(rel, e.Name())
 		switch t := e.Type(); {
 		case t&os.ModeSymlink != 0:
 			w.j.setUnwatched(child, true)
 		case t.IsRegular():
+			// Stat'ed relative to the directory: cheaper than by path.
 			var st unix.Stat_t
-			if unix.Lstat(filepath.Join(abs, e.Name()), &st) == nil && st.Nlink > 1 {
+			if unix.Fstatat(int(dirfd.Fd()), e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Nlink > 1 {
 				w.j.setUnwatched(child, true)
 			}
 		case t.IsDir():
@@ -297,12 +299,32 @@ func (w *Watcher) watchTree(rel string) error {
 				w.j.setUnwatched(child, true)
 				continue
 			}
-			if err := w.watchTree(child); err != nil {
-				return err
-			}
+			subdirs = append(subdirs, child)
+		}
+	}
+	// Closed before descending, so a deep tree holds one descriptor.
+	dirfd.Close()
+	for _, child := range subdirs {
+		if err := w.watchTree(child); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// readDir lists the directory at abs and returns it open, for stats
+// relative to it; the caller closes it.
+func readDir(abs string) ([]os.DirEntry, *os.File, error) {
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, nil, err
+	}
+	entries, err := f.ReadDir(-1)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return entries, f, nil
 }
 
 func join(dir, name string) string {
