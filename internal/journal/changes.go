@@ -46,7 +46,9 @@ type Changes struct {
 	Trees []string `json:"trees,omitempty"`
 	// Unwatched are paths the journal never vouches for, nor for what
 	// lies below them: directories it does not watch (.git, node_modules,
-	// .pipe) and symbolic links, whose targets may change elsewhere.
+	// .pipe), symbolic links, whose targets may change elsewhere, and
+	// files with other (hard-linked) names, which may be written through
+	// a name the watcher does not hear.
 	Unwatched []string `json:"unwatched,omitempty"`
 
 	exact, prefix map[string]struct{}
