@@ -12,7 +12,9 @@ package journal
 
 import (
 	"path"
+	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Token names a moment in one server instance's journal.
@@ -44,7 +46,9 @@ type Changes struct {
 	Trees []string `json:"trees,omitempty"`
 	// Unwatched are paths the journal never vouches for, nor for what
 	// lies below them: directories it does not watch (.git, node_modules,
-	// .pipe) and symbolic links, whose targets may change elsewhere.
+	// .pipe), symbolic links, whose targets may change elsewhere, and
+	// files with other (hard-linked) names, which may be written through
+	// a name the watcher does not hear.
 	Unwatched []string `json:"unwatched,omitempty"`
 
 	exact, prefix map[string]struct{}
@@ -107,4 +111,71 @@ func (c *Changes) index() {
 		}
 		c.prefix[p] = struct{}{}
 	}
+}
+
+// portable returns c as it can cross the wire: JSON carries strings as
+// UTF-8 and replaces what is not, so a path that is not valid UTF-8 would
+// arrive as another path, and the one that changed would be vouched for.
+// Such a path is reported by its nearest ancestor that is valid UTF-8, as
+// a tree (or, for one never vouched for, as unwatched); the ancestor "."
+// makes the answer incomplete, as it does for any tree ".".
+func (c *Changes) portable() *Changes {
+	if c == nil {
+		return nil
+	}
+	clean := func(ps []string) (ok, odd []string) {
+		for _, p := range ps {
+			if utf8.ValidString(p) {
+				ok = append(ok, p)
+			} else {
+				odd = append(odd, validAncestor(p))
+			}
+		}
+		return ok, odd
+	}
+	out := *c
+	out.exact, out.prefix = nil, nil
+	var oddPaths, oddTrees, oddUnwatched []string
+	out.Paths, oddPaths = clean(c.Paths)
+	out.Trees, oddTrees = clean(c.Trees)
+	out.Unwatched, oddUnwatched = clean(c.Unwatched)
+	if len(oddPaths)+len(oddTrees)+len(oddUnwatched) == 0 {
+		return &out
+	}
+	out.Trees = dedupe(append(append(append([]string(nil), out.Trees...), oddPaths...), oddTrees...))
+	out.Unwatched = dedupe(append(append([]string(nil), out.Unwatched...), oddUnwatched...))
+	for _, p := range append(oddPaths, oddTrees...) {
+		if p == "." {
+			// Every build stats everything: say why rather than leave
+			// the client to find the tree ".".
+			out.Complete, out.Why = false, "a path at the workspace root is not valid UTF-8"
+		}
+	}
+	return &out
+}
+
+// validAncestor is the nearest ancestor of p whose every component is
+// valid UTF-8, "." for none.
+func validAncestor(p string) string {
+	parts := strings.Split(p, "/")
+	for i, s := range parts {
+		if !utf8.ValidString(s) {
+			if i == 0 {
+				return "."
+			}
+			return strings.Join(parts[:i], "/")
+		}
+	}
+	return p
+}
+
+func dedupe(ps []string) []string {
+	sort.Strings(ps)
+	out := ps[:0]
+	for i, p := range ps {
+		if i == 0 || p != ps[i-1] {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -90,6 +90,14 @@ func (j *journal) setUnwatched(p string, on bool) {
 	j.mu.Unlock()
 }
 
+// isUnwatched reports whether p is held unwatched itself.
+func (j *journal) isUnwatched(p string) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	_, ok := j.unwatched[p]
+	return ok
+}
+
 // forgetUnwatchedBelow drops the unwatched entries at or below p, which was
 // removed.
 func (j *journal) forgetUnwatchedBelow(p string) {

@@ -231,7 +231,7 @@ func serveConn(ctx context.Context, w *Watcher, c net.Conn, opts ServeOptions) (
 	case req.Op == OpShutdown:
 		stop = "shut down by a client"
 	case req.Op == OpSince:
-		resp.Changes = w.Since(ctx, req.Token)
+		resp.Changes = w.Since(ctx, req.Token).portable()
 	default:
 		resp.Error = fmt.Sprintf("unknown request %q", req.Op)
 	}

@@ -40,7 +40,14 @@ var skipped = map[string]bool{".git": true, ".hg": true, ".svn": true, ".pipe": 
 // Watcher keeps a journal of one workspace's changes.
 type Watcher struct {
 	root string
-	j    *journal
+	// given is the root as the caller named it, perhaps through a
+	// symbolic link that may be re-pointed later.
+	given string
+	// rootID is the root directory's device and inode: a root that has
+	// another identity (removed, replaced, or an ancestor renamed) is no
+	// longer the one watched.
+	rootID [2]uint64
+	j      *journal
 
 	mu     sync.Mutex // guards the fields below and the inotify descriptor's watches
 	fd     int
@@ -69,12 +76,70 @@ func Watch(ctx context.Context, root string) (*Watcher, error) {
 	if why := unsupportedFS(root); why != "" {
 		return nil, &errNoWatch{why}
 	}
-	w := &Watcher{root: root, j: newJournal(), fatal: make(chan string, 1)}
+	w, err := newWatcher(root)
+	if err != nil {
+		return nil, err
+	}
 	if err := w.start(); err != nil {
 		return nil, err
 	}
 	go w.loop(ctx)
+	go w.guardRoot(ctx)
 	return w, nil
+}
+
+// newWatcher makes a watcher of the workspace at root, not yet started.
+// The root is resolved first: inotify does not follow a symbolic link to
+// the root (IN_DONT_FOLLOW), and the events name paths below the real
+// directory.
+func newWatcher(root string) (*Watcher, error) {
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, fmt.Errorf("journal: workspace root: %w", err)
+	}
+	w := &Watcher{root: real, given: root, j: newJournal(), fatal: make(chan string, 1)}
+	var st unix.Stat_t
+	if err := unix.Stat(real, &st); err != nil {
+		return nil, fmt.Errorf("journal: workspace root %s: %w", real, err)
+	}
+	w.rootID = [2]uint64{uint64(st.Dev), st.Ino}
+	return w, nil
+}
+
+// checkRoot fails the watcher when the root directory is no longer the one
+// watched. Its removal is not always an event: while a file below it is
+// open (the server's lock and socket are), the kernel reports the root's
+// deletion only once the last of them is closed; and the rename of an
+// ancestor is no event at all, but every path the watcher resolves is
+// then wrong.
+func (w *Watcher) checkRoot() error {
+	same := func(p string) bool {
+		var st unix.Stat_t
+		return unix.Stat(p, &st) == nil && [2]uint64{uint64(st.Dev), st.Ino} == w.rootID
+	}
+	if same(w.root) && (w.given == "" || same(w.given)) {
+		return nil
+	}
+	why := "the workspace root " + w.given + " was removed, replaced, moved or re-pointed"
+	w.fail(why)
+	return errors.New(why)
+}
+
+// guardRoot checks the root now and then, so that a server whose
+// workspace went away exits without waiting for a question.
+func (w *Watcher) guardRoot(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if w.checkRoot() != nil {
+				return
+			}
+		}
+	}
 }
 
 // Fatal delivers the reason the watcher stopped vouching for anything.
@@ -96,7 +161,9 @@ func (w *Watcher) start() error {
 	w.byWD = map[int32]string{}
 	w.byPath = map[string]int32{}
 	w.children = map[string]map[string]struct{}{}
-	w.waiters = map[string]chan struct{}{}
+	if w.waiters == nil {
+		w.waiters = map[string]chan struct{}{}
+	}
 	w.cookie = -1
 	w.mu.Unlock()
 	if err := w.watchCookieDir(); err != nil {
@@ -105,6 +172,17 @@ func (w *Watcher) start() error {
 	if err := w.watchTree("."); err != nil {
 		return err
 	}
+	// A question that came during a restart may have made its cookie
+	// before the cookie watch was back, and would wait for it in vain.
+	// Wake it now, while the journal is not ready: it is answered
+	// incomplete, and its token (from before the restart) says nothing
+	// here anyway.
+	w.mu.Lock()
+	for name, ch := range w.waiters {
+		close(ch)
+		delete(w.waiters, name)
+	}
+	w.mu.Unlock()
 	w.j.mu.Lock()
 	w.j.ready = true
 	w.j.mu.Unlock()
@@ -162,6 +240,16 @@ func (w *Watcher) watchTree(rel string) error {
 		if old, ok := w.byPath[rel]; ok && old != int32(wd) {
 			delete(w.byWD, old)
 		}
+		if prev, ok := w.byWD[int32(wd)]; ok && prev != rel {
+			// The kernel hands back the watch a directory already has: it
+			// was watched at prev and has moved here, unseen (the
+			// directory it moved into was not watched yet). Forget prev,
+			// or the move's event there would take this watch away.
+			delete(w.byPath, prev)
+			if prev != "." {
+				delete(w.children[path.Dir(prev)], prev)
+			}
+		}
 		w.byWD[int32(wd)] = rel
 		w.byPath[rel] = int32(wd)
 		if rel != "." {
@@ -174,6 +262,9 @@ func (w *Watcher) watchTree(rel string) error {
 	}
 	w.mu.Unlock()
 	if err != nil {
+		if rel == "." {
+			return w.watchErr(abs, err)
+		}
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 			return nil // gone already: its removal is an event of its own
 		}
@@ -183,7 +274,7 @@ func (w *Watcher) watchTree(rel string) error {
 		}
 		return w.watchErr(abs, err)
 	}
-	entries, err := os.ReadDir(abs)
+	entries, dirfd, err := readDir(abs)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
 			return nil
@@ -191,22 +282,49 @@ func (w *Watcher) watchTree(rel string) error {
 		w.j.setUnwatched(rel, true)
 		return nil
 	}
+	var subdirs []string
 	for _, e := range entries {
 		child := join(rel, e.Name())
 		switch t := e.Type(); {
 		case t&os.ModeSymlink != 0:
 			w.j.setUnwatched(child, true)
+		case t.IsRegular():
+			// Stat'ed relative to the directory: cheaper than by path.
+			var st unix.Stat_t
+			if unix.Fstatat(int(dirfd.Fd()), e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Nlink > 1 {
+				w.j.setUnwatched(child, true)
+			}
 		case t.IsDir():
 			if skipped[e.Name()] {
 				w.j.setUnwatched(child, true)
 				continue
 			}
-			if err := w.watchTree(child); err != nil {
-				return err
-			}
+			subdirs = append(subdirs, child)
+		}
+	}
+	// Closed before descending, so a deep tree holds one descriptor.
+	dirfd.Close()
+	for _, child := range subdirs {
+		if err := w.watchTree(child); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// readDir lists the directory at abs and returns it open, for stats
+// relative to it; the caller closes it.
+func readDir(abs string) ([]os.DirEntry, *os.File, error) {
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, nil, err
+	}
+	entries, err := f.ReadDir(-1)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return entries, f, nil
 }
 
 func join(dir, name string) string {
@@ -265,24 +383,33 @@ func (w *Watcher) loop(ctx context.Context) {
 			return
 		}
 		if !w.apply(buf[:n]) {
-			// The queue overflowed: events were lost, so every token is
-			// void. Start over with a fresh descriptor and instance. The
-			// questions waiting are answered (incomplete) at once.
-			w.mu.Lock()
-			f.Close()
-			for _, ch := range w.waiters {
-				close(ch)
-			}
-			w.mu.Unlock()
-			w.j.mu.Lock()
-			w.j.reset()
-			w.j.mu.Unlock()
-			if err := w.start(); err != nil {
+			if err := w.restart(f); err != nil {
 				w.fail(err.Error())
 				return
 			}
 		}
 	}
+}
+
+// restart follows a queue overflow (events were lost) or a file found to
+// have other names (its other names changed unheard): every token is
+// void. It starts over with a fresh descriptor and instance; the questions
+// waiting are answered (incomplete) at once. f is the descriptor's file
+// the loop was reading.
+func (w *Watcher) restart(f *os.File) error {
+	// The journal is voided before the questions waiting are woken: one
+	// woken first would be answered from the journal that lost events.
+	w.j.mu.Lock()
+	w.j.reset()
+	w.j.mu.Unlock()
+	w.mu.Lock()
+	f.Close()
+	for name, ch := range w.waiters {
+		close(ch)
+		delete(w.waiters, name)
+	}
+	w.mu.Unlock()
+	return w.start()
 }
 
 func (w *Watcher) fail(why string) {
@@ -297,8 +424,8 @@ func (w *Watcher) fail(why string) {
 	}
 }
 
-// apply applies a buffer of events, in order. It reports false on a queue
-// overflow.
+// apply applies a buffer of events, in order. It reports false when the
+// journal must start over (event).
 func (w *Watcher) apply(b []byte) bool {
 	for len(b) >= unix.SizeofInotifyEvent {
 		ev := (*unix.InotifyEvent)(unsafe.Pointer(&b[0]))
@@ -325,7 +452,9 @@ func (w *Watcher) apply(b []byte) bool {
 	return true
 }
 
-// event applies one event; false means the queue overflowed.
+// event applies one event; false means the journal must start over: the
+// queue overflowed, or a file turned out to have other names
+// (hardLinked).
 func (w *Watcher) event(wd int32, mask uint32, name string) bool {
 	if mask&unix.IN_Q_OVERFLOW != 0 {
 		return false
@@ -371,7 +500,7 @@ func (w *Watcher) event(wd int32, mask uint32, name string) bool {
 	case mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
 		w.j.changed(dir)
 		w.j.changedTree(p)
-		w.added(p, name, mask&unix.IN_ISDIR != 0)
+		return w.added(p, name, mask&unix.IN_ISDIR != 0)
 	case mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
 		w.j.changed(dir)
 		w.j.changedTree(p)
@@ -382,21 +511,34 @@ func (w *Watcher) event(wd int32, mask uint32, name string) bool {
 		}
 	case mask&(unix.IN_MODIFY|unix.IN_ATTRIB|unix.IN_CLOSE_WRITE) != 0:
 		w.j.changed(p)
+		if mask&unix.IN_ISDIR == 0 {
+			var st unix.Stat_t
+			if unix.Lstat(w.abs(p), &st) == nil {
+				return w.hardLinked(p, &st)
+			}
+		}
 	}
 	return true
 }
 
-func (w *Watcher) unlock(v bool) bool {
-	w.mu.Unlock()
-	return v
+// hardLinked reports false when p, with stat st, is a file with other
+// names that the journal does not hold unwatched yet: the watcher must
+// start over. inotify reports a write or chmod only under the name it was
+// made through, so the file's other names changed unheard; they may be
+// anywhere, and a new link says nothing of where the first name is. The
+// walk of a start holds every file with other names unwatched, as it does
+// symbolic links.
+func (w *Watcher) hardLinked(p string, st *unix.Stat_t) bool {
+	return st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink < 2 || w.j.isUnwatched(p)
 }
 
-// added handles a new entry p (named name) in a watched directory.
-func (w *Watcher) added(p, name string, isDir bool) {
+// added handles a new entry p (named name) in a watched directory; false
+// means the watcher must start over (hardLinked).
+func (w *Watcher) added(p, name string, isDir bool) bool {
 	var st unix.Stat_t
 	if err := unix.Lstat(w.abs(p), &st); err != nil {
 		// Gone again: its removal is a later event.
-		return
+		return true
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFLNK:
@@ -405,14 +547,16 @@ func (w *Watcher) added(p, name string, isDir bool) {
 		w.j.setUnwatched(p, false)
 		if skipped[name] {
 			w.j.setUnwatched(p, true)
-			return
+			return true
 		}
 		if err := w.watchTree(p); err != nil {
 			w.fail(err.Error())
 		}
 	default:
 		w.j.setUnwatched(p, false)
+		return w.hardLinked(p, &st)
 	}
+	return true
 }
 
 // sync makes sure every event that happened before it was called has been
@@ -440,6 +584,9 @@ func (w *Watcher) sync(ctx context.Context) error {
 		w.mu.Lock()
 		delete(w.waiters, name)
 		w.mu.Unlock()
+		if err := w.checkRoot(); err != nil {
+			return err
+		}
 		return fmt.Errorf("journal cookie: %w", err)
 	}
 	f.Close()
@@ -447,7 +594,9 @@ func (w *Watcher) sync(ctx context.Context) error {
 	defer t.Stop()
 	select {
 	case <-ch:
-		return nil
+		// Every event is in; the root must still be the one they are
+		// about.
+		return w.checkRoot()
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
@@ -487,4 +636,9 @@ func (w *Watcher) Watched() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.byWD)
+}
+
+func (w *Watcher) unlock(v bool) bool {
+	w.mu.Unlock()
+	return v
 }
