@@ -63,7 +63,17 @@ type Watcher struct {
 	// fatal is why the watcher stopped vouching for anything; the
 	// server exits when it is set.
 	fatal chan string
+
+	// names holds a workspace path of each regular file with one name,
+	// by device and inode, so that a second name made in the workspace
+	// finds the first (linked). Only the goroutine applying events (and
+	// the start before it) touches it.
+	names map[fileID]string
+	ids   map[string]fileID
 }
+
+// fileID names a file by device and inode.
+type fileID struct{ dev, ino uint64 }
 
 // errNoWatch says inotify cannot watch the workspace.
 type errNoWatch struct{ msg string }
@@ -161,6 +171,8 @@ func (w *Watcher) start() error {
 	w.byWD = map[int32]string{}
 	w.byPath = map[string]int32{}
 	w.children = map[string]map[string]struct{}{}
+	w.names = map[fileID]string{}
+	w.ids = map[string]fileID{}
 	if w.waiters == nil {
 		w.waiters = map[string]chan struct{}{}
 	}
@@ -291,8 +303,8 @@ func (w *Watcher) watchTree(rel string) error {
 		case t.IsRegular():
 			// Stat'ed relative to the directory: cheaper than by path.
 			var st unix.Stat_t
-			if unix.Fstatat(int(dirfd.Fd()), e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Nlink > 1 {
-				w.j.setUnwatched(child, true)
+			if unix.Fstatat(int(dirfd.Fd()), e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+				w.file1(child, &st)
 			}
 		case t.IsDir():
 			if skipped[e.Name()] {
@@ -453,8 +465,7 @@ func (w *Watcher) apply(b []byte) bool {
 }
 
 // event applies one event; false means the journal must start over: the
-// queue overflowed, or a file turned out to have other names
-// (hardLinked).
+// queue overflowed.
 func (w *Watcher) event(wd int32, mask uint32, name string) bool {
 	if mask&unix.IN_Q_OVERFLOW != 0 {
 		return false
@@ -508,32 +519,66 @@ func (w *Watcher) event(wd int32, mask uint32, name string) bool {
 			w.unwatchTree(p)
 		} else {
 			w.j.setUnwatched(p, false)
+			w.forget(p)
 		}
 	case mask&(unix.IN_MODIFY|unix.IN_ATTRIB|unix.IN_CLOSE_WRITE) != 0:
 		w.j.changed(p)
 		if mask&unix.IN_ISDIR == 0 {
 			var st unix.Stat_t
-			if unix.Lstat(w.abs(p), &st) == nil {
-				return w.hardLinked(p, &st)
+			if unix.Lstat(w.abs(p), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+				w.file1(p, &st)
 			}
 		}
 	}
 	return true
 }
 
-// hardLinked reports false when p, with stat st, is a file with other
-// names that the journal does not hold unwatched yet: the watcher must
-// start over. inotify reports a write or chmod only under the name it was
-// made through, so the file's other names changed unheard; they may be
-// anywhere, and a new link says nothing of where the first name is. The
-// walk of a start holds every file with other names unwatched, as it does
-// symbolic links.
-func (w *Watcher) hardLinked(p string, st *unix.Stat_t) bool {
-	return st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink < 2 || w.j.isUnwatched(p)
+// file1 notes the regular file p, with stat st, as the walk or an event
+// found it. A write or chmod is reported only under the name it was made
+// through, so a file with other names is never vouched for: it is held
+// unwatched. When one of those names is a workspace path the journal
+// vouched for until now, that path is held unwatched too; a name outside
+// the workspace (pipe's store, whose files pipe links into dist/ and never
+// writes through) needs nothing more.
+func (w *Watcher) file1(p string, st *unix.Stat_t) {
+	id := fileID{uint64(st.Dev), uint64(st.Ino)}
+	if st.Nlink < 2 {
+		w.forget(p)
+		w.names[id] = p
+		w.ids[p] = id
+		return
+	}
+	if w.j.isUnwatched(p) {
+		return
+	}
+	w.j.setUnwatched(p, true)
+	first, ok := w.names[id]
+	if !ok || first == p {
+		return
+	}
+	w.forget(first)
+	var fst unix.Stat_t
+	if unix.Lstat(w.abs(first), &fst) == nil && fst.Dev == st.Dev && fst.Ino == st.Ino {
+		w.j.setUnwatched(first, true)
+		w.j.changed(first)
+	}
+}
+
+// forget drops the file p from the names of files (file1): it was
+// removed, renamed away or given another name. A directory renamed away
+// leaves its files' entries; a later file1 of the same inode checks the
+// path it finds before trusting it.
+func (w *Watcher) forget(p string) {
+	if id, ok := w.ids[p]; ok {
+		delete(w.ids, p)
+		if w.names[id] == p {
+			delete(w.names, id)
+		}
+	}
 }
 
 // added handles a new entry p (named name) in a watched directory; false
-// means the watcher must start over (hardLinked).
+// means the watcher must start over.
 func (w *Watcher) added(p, name string, isDir bool) bool {
 	var st unix.Stat_t
 	if err := unix.Lstat(w.abs(p), &st); err != nil {
@@ -552,9 +597,11 @@ func (w *Watcher) added(p, name string, isDir bool) bool {
 		if err := w.watchTree(p); err != nil {
 			w.fail(err.Error())
 		}
+	case unix.S_IFREG:
+		w.j.setUnwatched(p, false)
+		w.file1(p, &st)
 	default:
 		w.j.setUnwatched(p, false)
-		return w.hardLinked(p, &st)
 	}
 	return true
 }

@@ -667,3 +667,46 @@ func TestWatchRestartWakesLateQuestion(t *testing.T) {
 		t.Fatal("a token from before the restart is answered complete")
 	}
 }
+
+// TestWatchLinkFromOutsideKeepsTokens: a file linked into the workspace
+// from outside it, as pipe links its store's files into dist/, is held
+// unwatched, and older tokens stay good: a build after a Python bundle's
+// rebuild must not stat the whole workspace again. A second name made
+// inside the workspace makes the first name unwatched too, without voiding
+// tokens either.
+func TestWatchLinkFromOutsideKeepsTokens(t *testing.T) {
+	store := t.TempDir()
+	write(t, store+"/blob", "from the store")
+	w, root := watch(t, func(r string) {
+		os.MkdirAll(r+"/dist", 0o755)
+		os.MkdirAll(r+"/src", 0o755)
+		os.WriteFile(r+"/src/a", []byte("a"), 0o644)
+		os.WriteFile(r+"/src/sib", []byte("s"), 0o644)
+	})
+	tok := now(t, w)
+	must(t, os.Link(store+"/blob", root+"/dist/out"))
+	c := since(t, w, tok)
+	if c.Unchanged("dist/out") || !c.Unchanged("src/sib") || !c.Unchanged("src/a") {
+		t.Fatalf("after a link from outside: dist/out vouched %v, src/sib %v, src/a %v; unwatched %q", c.Unchanged("dist/out"), c.Unchanged("src/sib"), c.Unchanged("src/a"), c.Unwatched)
+	}
+	tok = c.Now
+	write(t, store+"/blob", "written through the store's name")
+	if c := since(t, w, tok); c.Unchanged("dist/out") {
+		t.Errorf("dist/out, written through its name outside, is vouched for")
+	}
+
+	tok = now(t, w)
+	must(t, os.Link(root+"/src/a", root+"/src/b"))
+	c = since(t, w, tok)
+	tok = c.Now
+	write(t, root+"/src/b", "written through the second name")
+	c = since(t, w, tok)
+	for _, p := range []string{"src/a", "src/b"} {
+		if c.Unchanged(p) {
+			t.Errorf("%s is vouched for after a write through src/b; unwatched %q", p, c.Unwatched)
+		}
+	}
+	if !c.Unchanged("src/sib") {
+		t.Errorf("src/sib is not vouched for: %s", c.Why)
+	}
+}
