@@ -71,9 +71,10 @@ func waitServer(t *testing.T, ws *workspace, exited <-chan struct{}, log interfa
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := cl.Since(ctx, journal.Token{})
+		c, err := cl.Since(ctx, journal.Token{})
 		cancel()
-		if err == nil {
+		// Ready once its first walk is done: it hands out tokens.
+		if err == nil && !c.Now.IsZero() {
 			return
 		}
 		select {
@@ -81,7 +82,7 @@ func waitServer(t *testing.T, ws *workspace, exited <-chan struct{}, log interfa
 			t.Fatalf("pipe server exited: %s", log)
 		default:
 		}
-		if !errors.Is(err, journal.ErrNoServer) || time.Now().After(deadline) {
+		if (err != nil && !errors.Is(err, journal.ErrNoServer)) || time.Now().After(deadline) {
 			t.Fatalf("pipe server does not answer: %v\n%s", err, log)
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -122,6 +122,10 @@ type ServeOptions struct {
 	Idle time.Duration
 	// Log receives one line per notable event.
 	Log io.Writer
+
+	// watch starts the watcher; nil is Watch. Tests put a failing or
+	// slow one in its place.
+	watch func(ctx context.Context, root string) (*Watcher, error)
 }
 
 // Serve watches the workspace at root and answers its builds until ctx is
@@ -164,12 +168,31 @@ func Serve(ctx context.Context, root string, opts ServeOptions) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	start := time.Now()
-	w, err := Watch(ctx, root)
-	if err != nil {
-		return fmt.Errorf("pipe server: %w", err)
+	// The first walk of a large workspace takes seconds. Questions asked
+	// meanwhile are answered at once, incomplete, so no build waits for
+	// it: it stats, as it would without a server.
+	type started struct {
+		w   *Watcher
+		err error
 	}
-	fmt.Fprintf(opts.Log, "pipe server %d: watching %s (%d directories, %v)\n", os.Getpid(), root, w.Watched(), time.Since(start).Round(time.Millisecond))
+	ready := make(chan started, 1)
+	go func() {
+		start := time.Now()
+		watch := opts.watch
+		if watch == nil {
+			watch = Watch
+		}
+		w, err := watch(ctx, root)
+		if err == nil {
+			fmt.Fprintf(opts.Log, "pipe server %d: watching %s (%d directories, %v)\n", os.Getpid(), root, w.Watched(), time.Since(start).Round(time.Millisecond))
+		}
+		ready <- started{w, err}
+	}()
+	var w *Watcher
+	var fatal <-chan string
+	since := func(context.Context, Token) *Changes {
+		return &Changes{Why: "the server is still setting up its watches"}
+	}
 
 	conns := make(chan net.Conn)
 	go func() {
@@ -188,7 +211,23 @@ func Serve(ctx context.Context, root string, opts ServeOptions) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case why := <-w.Fatal():
+		case st := <-ready:
+			var no *errNoWatch
+			switch {
+			case errors.As(st.err, &no):
+				// The server stays, answering why it cannot vouch for
+				// anything: a build that found none would start another,
+				// which would fail alike, at every build.
+				fmt.Fprintf(opts.Log, "pipe server %d: cannot watch %s: %v; builds stat everything until it exits\n", os.Getpid(), root, st.err)
+				why := "the server cannot watch the workspace: " + st.err.Error()
+				since = func(context.Context, Token) *Changes { return &Changes{Why: why} }
+			case st.err != nil:
+				return fmt.Errorf("pipe server: %w", st.err)
+			default:
+				w, fatal = st.w, st.w.Fatal()
+				since = w.Since
+			}
+		case why := <-fatal:
 			fmt.Fprintf(opts.Log, "pipe server %d: stopping: %s\n", os.Getpid(), why)
 			return nil
 		case <-idle.C:
@@ -202,7 +241,7 @@ func Serve(ctx context.Context, root string, opts ServeOptions) error {
 			// One question at a time: builds of a workspace run one at a
 			// time anyway (the workspace lock), and the answers are
 			// cheap.
-			if stop := serveConn(ctx, w, c, opts); stop != "" {
+			if stop := serveConn(ctx, since, c, opts); stop != "" {
 				fmt.Fprintf(opts.Log, "pipe server %d: %s\n", os.Getpid(), stop)
 				return nil
 			}
@@ -212,7 +251,7 @@ func Serve(ctx context.Context, root string, opts ServeOptions) error {
 
 // serveConn answers one connection; it returns why the server must stop,
 // or "".
-func serveConn(ctx context.Context, w *Watcher, c net.Conn, opts ServeOptions) (stop string) {
+func serveConn(ctx context.Context, since func(context.Context, Token) *Changes, c net.Conn, opts ServeOptions) (stop string) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if err := samePeer(c); err != nil {
@@ -231,7 +270,7 @@ func serveConn(ctx context.Context, w *Watcher, c net.Conn, opts ServeOptions) (
 	case req.Op == OpShutdown:
 		stop = "shut down by a client"
 	case req.Op == OpSince:
-		resp.Changes = w.Since(ctx, req.Token).portable()
+		resp.Changes = since(ctx, req.Token).portable()
 	default:
 		resp.Error = fmt.Sprintf("unknown request %q", req.Op)
 	}

@@ -26,7 +26,8 @@ func serve(t *testing.T, root string, idle time.Duration) (context.CancelFunc, <
 	deadline := time.Now().Add(time.Minute)
 	for {
 		if _, err := os.Stat(SocketPath(root)); err == nil {
-			if _, err := cl.Since(ctx, Token{}); err == nil {
+			// Ready once its watches are in place: it hands out tokens.
+			if c, err := cl.Since(ctx, Token{}); err == nil && !c.Now.IsZero() {
 				return cancel, done
 			}
 		}
@@ -236,4 +237,96 @@ func TestServeSync(t *testing.T) {
 	defer cancel()
 	(&Client{Root: root, Version: testVersion}).Shutdown(ctx)
 	exited(t, done, "after Shutdown")
+}
+
+// A server that cannot watch the workspace (the watch limit reached, a
+// network file system) stays and says why, rather than exit: the builds
+// that found no server would each start another, which would fail alike.
+// The watcher's failure is simulated: reaching the real limit would take
+// a sysctl change or ~190,000 directories.
+func TestServeCannotWatchStays(t *testing.T) {
+	root := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	failing := func(context.Context, string) (*Watcher, error) {
+		return nil, &errNoWatch{"inotify watch limit reached (simulated)"}
+	}
+	go func() {
+		done <- Serve(ctx, root, ServeOptions{Version: testVersion, Idle: time.Minute, watch: failing})
+	}()
+	cl := &Client{Root: root, Version: testVersion}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		c, err := cl.Since(ctx, Token{})
+		if err == nil && strings.Contains(c.Why, "watch limit reached") {
+			if c.Complete || !c.Now.IsZero() {
+				t.Fatalf("a server that cannot watch answered %+v", c)
+			}
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Serve returned: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer saying why: %v %+v", err, c)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Still there for the next build.
+	if c := clientSince(t, root, Token{}); !strings.Contains(c.Why, "watch limit reached") {
+		t.Errorf("second answer: %+v", c)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Serve returned: %v", err)
+	default:
+	}
+}
+
+// While the first walk runs, a question is answered at once, without a
+// token, instead of waiting for the walk.
+func TestServeAnswersDuringWalk(t *testing.T) {
+	root := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	release := make(chan struct{})
+	slow := func(ctx context.Context, root string) (*Watcher, error) {
+		<-release
+		return Watch(ctx, root)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, root, ServeOptions{Version: testVersion, Idle: time.Minute, watch: slow})
+	}()
+	cl := &Client{Root: root, Version: testVersion}
+	var c *Changes
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		var err error
+		if c, err = cl.Since(ctx, Token{}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer: %v", err)
+		}
+	}
+	if c.Complete || !c.Now.IsZero() || !strings.Contains(c.Why, "still setting up") {
+		t.Fatalf("during the walk: %+v", c)
+	}
+	close(release)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		if c = clientSince(t, root, Token{}); !c.Now.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no token after the walk: %+v", c)
+		}
+	}
+	tok := c.Now
+	write(t, root+"/f", "x")
+	if c := clientSince(t, root, tok); !c.Complete || c.Unchanged("f") {
+		t.Errorf("after the walk: %+v", c)
+	}
 }

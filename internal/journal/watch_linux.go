@@ -91,6 +91,13 @@ func Watch(ctx context.Context, root string) (*Watcher, error) {
 		return nil, err
 	}
 	if err := w.start(); err != nil {
+		// The watches made so far count against the user's limit until
+		// their descriptor is closed.
+		w.mu.Lock()
+		if w.file != nil {
+			w.file.Close()
+		}
+		w.mu.Unlock()
 		return nil, err
 	}
 	go w.loop(ctx)
