@@ -52,6 +52,10 @@ type Changes struct {
 	Unwatched []string `json:"unwatched,omitempty"`
 
 	exact, prefix map[string]struct{}
+	// first holds the first element of every prefix: most paths share
+	// none, and are vouched for after one lookup instead of one per
+	// ancestor.
+	first map[string]struct{}
 }
 
 // Unchanged reports whether the journal vouches that the workspace path p
@@ -72,6 +76,13 @@ func (c *Changes) Unchanged(p string) bool {
 		return false
 	}
 	if len(c.prefix) == 0 {
+		return true
+	}
+	f := p
+	if i := strings.IndexByte(p, '/'); i >= 0 {
+		f = p[:i]
+	}
+	if _, ok := c.first[f]; !ok {
 		return true
 	}
 	for q := p; ; {
@@ -111,6 +122,13 @@ func (c *Changes) index() {
 		}
 		c.prefix[p] = struct{}{}
 	}
+	c.first = make(map[string]struct{}, len(c.prefix))
+	for p := range c.prefix {
+		if i := strings.IndexByte(p, '/'); i >= 0 {
+			p = p[:i]
+		}
+		c.first[p] = struct{}{}
+	}
 }
 
 // portable returns c as it can cross the wire: JSON carries strings as
@@ -134,7 +152,7 @@ func (c *Changes) portable() *Changes {
 		return ok, odd
 	}
 	out := *c
-	out.exact, out.prefix = nil, nil
+	out.exact, out.prefix, out.first = nil, nil, nil
 	var oddPaths, oddTrees, oddUnwatched []string
 	out.Paths, oddPaths = clean(c.Paths)
 	out.Trees, oddTrees = clean(c.Trees)

@@ -151,3 +151,9 @@ func (j *journal) since(tok Token) *Changes {
 	sort.Strings(c.Unwatched)
 	return c
 }
+
+// errNoWatch says the workspace cannot be watched (the watch limit, a
+// network file system): the server says so to every build, which stats.
+type errNoWatch struct{ msg string }
+
+func (e *errNoWatch) Error() string { return e.msg }

@@ -75,10 +75,6 @@ type Watcher struct {
 // fileID names a file by device and inode.
 type fileID struct{ dev, ino uint64 }
 
-// errNoWatch says inotify cannot watch the workspace.
-type errNoWatch struct{ msg string }
-
-func (e *errNoWatch) Error() string { return e.msg }
 
 // Watch starts watching the workspace at root. The journal is ready (hands
 // out tokens) once every directory is watched; Ready reports when.
