@@ -13,7 +13,7 @@ type Watcher struct{}
 
 // Watch fails: builds stat their snapshot's paths instead.
 func Watch(ctx context.Context, root string) (*Watcher, error) {
-	return nil, errors.New("the change journal needs Linux inotify")
+	return nil, &errNoWatch{"the change journal needs Linux inotify"}
 }
 
 func (w *Watcher) Fatal() <-chan string                          { return nil }
