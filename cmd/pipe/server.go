@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,6 +45,10 @@ builds stat as before: the results are the same either way.`,
 			if err != nil {
 				return err
 			}
+			// pipe's short-lived commands trade memory for fewer
+			// collections (main); a server that lives for hours
+			// collects as usual, and hands freed memory back.
+			debug.SetGCPercent(100)
 			err = journal.Serve(ctx, s.ws.Root, journal.ServeOptions{Version: pipeVersion(), Idle: idle, Log: cmd.ErrOrStderr()})
 			if errors.Is(err, journal.ErrRunning) {
 				return fmt.Errorf("%w (pipe shutdown stops it)", err)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -226,6 +227,10 @@ func Serve(ctx context.Context, root string, opts ServeOptions) error {
 			default:
 				w, fatal = st.w, st.w.Fatal()
 				since = w.Since
+				// The walk's garbage (directory listings) is most of
+				// what the process ever allocated: give it back now
+				// rather than hold it for hours.
+				debug.FreeOSMemory()
 			}
 		case why := <-fatal:
 			fmt.Fprintf(opts.Log, "pipe server %d: stopping: %s\n", os.Getpid(), why)
