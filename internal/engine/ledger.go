@@ -58,7 +58,9 @@ func LoadLedger(file string) *Ledger {
 		return l
 	}
 	// One line per output: package, name, path, digest or "-". Lines are
-	// taken as written (pipe wrote them); a damaged line is skipped.
+	// taken as written (pipe wrote them); a damaged line is skipped. Most
+	// targets have one output: the map is sized for one per line.
+	l.m = make(map[Label]map[string]cache.Digest, bytes.Count(b, []byte{'\n'}))
 	for _, line := range strings.Split(string(b[len(ledgerMagic):]), "\n") {
 		pkg, rest, ok1 := strings.Cut(line, "\t")
 		name, rest, ok2 := strings.Cut(rest, "\t")
@@ -81,7 +83,7 @@ func LoadLedger(file string) *Ledger {
 func (l *Ledger) set(owner Label, p string, d cache.Digest) {
 	outs := l.m[owner]
 	if outs == nil {
-		outs = map[string]cache.Digest{}
+		outs = make(map[string]cache.Digest, 1)
 		l.m[owner] = outs
 	}
 	if old, ok := outs[p]; !ok || old != d {
