@@ -75,7 +75,6 @@ type Watcher struct {
 // fileID names a file by device and inode.
 type fileID struct{ dev, ino uint64 }
 
-
 // Watch starts watching the workspace at root. The journal is ready (hands
 // out tokens) once every directory is watched; Ready reports when.
 func Watch(ctx context.Context, root string) (*Watcher, error) {
