@@ -54,6 +54,9 @@ func TestWatchProperty(t *testing.T) {
 	toks = append(toks, kept{c.Now, tree(t, root)})
 
 	names := []string{"a", "b", "c", "d", "e", "f", "node_modules", "x y", "\n", "é"}
+	// Files of a store outside the workspace, linked into it as pipe
+	// links its store's files into dist/.
+	var store []string
 	var log []string
 	for i := 0; i < ops; i++ {
 		all := paths(t, root)
@@ -70,7 +73,7 @@ func TestWatchProperty(t *testing.T) {
 		}
 		abs := func(p string) string { return filepath.Join(root, p) }
 		var op string
-		switch k := rng.Intn(14); k {
+		switch k := rng.Intn(16); k {
 		case 0:
 			p := pick()
 			op = "write " + p
@@ -136,6 +139,23 @@ func TestWatchProperty(t *testing.T) {
 					os.MkdirAll(abs(p+"/inner"), 0o755)
 					os.WriteFile(abs(p+"/inner/f"), nil, 0o644)
 				}
+			}
+		case 14:
+			q := fresh()
+			op = "link in from outside " + q
+			if !belowSkipped(q) {
+				src := filepath.Join(outside, "store-"+strconv.Itoa(i))
+				os.WriteFile(src, []byte("stored"), 0o644)
+				if os.Link(src, abs(q)) == nil {
+					store = append(store, src)
+				}
+			}
+		case 15:
+			op = "write through a store's name"
+			if len(store) > 0 {
+				src := store[rng.Intn(len(store))]
+				op += " " + src
+				os.WriteFile(src, []byte("rewritten "+strconv.Itoa(i)), 0o644)
 			}
 		case 13:
 			p := pick()
