@@ -36,9 +36,10 @@ before it, so a build answered from its snapshot stats those paths only.
 
 Builds use the server when PIPE_SERVER=1 is set, and start it in the
 background when none is running (its log: .pipe/journal/log; its idle
-time: PIPE_SERVER_IDLE, default 3h). It exits after --idle without a build, when the workspace root is removed, or on
-pipe shutdown. Without a server, or when it cannot vouch for a path,
-builds stat as before: the results are the same either way.`,
+time: PIPE_SERVER_IDLE, default 3h). It exits after --idle without a
+build, when the workspace root is removed, on pipe shutdown and on pipe
+clean. Without a server, or where it cannot vouch for a path, builds
+stat as before: the results are the same either way. Linux only.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := openWorkspace(g, cmd.ErrOrStderr())
