@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -64,11 +65,12 @@ type Watcher struct {
 	// server exits when it is set.
 	fatal chan string
 
-	// names holds a workspace path of each regular file with one name,
-	// by device and inode, so that a second name made in the workspace
-	// finds the first (linked). Only the goroutine applying events (and
-	// the start before it) touches it.
-	names map[fileID]string
+	// names holds the workspace paths of each regular file, by device
+	// and inode, and ids the other way: a write is reported under the
+	// name it was made through only, and is applied to the file's other
+	// names here (written). Only the goroutine applying events (and the
+	// start before it) touches them.
+	names map[fileID][]string
 	ids   map[string]fileID
 }
 
@@ -173,7 +175,7 @@ func (w *Watcher) start() error {
 	w.byWD = map[int32]string{}
 	w.byPath = map[string]int32{}
 	w.children = map[string]map[string]struct{}{}
-	w.names = map[fileID]string{}
+	w.names = map[fileID][]string{}
 	w.ids = map[string]fileID{}
 	if w.waiters == nil {
 		w.waiters = map[string]chan struct{}{}
@@ -526,6 +528,10 @@ func (w *Watcher) event(wd int32, mask uint32, name string) bool {
 	case mask&(unix.IN_MODIFY|unix.IN_ATTRIB|unix.IN_CLOSE_WRITE) != 0:
 		w.j.changed(p)
 		if mask&unix.IN_ISDIR == 0 {
+			// Its other names changed too. Those noted before the write
+			// are in the index; a name made since came with its own
+			// event.
+			w.written(p)
 			var st unix.Stat_t
 			if unix.Lstat(w.abs(p), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
 				w.file1(p, &st)
@@ -535,47 +541,91 @@ func (w *Watcher) event(wd int32, mask uint32, name string) bool {
 	return true
 }
 
+// outputDir is where pipe puts its outputs (engine.Workspace.DistDir). A
+// file there with names outside the watched tree is a link to pipe's
+// store (a Python bundle's files are), which nothing writes through.
+const outputDir = "dist"
+
 // file1 notes the regular file p, with stat st, as the walk or an event
-// found it. A write or chmod is reported only under the name it was made
-// through, so a file with other names is never vouched for: it is held
-// unwatched. When one of those names is a workspace path the journal
-// vouched for until now, that path is held unwatched too; a name outside
-// the workspace (pipe's store, whose files pipe links into dist/ and never
-// writes through) needs nothing more.
+// found it. A write through one of a file's workspace names is applied to
+// all of them (written). A file with more than one name elsewhere than in
+// dist/ may also have one the watcher does not hear (outside the
+// workspace, in node_modules): it is held unwatched, and so are its other
+// workspace names. In dist/ the names not heard are pipe's store's: a
+// bundle of 30,000 files would otherwise be stat'ed, and sent in every
+// answer, at every build.
 func (w *Watcher) file1(p string, st *unix.Stat_t) {
 	id := fileID{uint64(st.Dev), uint64(st.Ino)}
-	if st.Nlink < 2 {
-		w.forget(p)
-		w.names[id] = p
-		w.ids[p] = id
+	w.forget(p)
+	w.names[id] = append(w.names[id], p)
+	w.ids[p] = id
+	if st.Nlink < 2 || p == outputDir || strings.HasPrefix(p, outputDir+"/") {
 		return
 	}
-	if w.j.isUnwatched(p) {
-		return
+	if !w.j.isUnwatched(p) {
+		w.j.setUnwatched(p, true)
 	}
-	w.j.setUnwatched(p, true)
-	first, ok := w.names[id]
-	if !ok || first == p {
-		return
-	}
-	w.forget(first)
-	var fst unix.Stat_t
-	if unix.Lstat(w.abs(first), &fst) == nil && fst.Dev == st.Dev && fst.Ino == st.Ino {
-		w.j.setUnwatched(first, true)
-		w.j.changed(first)
+	for _, q := range w.others(p) {
+		if !w.j.isUnwatched(q) {
+			w.j.setUnwatched(q, true)
+			w.j.changed(q)
+		}
 	}
 }
 
-// forget drops the file p from the names of files (file1): it was
-// removed, renamed away or given another name. A directory renamed away
-// leaves its files' entries; a later file1 of the same inode checks the
-// path it finds before trusting it.
-func (w *Watcher) forget(p string) {
-	if id, ok := w.ids[p]; ok {
-		delete(w.ids, p)
-		if w.names[id] == p {
-			delete(w.names, id)
+// written applies a write or chmod reported under p to p's file's other
+// workspace names.
+func (w *Watcher) written(p string) {
+	for _, q := range w.others(p) {
+		w.j.changed(q)
+	}
+}
+
+// others returns the other workspace names of p's file that still name
+// it; the ones that no longer do are forgotten.
+func (w *Watcher) others(p string) []string {
+	id, ok := w.ids[p]
+	if !ok {
+		return nil
+	}
+	var out, stale []string
+	for _, q := range w.names[id] {
+		if q == p {
+			continue
 		}
+		var st unix.Stat_t
+		if unix.Lstat(w.abs(q), &st) == nil && uint64(st.Dev) == id.dev && uint64(st.Ino) == id.ino {
+			out = append(out, q)
+		} else {
+			stale = append(stale, q)
+		}
+	}
+	for _, q := range stale {
+		w.forget(q)
+	}
+	return out
+}
+
+// forget drops p from the names of files (file1): it was removed, renamed
+// away, or is noted again. A directory renamed away leaves its files'
+// entries; others checks a name before it trusts it.
+func (w *Watcher) forget(p string) {
+	id, ok := w.ids[p]
+	if !ok {
+		return
+	}
+	delete(w.ids, p)
+	g := w.names[id]
+	for i, q := range g {
+		if q == p {
+			g = append(g[:i:i], g[i+1:]...)
+			break
+		}
+	}
+	if len(g) == 0 {
+		delete(w.names, id)
+	} else {
+		w.names[id] = g
 	}
 }
 
