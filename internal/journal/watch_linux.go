@@ -72,6 +72,12 @@ type Watcher struct {
 	// start before it) touches them.
 	names map[fileID][]string
 	ids   map[string]fileID
+	// links is each file's link count when last seen, for the files
+	// with more than one.
+	links map[fileID]uint64
+	// walking defers the judgement of files with several names (judge)
+	// to the end of the start's walk, which may not have met them all.
+	walking bool
 }
 
 // fileID names a file by device and inode.
@@ -176,6 +182,7 @@ func (w *Watcher) start() error {
 	w.byPath = map[string]int32{}
 	w.children = map[string]map[string]struct{}{}
 	w.names = map[fileID][]string{}
+	w.links = map[fileID]uint64{}
 	w.ids = map[string]fileID{}
 	if w.waiters == nil {
 		w.waiters = map[string]chan struct{}{}
@@ -185,8 +192,14 @@ func (w *Watcher) start() error {
 	if err := w.watchCookieDir(); err != nil {
 		return err
 	}
-	if err := w.watchTree("."); err != nil {
+	w.walking = true
+	err = w.watchTree(".")
+	w.walking = false
+	if err != nil {
 		return err
+	}
+	for id := range w.links {
+		w.judge(id)
 	}
 	// A question that came during a restart may have made its cookie
 	// before the cookie watch was back, and would wait for it in vain.
@@ -521,9 +534,24 @@ func (w *Watcher) event(wd int32, mask uint32, name string) bool {
 		w.j.changedTree(p)
 		if mask&unix.IN_ISDIR != 0 {
 			w.unwatchTree(p)
+			if mask&unix.IN_MOVED_FROM != 0 {
+				// Its files took their names with them, perhaps out
+				// of the workspace: a file with another name here may
+				// now have one the watcher does not hear. (A removed
+				// directory's files were removed first, each with its
+				// event.)
+				w.forgetBelow(p)
+			}
 		} else {
 			w.j.setUnwatched(p, false)
+			// The file may have other names here, and this one may
+			// have gone where the watcher does not hear it (below
+			// node_modules, out of the workspace): judge them again.
+			id, ok := w.ids[p]
 			w.forget(p)
+			if ok {
+				w.judge(id)
+			}
 		}
 	case mask&(unix.IN_MODIFY|unix.IN_ATTRIB|unix.IN_CLOSE_WRITE) != 0:
 		w.j.changed(p)
@@ -541,33 +569,58 @@ func (w *Watcher) event(wd int32, mask uint32, name string) bool {
 	return true
 }
 
-// outputDir is where pipe puts its outputs (engine.Workspace.DistDir). A
-// file there with names outside the watched tree is a link to pipe's
-// store (a Python bundle's files are), which nothing writes through.
-const outputDir = "dist"
-
 // file1 notes the regular file p, with stat st, as the walk or an event
 // found it. A write through one of a file's workspace names is applied to
-// all of them (written). A file with more than one name elsewhere than in
-// dist/ may also have one the watcher does not hear (outside the
-// workspace, in node_modules): it is held unwatched, and so are its other
-// workspace names. In dist/ the names not heard are pipe's store's: a
-// bundle of 30,000 files would otherwise be stat'ed, and sent in every
-// answer, at every build.
+// all of them (written); whether the file has a name the watcher does not
+// hear is judge's to say.
 func (w *Watcher) file1(p string, st *unix.Stat_t) {
 	id := fileID{uint64(st.Dev), uint64(st.Ino)}
 	w.forget(p)
 	w.names[id] = append(w.names[id], p)
 	w.ids[p] = id
-	if st.Nlink < 2 || p == outputDir || strings.HasPrefix(p, outputDir+"/") {
+	if st.Nlink < 2 {
+		if _, ok := w.links[id]; ok {
+			delete(w.links, id)
+			w.judge1(id, true)
+		}
 		return
 	}
-	if !w.j.isUnwatched(p) {
-		w.j.setUnwatched(p, true)
+	w.links[id] = uint64(st.Nlink)
+	if !w.walking {
+		w.judge(id)
 	}
-	for _, q := range w.others(p) {
-		if !w.j.isUnwatched(q) {
-			w.j.setUnwatched(q, true)
+}
+
+// judge decides whether the journal can vouch for the names of the file
+// id: only if every one of its names is a workspace name the watcher
+// hears (outside the workspace, or below node_modules, a write goes
+// unheard). When the answer changes, its names are reported changed.
+func (w *Watcher) judge(id fileID) {
+	n, ok := w.links[id]
+	if !ok {
+		return
+	}
+	// The names still naming the file: a name renamed away with its
+	// directory, or replaced, no longer counts.
+	var heard, stale []string
+	for _, q := range w.names[id] {
+		var st unix.Stat_t
+		if unix.Lstat(w.abs(q), &st) == nil && uint64(st.Dev) == id.dev && uint64(st.Ino) == id.ino {
+			heard = append(heard, q)
+		} else {
+			stale = append(stale, q)
+		}
+	}
+	for _, q := range stale {
+		w.forget(q)
+	}
+	w.judge1(id, uint64(len(heard)) >= n)
+}
+
+func (w *Watcher) judge1(id fileID, vouch bool) {
+	for _, q := range w.names[id] {
+		if w.j.isUnwatched(q) == vouch {
+			w.j.setUnwatched(q, !vouch)
 			w.j.changed(q)
 		}
 	}
@@ -604,6 +657,21 @@ func (w *Watcher) others(p string) []string {
 		w.forget(q)
 	}
 	return out
+}
+
+// forgetBelow forgets the names at or below the directory p, and judges
+// their files again.
+func (w *Watcher) forgetBelow(p string) {
+	var ids []fileID
+	for q, id := range w.ids {
+		if strings.HasPrefix(q, p+"/") {
+			w.forget(q)
+			ids = append(ids, id)
+		}
+	}
+	for _, id := range ids {
+		w.judge(id)
+	}
 }
 
 // forget drops p from the names of files (file1): it was removed, renamed

@@ -669,55 +669,61 @@ func TestWatchRestartWakesLateQuestion(t *testing.T) {
 }
 
 // TestWatchLinkFromOutsideKeepsTokens: a file linked into the workspace
-// from outside it is held unwatched, except in dist/, where pipe links its
-// store's files (a Python bundle's), which nothing writes through: those
-// are vouched for, or a bundle of 30,000 files would be stat'ed at every
-// build. Neither voids older tokens. A write through one of two names of
-// a file inside the workspace, in dist/ or not, leaves neither vouched for.
+// from outside it is held unwatched, and no token is voided. Two names of
+// one file, both in the workspace, as a Python bundle's bundle/ and
+// bundle.layers/ are, are vouched for (or a bundle of 30,000 files would
+// be stat'ed, and sent in every answer, at every build), and a write
+// through one is reported under both. When one of them is renamed away
+// with its directory, the other is held unwatched.
 func TestWatchLinkFromOutsideKeepsTokens(t *testing.T) {
 	store := t.TempDir()
 	write(t, store+"/blob", "from the store")
-	write(t, store+"/ext", "another store file")
 	w, root := watch(t, func(r string) {
-		os.MkdirAll(r+"/dist/a", 0o755)
-		os.MkdirAll(r+"/dist/b", 0o755)
+		os.MkdirAll(r+"/dist/bundle", 0o755)
+		os.MkdirAll(r+"/dist/layers", 0o755)
 		os.MkdirAll(r+"/src", 0o755)
 		os.WriteFile(r+"/src/a", []byte("a"), 0o644)
 		os.WriteFile(r+"/src/sib", []byte("s"), 0o644)
+		os.WriteFile(r+"/dist/bundle/x", []byte("x"), 0o644)
+		os.Link(r+"/dist/bundle/x", r+"/dist/layers/x")
 	})
 	tok := now(t, w)
-	must(t, os.Link(store+"/blob", root+"/dist/a/out"))
-	must(t, os.Link(store+"/ext", root+"/src/ext"))
+	must(t, os.Link(store+"/blob", root+"/dist/out"))
 	c := since(t, w, tok)
-	if c.Unchanged("dist/a/out") || c.Unchanged("src/ext") || !c.Unchanged("src/sib") || !c.Unchanged("src/a") {
-		t.Fatalf("after links from outside: dist/a/out vouched %v, src/ext %v, src/sib %v, src/a %v; unwatched %q",
-			c.Unchanged("dist/a/out"), c.Unchanged("src/ext"), c.Unchanged("src/sib"), c.Unchanged("src/a"), c.Unwatched)
+	if c.Unchanged("dist/out") || !c.Unchanged("src/sib") || !c.Unchanged("src/a") {
+		t.Fatalf("after a link from outside: dist/out vouched %v, src/sib %v, src/a %v; unwatched %q",
+			c.Unchanged("dist/out"), c.Unchanged("src/sib"), c.Unchanged("src/a"), c.Unwatched)
+	}
+	if !c.Unchanged("dist/bundle/x") || !c.Unchanged("dist/layers/x") {
+		t.Fatalf("two workspace names of one file, untouched: vouched %v and %v; unwatched %q",
+			c.Unchanged("dist/bundle/x"), c.Unchanged("dist/layers/x"), c.Unwatched)
 	}
 	tok = c.Now
-	write(t, root+"/src/sib", "edited")
-	c = since(t, w, tok)
-	if !c.Unchanged("dist/a/out") || c.Unchanged("src/ext") || c.Unchanged("src/sib") {
-		t.Fatalf("later: dist/a/out vouched %v (want true: pipe's store), src/ext %v (want false), src/sib %v (want false)",
-			c.Unchanged("dist/a/out"), c.Unchanged("src/ext"), c.Unchanged("src/sib"))
+	write(t, store+"/blob", "written through the store's name")
+	if c := since(t, w, tok); c.Unchanged("dist/out") {
+		t.Errorf("dist/out, written through its name outside, is vouched for")
 	}
 
-	// A second name of the same store file in dist/, as when two bundles
-	// hold the same dependency: a write through one is heard under that
-	// name only.
-	tok = c.Now
-	must(t, os.Link(store+"/blob", root+"/dist/b/out"))
+	tok = now(t, w)
+	write(t, root+"/dist/layers/x", "written through layers")
 	c = since(t, w, tok)
-	tok = c.Now
-	if c = since(t, w, tok); !c.Unchanged("dist/a/out") || !c.Unchanged("dist/b/out") {
-		t.Fatalf("two names in dist/ of one store file, untouched: vouched %v and %v; unwatched %q",
-			c.Unchanged("dist/a/out"), c.Unchanged("dist/b/out"), c.Unwatched)
-	}
-	write(t, root+"/dist/b/out", "written through dist/b")
-	c = since(t, w, tok)
-	for _, p := range []string{"dist/a/out", "dist/b/out"} {
+	for _, p := range []string{"dist/bundle/x", "dist/layers/x"} {
 		if c.Unchanged(p) {
-			t.Errorf("%s is vouched for after a write through dist/b/out; unwatched %q", p, c.Unwatched)
+			t.Errorf("%s is vouched for after a write through dist/layers/x; changed %q", p, c.Paths)
 		}
+	}
+	if !c.Unchanged("src/sib") {
+		t.Errorf("src/sib is not vouched for: %s", c.Why)
+	}
+
+	// The layers directory goes elsewhere, its name of the file with it.
+	tok = now(t, w)
+	must(t, os.Rename(root+"/dist/layers", store+"/layers"))
+	c = since(t, w, tok)
+	tok = c.Now
+	write(t, store+"/layers/x", "written through the name outside")
+	if c := since(t, w, tok); c.Unchanged("dist/bundle/x") {
+		t.Errorf("dist/bundle/x, written through its name renamed out of the workspace, is vouched for; unwatched %q", c.Unwatched)
 	}
 
 	tok = now(t, w)
@@ -731,7 +737,27 @@ func TestWatchLinkFromOutsideKeepsTokens(t *testing.T) {
 			t.Errorf("%s is vouched for after a write through src/b; unwatched %q", p, c.Unwatched)
 		}
 	}
-	if !c.Unchanged("dist/b") {
-		t.Errorf("dist/b is not vouched for: %s", c.Why)
+}
+
+// TestWatchLinkNameMovedUnheard: of a file's two workspace names, one is
+// renamed below node_modules, where the watcher does not hear it: a write
+// through it must leave the other name unvouched.
+func TestWatchLinkNameMovedUnheard(t *testing.T) {
+	w, root := watch(t, func(r string) {
+		os.MkdirAll(r+"/a", 0o755)
+		os.MkdirAll(r+"/c", 0o755)
+		os.MkdirAll(r+"/node_modules", 0o755)
+		os.WriteFile(r+"/c/e", []byte("e"), 0o644)
+		os.Link(r+"/c/e", r+"/a/x")
+	})
+	tok := now(t, w)
+	if c := since(t, w, tok); !c.Unchanged("c/e") {
+		t.Fatalf("c/e, with both its names heard, is not vouched for; unwatched %q", c.Unwatched)
+	}
+	must(t, os.Rename(root+"/a/x", root+"/node_modules/x"))
+	tok = since(t, w, tok).Now
+	write(t, root+"/node_modules/x", "written where no one hears")
+	if c := since(t, w, tok); c.Unchanged("c/e") {
+		t.Errorf("c/e, written through its name below node_modules, is vouched for; unwatched %q", c.Unwatched)
 	}
 }
