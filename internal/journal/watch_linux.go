@@ -420,8 +420,7 @@ func (w *Watcher) loop(ctx context.Context) {
 	}
 }
 
-// restart follows a queue overflow (events were lost) or a file found to
-// have other names (its other names changed unheard): every token is
+// restart follows a queue overflow (events were lost): every token is
 // void. It starts over with a fresh descriptor and instance; the questions
 // waiting are answered (incomplete) at once. f is the descriptor's file
 // the loop was reading.
@@ -600,23 +599,12 @@ func (w *Watcher) judge(id fileID) {
 	if !ok {
 		return
 	}
-	// The names still naming the file: a name renamed away with its
-	// directory, or replaced, no longer counts.
-	var heard, stale []string
-	for _, q := range w.names[id] {
-		var st unix.Stat_t
-		if unix.Lstat(w.abs(q), &st) == nil && uint64(st.Dev) == id.dev && uint64(st.Ino) == id.ino {
-			heard = append(heard, q)
-		} else {
-			stale = append(stale, q)
-		}
-	}
-	for _, q := range stale {
-		w.forget(q)
-	}
+	heard := w.live(id)
 	w.judge1(id, uint64(len(heard)) >= n)
 }
 
+// judge1 holds the names of the file id unwatched (vouch false) or not,
+// and reports each name whose state it changes as changed.
 func (w *Watcher) judge1(id fileID, vouch bool) {
 	for _, q := range w.names[id] {
 		if w.j.isUnwatched(q) == vouch {
@@ -634,18 +622,26 @@ func (w *Watcher) written(p string) {
 	}
 }
 
-// others returns the other workspace names of p's file that still name
-// it; the ones that no longer do are forgotten.
+// others returns the other workspace names of p's file (live).
 func (w *Watcher) others(p string) []string {
 	id, ok := w.ids[p]
 	if !ok {
 		return nil
 	}
+	var out []string
+	for _, q := range w.live(id) {
+		if q != p {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// live returns the names of the file id that still name it; a name
+// renamed away with its directory, or replaced, is forgotten.
+func (w *Watcher) live(id fileID) []string {
 	var out, stale []string
 	for _, q := range w.names[id] {
-		if q == p {
-			continue
-		}
 		var st unix.Stat_t
 		if unix.Lstat(w.abs(q), &st) == nil && uint64(st.Dev) == id.dev && uint64(st.Ino) == id.ino {
 			out = append(out, q)
