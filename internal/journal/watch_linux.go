@@ -527,7 +527,7 @@ func (w *Watcher) event(wd int32, mask uint32, name string) bool {
 	case mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
 		w.j.changed(dir)
 		w.j.changedTree(p)
-		return w.added(p, name, mask&unix.IN_ISDIR != 0)
+		w.added(p, name)
 	case mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
 		w.j.changed(dir)
 		w.j.changedTree(p)
@@ -693,13 +693,12 @@ func (w *Watcher) forget(p string) {
 	}
 }
 
-// added handles a new entry p (named name) in a watched directory; false
-// means the watcher must start over.
-func (w *Watcher) added(p, name string, isDir bool) bool {
+// added handles a new entry p (named name) in a watched directory.
+func (w *Watcher) added(p, name string) {
 	var st unix.Stat_t
 	if err := unix.Lstat(w.abs(p), &st); err != nil {
 		// Gone again: its removal is a later event.
-		return true
+		return
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFLNK:
@@ -708,7 +707,7 @@ func (w *Watcher) added(p, name string, isDir bool) bool {
 		w.j.setUnwatched(p, false)
 		if skipped[name] {
 			w.j.setUnwatched(p, true)
-			return true
+			return
 		}
 		if err := w.watchTree(p); err != nil {
 			w.fail(err.Error())
@@ -719,7 +718,6 @@ func (w *Watcher) added(p, name string, isDir bool) bool {
 	default:
 		w.j.setUnwatched(p, false)
 	}
-	return true
 }
 
 // sync makes sure every event that happened before it was called has been
