@@ -23,9 +23,12 @@ type journal struct {
 	broken string
 	paths  map[string]uint64
 	trees  map[string]uint64
-	// unwatched holds the directories the watcher skips and the
-	// symbolic links it found, as they are now.
+	// unwatched holds the directories the watcher skips, the symbolic
+	// links it found and the files with a name it does not hear, as they
+	// are now: the watcher's state, not history.
 	unwatched map[string]struct{}
+	// limit bounds paths and trees (maxEntries).
+	limit int
 }
 
 // maxEntries bounds the journal's memory: past it the journal starts a new
@@ -33,7 +36,7 @@ type journal struct {
 const maxEntries = 1 << 20
 
 func newJournal() *journal {
-	j := &journal{}
+	j := &journal{limit: maxEntries}
 	j.reset()
 	return j
 }
@@ -52,30 +55,27 @@ func (j *journal) reset() {
 }
 
 // changed records that p itself changed.
-func (j *journal) changed(p string) {
-	j.mu.Lock()
-	j.seq++
-	j.paths[p] = j.seq
-	j.trimLocked()
-	j.mu.Unlock()
-}
+func (j *journal) changed(p string) { j.record(p, false) }
 
 // changedTree records that p and everything below it may have changed.
-func (j *journal) changedTree(p string) {
-	j.mu.Lock()
-	j.seq++
-	j.trees[p] = j.seq
-	j.trimLocked()
-	j.mu.Unlock()
-}
+func (j *journal) changedTree(p string) { j.record(p, true) }
 
-func (j *journal) trimLocked() {
-	if len(j.paths)+len(j.trees) > maxEntries {
-		// Rather than grow without bound, void every token: the next build
-		// stats everything, as with no server.
-		ready := j.ready
+func (j *journal) record(p string, tree bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.seq++
+	if tree {
+		j.trees[p] = j.seq
+	} else {
+		j.paths[p] = j.seq
+	}
+	if len(j.paths)+len(j.trees) > j.limit {
+		// Rather than grow without bound, void every token: the next
+		// build stats everything, as with no server. What is unwatched
+		// now stays so: the watcher found it and will not again.
+		ready, unwatched := j.ready, j.unwatched
 		j.reset()
-		j.ready = ready
+		j.ready, j.unwatched = ready, unwatched
 	}
 }
 
