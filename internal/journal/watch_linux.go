@@ -83,8 +83,8 @@ type Watcher struct {
 // fileID names a file by device and inode.
 type fileID struct{ dev, ino uint64 }
 
-// Watch starts watching the workspace at root. The journal is ready (hands
-// out tokens) once every directory is watched; Ready reports when.
+// Watch starts watching the workspace at root. It returns once every
+// directory is watched, when the journal hands out tokens.
 func Watch(ctx context.Context, root string) (*Watcher, error) {
 	if why := unsupportedFS(root); why != "" {
 		return nil, &errNoWatch{why}
@@ -244,17 +244,9 @@ func (w *Watcher) watchErr(dir string, err error) error {
 	if errors.Is(err, unix.ENOSPC) {
 		limit, _ := os.ReadFile("/proc/sys/fs/inotify/max_user_watches")
 		return &errNoWatch{fmt.Sprintf("inotify watch limit reached at %s (fs.inotify.max_user_watches=%s, %d directories watched): raise it, e.g. sudo sysctl fs.inotify.max_user_watches=524288",
-			dir, trimNL(limit), len(w.byWD))}
+			dir, strings.TrimSpace(string(limit)), len(w.byWD))}
 	}
 	return fmt.Errorf("watch %s: %w", dir, err)
-}
-
-func trimNL(b []byte) string {
-	s := string(b)
-	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == ' ') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // watchTree watches rel and every directory below it, and notes the
@@ -504,7 +496,8 @@ func (w *Watcher) event(wd int32, mask uint32, name string) bool {
 		if w.byPath[dir] == wd {
 			delete(w.byPath, dir)
 		}
-		return w.unlock(true)
+		w.mu.Unlock()
+		return true
 	}
 	w.mu.Unlock()
 	if !ok {
@@ -625,7 +618,9 @@ func (w *Watcher) written(p string) {
 // others returns the other workspace names of p's file (live).
 func (w *Watcher) others(p string) []string {
 	id, ok := w.ids[p]
-	if !ok {
+	if !ok || len(w.names[id]) < 2 {
+		// One name, p's: no stat for it (every write's event asks,
+		// so this is the common case).
 		return nil
 	}
 	var out []string
@@ -797,9 +792,4 @@ func (w *Watcher) Watched() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.byWD)
-}
-
-func (w *Watcher) unlock(v bool) bool {
-	w.mu.Unlock()
-	return v
 }
